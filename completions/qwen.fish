@@ -1,0 +1,1 @@
+complete --command qwen --no-files --arguments "(env _QWEN_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwen)" --condition "env _QWEN_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwen"

@@ -1,0 +1,12 @@
+
+_qwencli_completion() {
+    local IFS=$'
+'
+    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
+                   COMP_CWORD=$COMP_CWORD \
+                   _QWENCLI_COMPLETE=complete_bash $1 ) )
+    return 0
+}
+
+complete -o default -F _qwencli_completion qwencli
+

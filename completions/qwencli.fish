@@ -1,0 +1,1 @@
+complete --command qwencli --no-files --arguments "(env _QWENCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwencli)" --condition "env _QWENCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwencli"

@@ -1,0 +1,18 @@
+"""Backends: engines behind one protocol (`base.Backend`). Heavy libraries load only in here."""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedModel
+from ..models.resolve import ResolvedModel
+from .base import Backend, LoadOptions, ModelInfo
+
+__all__ = ["Backend", "LoadOptions", "ModelInfo", "load_backend"]
+
+
+def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Backend:
+    """Load `model` with the backend its format calls for."""
+    if model.format == "gguf" and model.path is not None:
+        from .llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model.path, load, name=model.name)
+    raise UnsupportedModel(f"no backend can run {model.name} ({model.format})")

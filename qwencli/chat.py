@@ -1,0 +1,166 @@
+"""The values that flow between the CLI, the server and the backends.
+
+Small frozen dataclasses: a message, the generation options, and the chunk a backend streams.
+A backend has one generation path, an iterator of chunks; the last chunk carries the finish
+reason, the token usage and the timings. `collect()` folds a stream into a `Completion`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+ChunkKind = Literal["text", "reasoning"]
+#: "cancelled": stopped by the caller (Ctrl-C, a closed pipe, a client that went away).
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the OpenAI API carries it
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+    reasoning: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_template(self) -> dict[str, Any]:
+        """The dict a Hugging Face chat template expects for this message."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.reasoning is not None:
+            out["reasoning_content"] = self.reasoning
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.reasoning:
+            out["reasoning"] = self.reasoning
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Message":
+        role = data.get("role")
+        content = data.get("content")
+        if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
+            raise ValueError(f"not a chat message: {str(data)[:80]}")
+        reasoning = data.get("reasoning")
+        return cls(role=role, content=content, reasoning=reasoning if isinstance(reasoning, str) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """Sampling and stopping. None means "the model's default" (see `qwencli.sampling`)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    #: None: the template's default. False renders Qwen3's `enable_thinking=False`.
+    think: bool | None = None
+    #: "json" for any JSON object, or a JSON schema (dict) the output must follow.
+    response_format: str | dict[str, Any] | None = None
+    #: A raw GBNF grammar (llama.cpp only); built by the server for forced tool calls.
+    grammar: str | None = None
+
+    def replace(self, **changes: Any) -> "GenerationOptions":
+        return dataclasses.replace(self, **changes)
+
+    def merged_over(self, defaults: "GenerationOptions") -> "GenerationOptions":
+        """These options, with every unset field taken from `defaults`."""
+        values = {
+            f.name: getattr(self, f.name) if getattr(self, f.name) not in (None, ()) else getattr(defaults, f.name)
+            for f in dataclasses.fields(self)
+        }
+        return GenerationOptions(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: Prompt tokens whose KV cache was reused from the previous request.
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds, measured by the backend around its own work."""
+
+    prompt_seconds: float = 0.0
+    generation_seconds: float = 0.0
+    first_token_seconds: float = 0.0
+
+    def rates(self, usage: Usage) -> dict[str, float]:
+        def rate(tokens: int, seconds: float) -> float:
+            return round(tokens / seconds, 2) if seconds > 0 else 0.0
+
+        evaluated = usage.prompt_tokens - usage.cached_tokens
+        # The first generated token comes out of the prompt pass; the rest are decode steps.
+        return {
+            "prompt_tokens_per_second": rate(evaluated, self.prompt_seconds),
+            "generation_tokens_per_second": rate(max(usage.completion_tokens - 1, 0), self.generation_seconds),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str = ""
+    kind: ChunkKind = "text"
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    reasoning: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings = field(default_factory=Timings)
+
+
+def collect(chunks: Iterable[Chunk]) -> Completion:
+    """The non-streaming answer: the stream, collected."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    last = Chunk(finish_reason="stop")
+    for chunk in chunks:
+        (reasoning if chunk.kind == "reasoning" else text).append(chunk.text)
+        if chunk.finish_reason is not None:
+            last = chunk
+    return Completion(
+        text="".join(text),
+        reasoning="".join(reasoning),
+        finish_reason=last.finish_reason or "stop",
+        usage=last.usage or Usage(),
+        timings=last.timings or Timings(),
+    )

@@ -1,0 +1,29 @@
+"""The `qwen` command. Nothing heavy is imported here: `qwen --help` and Tab completion must
+start fast, so each command imports what it needs inside its body."""
+
+from __future__ import annotations
+
+import typer
+
+from . import run as _run
+
+app = typer.Typer(
+    name="qwen",
+    help="Run Qwen models locally (GGUF via llama.cpp, or torch on CUDA) or through hosted APIs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Run Qwen models locally (GGUF via llama.cpp, or torch on CUDA) or through hosted APIs."""
+
+
+_run.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,51 @@
+"""Errors → one line on stderr and an exit status, in one place.
+
+Exit statuses: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C). Tracebacks only with
+QWEN_DEBUG=1; exceptions that are not QwenError are bugs and keep theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Callable, TypeVar
+
+import typer
+
+from ..errors import EXIT_INTERRUPTED, QwenError
+
+F = TypeVar("F", bound=Callable)
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..console import OutputClosed, error
+
+        try:
+            return fn(*args, **kwargs)
+        except QwenError as exc:
+            if os.environ.get("QWEN_DEBUG", "").strip() in ("1", "true", "yes"):
+                traceback.print_exc()
+            error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except OutputClosed:
+            raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            interrupted()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def interrupted() -> None:
+    """Ctrl-C: leave at once with 130. os._exit, because a native engine thread may still be
+    busy (a model half loaded) and must not be torn down under Python's finalization."""
+    try:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(EXIT_INTERRUPTED)

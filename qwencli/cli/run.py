@@ -1,0 +1,106 @@
+"""`qwen run MODEL [PROMPT...]`: the REPL on a terminal, one answer otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import handle_errors
+from .options import Ctx, GpuLayers, Threads, Verbose
+
+SAMPLING = "Sampling (defaults follow the model's family)"
+
+
+def run(
+    model: Annotated[str, typer.Argument(help="A model name or a path to a .gguf file.")],
+    prompt: Annotated[
+        Optional[list[str]], typer.Argument(help="The prompt. Without one, stdin is read or, on a terminal, a chat starts.",
+                                            show_default=False)
+    ] = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 is greedy.", rich_help_panel=SAMPLING)] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling.", rich_help_panel=SAMPLING)] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Top-k sampling.", rich_help_panel=SAMPLING)] = None,
+    min_p: Annotated[Optional[float], typer.Option(help="Min-p sampling.", rich_help_panel=SAMPLING)] = None,
+    repeat_penalty: Annotated[Optional[float], typer.Option(help="Repetition penalty.", rich_help_panel=SAMPLING)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", "-n", help="Most tokens to generate.", rich_help_panel=SAMPLING)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed, for repeatable sampling.", rich_help_panel=SAMPLING)] = None,
+    think: Annotated[
+        Optional[bool],
+        typer.Option("--think/--no-think", help="Qwen3 thinking: --think shows it (on stderr when piped), --no-think turns it off.",
+                     show_default=False),
+    ] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, usage, timings.")] = False,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    verbose: Verbose = False,
+) -> None:
+    """Chat with a model, or answer one prompt (from the arguments and/or stdin)."""
+    _run(**locals())
+
+
+@handle_errors
+def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed, think,
+         format, json_output, ctx, threads, gpu_layers, verbose) -> None:
+    from .. import settings as settings_module
+    from ..backends import LoadOptions, load_backend
+    from ..chat import GenerationOptions
+    from ..errors import UsageError
+    from ..models.resolve import resolve
+    from ..sampling import check_options
+    from .input import read_prompt
+
+    if format not in (None, "json"):
+        raise UsageError(f"--format takes 'json', not {format!r}")
+    interactive = not prompt and sys.stdin.isatty() and sys.stdout.isatty() and not json_output
+    text = None if interactive else read_prompt(prompt)
+    options = check_options(
+        GenerationOptions(
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty,
+            max_tokens=max_tokens, seed=seed, think=think, response_format=format,
+        )
+    )
+    resolved = resolve(model)
+    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose)
+    backend = _load_with_status(resolved, load, load_backend)
+    try:
+        if verbose:
+            _describe(backend.info)
+        if interactive:
+            from ..console import notice
+            from ..repl import run_repl
+            from ..session import Conversation
+
+            conversation = Conversation(backend, system=system, options=options, notice=notice)
+            run_repl(conversation, history_file=settings_module.load().history_file, verbose=verbose)
+        else:
+            from ..oneshot import run_once
+
+            run_once(backend, text or "", system=system, options=options, json_output=json_output,
+                     show_thinking=think is True, verbose=verbose)
+    finally:
+        backend.close()
+
+
+def _load_with_status(resolved, load, load_backend):
+    from ..console import stderr_console
+
+    console = stderr_console()
+    if console.is_terminal:
+        with console.status(f"Loading {resolved.name}…", spinner="dots"):
+            return load_backend(resolved, load)
+    return load_backend(resolved, load)
+
+
+def _describe(info) -> None:
+    from ..console import notice
+
+    notice(f"loaded {info.name} in {info.load_seconds:.2f} s · {info.backend} · context {info.context_reason}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(run)

@@ -1,0 +1,85 @@
+"""Typed errors. Each carries a one-line message and a hint naming what to do next.
+
+The CLI turns them into stderr + exit status in one place (`qwencli.cli.errors`); the server
+turns them into OpenAI error bodies. Anything that is not a QwenError is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class QwenError(Exception):
+    """An error the user can act on."""
+
+    exit_code = EXIT_ERROR
+    #: OpenAI error `type` / HTTP status when the server reports it.
+    http_status = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None, *, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.param = param
+
+
+class UsageError(QwenError):
+    exit_code = EXIT_USAGE
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class ModelNotFound(QwenError):
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class InvalidModelFile(QwenError):
+    """The file exists but is not a model we can load (not GGUF, truncated, corrupt)."""
+
+    http_status = 500
+
+
+class UnsupportedModel(QwenError):
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "model_not_supported"
+
+
+class TemplateError(QwenError):
+    """The model's chat template failed or tried to leave its sandbox."""
+
+    http_status = 500
+
+
+class ContextOverflow(QwenError):
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"
+
+
+class BackendUnavailable(QwenError):
+    """A backend's libraries or hardware are missing (e.g. torch without the extra)."""
+
+    http_status = 500
+
+
+class NetworkError(QwenError):
+    http_status = 502
+
+
+class DownloadError(QwenError):
+    pass
+
+
+class RemoteError(QwenError):
+    """An OpenAI-compatible server answered with an error."""
+
+    http_status = 502

@@ -1,0 +1,198 @@
+"""Slash commands, one table. Each handler gets the REPL state and the text after the command;
+it may return a stream of chunks for the loop to print (as `/regen` does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .. import sampling
+from ..chat import Chunk
+from ..errors import UsageError
+from ..session import Conversation
+
+MAX_READ_BYTES = 1 << 20
+
+
+@dataclass
+class ReplState:
+    conversation: Conversation
+    say: Callable[[str], None]
+    attachments: list[tuple[str, str]] = field(default_factory=list)
+    running: bool = True
+
+    def take_attachments(self, text: str) -> str:
+        """The next message, with the files from /read in front of it."""
+        if not self.attachments:
+            return text
+        parts = [f"Contents of {name}:\n```\n{body.rstrip()}\n```" for name, body in self.attachments]
+        self.attachments.clear()
+        return "\n\n".join(parts + [text])
+
+
+Handler = Callable[[ReplState, str], "Iterator[Chunk] | None"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    help: str
+    handler: Handler
+    aliases: tuple[str, ...] = ()
+
+
+def _help(state: ReplState, arg: str) -> None:
+    width = max(len(c.usage) for c in COMMANDS)
+    lines = [f"  {c.usage.ljust(width)}  {c.help}" for c in COMMANDS]
+    fence, ctrl_c = '"""'.ljust(width), "Ctrl-C".ljust(width)
+    lines.append(f"  {fence}  start or end a multi-line message")
+    lines.append(f"  {ctrl_c}  stop the reply · Ctrl-D leaves")
+    state.say("\n".join(lines))
+
+
+def _bye(state: ReplState, arg: str) -> None:
+    state.running = False
+
+
+def _clear(state: ReplState, arg: str) -> None:
+    state.conversation.clear()
+    state.attachments.clear()
+    state.say("Conversation cleared.")
+
+
+def _system(state: ReplState, arg: str) -> None:
+    if not arg:
+        current = state.conversation.system
+        state.say(f"System prompt: {current}" if current else "No system prompt. /system TEXT sets one.")
+        return
+    state.conversation.system = arg
+    state.say("System prompt set.")
+
+
+SET_KEYS: dict[str, Callable[[str], object]] = {
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "min_p": float,
+    "repeat_penalty": float,
+    "max_tokens": int,
+    "seed": int,
+    "think": lambda v: {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False,
+                        "default": None}[v.lower()],
+}
+
+
+def _set(state: ReplState, arg: str) -> None:
+    key, _, value = arg.partition(" ")
+    key = key.strip().lower().replace("-", "_")
+    value = value.strip()
+    if key not in SET_KEYS or not value:
+        raise UsageError(f"usage: /set KEY VALUE with KEY one of {', '.join(SET_KEYS)}")
+    try:
+        parsed = SET_KEYS[key](value)
+    except (ValueError, KeyError):
+        raise UsageError(f"{value!r} is not a valid value for {key}") from None
+    sampling.check_value(key, parsed)  # type: ignore[arg-type]
+    conversation = state.conversation
+    conversation.options = conversation.options.replace(**{key: parsed})
+    state.say(f"Set {key} to {value}.")
+
+
+def _show(state: ReplState, arg: str) -> None:
+    conversation = state.conversation
+    info = conversation.backend.info
+    used = conversation.context_used()
+    effective = sampling.resolve(conversation.options, info.family)
+    settings = ", ".join(
+        f"{k} {getattr(effective, k)}"
+        for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "think")
+        if getattr(effective, k) is not None
+    )
+    rows = [
+        ("model", info.name),
+        ("backend", f"{info.backend}" + (f" ({info.threads} threads, {info.gpu_layers} GPU layers)" if info.threads else "")),
+        ("context", f"{used if used is not None else '?'} / {info.context_length} tokens"),
+        ("settings", settings or "model defaults"),
+        ("system", conversation.system or "(none)"),
+        ("turns", str(sum(1 for m in conversation.turns if m.role == "user"))),
+    ]
+    if info.architecture:
+        rows.insert(1, ("architecture", f"{info.architecture}, {info.quantization or '?'}"))
+    state.say("\n".join(f"  {k:<12} {v}" for k, v in rows))
+
+
+def _regen(state: ReplState, arg: str) -> Iterator[Chunk]:
+    return state.conversation.regenerate()
+
+
+def _undo(state: ReplState, arg: str) -> None:
+    if state.conversation.undo():
+        state.say("Removed the last exchange.")
+    else:
+        state.say("Nothing to undo.")
+
+
+def _read(state: ReplState, arg: str) -> None:
+    if not arg:
+        raise UsageError("usage: /read FILE")
+    path = Path(arg).expanduser()
+    try:
+        if path.stat().st_size > MAX_READ_BYTES:
+            raise UsageError(f"{arg} is larger than {MAX_READ_BYTES // 1024} KiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {arg}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{arg} is a directory") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {arg}: {exc.strerror}") from None
+    state.attachments.append((path.name, data.decode("utf-8", errors="replace")))
+    state.say(f"Added {path.name} ({len(data):,} bytes) to your next message.")
+
+
+def _save(state: ReplState, arg: str) -> None:
+    if not arg:
+        raise UsageError("usage: /save FILE")
+    try:
+        state.conversation.save(Path(arg).expanduser())
+    except OSError as exc:
+        raise UsageError(f"cannot write {arg}: {exc.strerror}") from None
+    state.say(f"Saved the conversation to {arg}.")
+
+
+def _load(state: ReplState, arg: str) -> None:
+    if not arg:
+        raise UsageError("usage: /load FILE")
+    state.conversation.load(Path(arg).expanduser())
+    turns = sum(1 for m in state.conversation.turns if m.role == "user")
+    state.say(f"Loaded {turns} exchanges from {arg}.")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("/help", "/help", "show this help", _help, aliases=("/?",)),
+    Command("/bye", "/bye", "leave (also /exit, Ctrl-D)", _bye, aliases=("/exit", "/quit")),
+    Command("/clear", "/clear", "forget the conversation (keeps the system prompt)", _clear),
+    Command("/system", "/system TEXT", "set the system prompt", _system),
+    Command("/set", "/set KEY VALUE", f"set {', '.join(SET_KEYS)}", _set),
+    Command("/show", "/show", "model, backend, context used, settings", _show),
+    Command("/regen", "/regen", "answer the last message again", _regen),
+    Command("/undo", "/undo", "remove the last exchange", _undo),
+    Command("/read", "/read FILE", "add a file to your next message", _read),
+    Command("/save", "/save FILE", "save the conversation as JSON", _save),
+    Command("/load", "/load FILE", "load a conversation saved with /save", _load),
+)
+
+_BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
+
+
+def find(line: str) -> tuple[Command, str] | None:
+    """The command a line invokes and its argument, or None if it is not a command."""
+    if not line.startswith("/"):
+        return None
+    name, _, arg = line.strip().partition(" ")
+    command = _BY_NAME.get(name.lower())
+    if command is None:
+        raise UsageError(f"unknown command {name}", "type /help for the list")
+    return command, arg.strip()

@@ -1,0 +1,76 @@
+"""Sampling defaults by model family, as Qwen recommends them (shared/reference/qwen-models.md).
+
+Flags and request fields override these; these override llama.cpp's own defaults, which are not
+what Qwen models were tuned for.
+"""
+
+from __future__ import annotations
+
+from .chat import GenerationOptions
+from .errors import UsageError
+
+# llama.cpp's defaults, for models we know nothing about.
+GENERIC = GenerationOptions(temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0)
+
+FAMILY_DEFAULTS: dict[str, GenerationOptions] = {
+    # Qwen1.5, Qwen2, Qwen2.5 and Qwen2.5-Coder share one recommendation.
+    "qwen": GenerationOptions(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.05),
+    "qwq": GenerationOptions(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0, repeat_penalty=1.0),
+    "qwen3": GenerationOptions(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0, repeat_penalty=1.0),
+    "qwen3-nothink": GenerationOptions(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.0),
+}
+
+
+def family_of(architecture: str | None, name: str | None) -> str | None:
+    """The sampling family of a model from its GGUF architecture and name, or None if unknown."""
+    arch = (architecture or "").lower()
+    label = (name or "").lower()
+    if "qwq" in label:
+        return "qwq"
+    if arch.startswith(("qwen3", "qwen35")):
+        return "qwen3"
+    if arch.startswith("qwen2") or arch == "qwen":
+        return "qwen"
+    return None
+
+
+def defaults_for(family: str | None, *, think: bool | None = None) -> GenerationOptions:
+    if family == "qwen3" and think is False:
+        return FAMILY_DEFAULTS["qwen3-nothink"]
+    return FAMILY_DEFAULTS.get(family or "", GENERIC)
+
+
+def resolve(options: GenerationOptions, family: str | None) -> GenerationOptions:
+    """Fill every unset sampling field from the family's defaults."""
+    return options.merged_over(defaults_for(family, think=options.think))
+
+
+#: Bounds for every numeric option, shared by flags, `/set` and the server (a 400 naming the field).
+LIMITS: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, 1000),
+    "min_p": (0.0, 1.0),
+    "repeat_penalty": (0.0, 10.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "max_tokens": (1, 1 << 20),
+    "seed": (0, (1 << 32) - 1),
+}
+
+
+def check_value(name: str, value: float | int | None) -> None:
+    if value is None or name not in LIMITS:
+        return
+    low, high = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise UsageError(f"{name} must be a number", param=name)
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be between {low:g} and {high:g}, got {value:g}", param=name)
+
+
+def check_options(options: GenerationOptions) -> GenerationOptions:
+    """Raise UsageError naming the first option outside its bounds."""
+    for name in LIMITS:
+        check_value(name, getattr(options, name))
+    return options

@@ -1,0 +1,66 @@
+"""Configuration from the environment, read at call time into one frozen object.
+
+Every variable qwencli reads is in `VARIABLES` (and the README's table is generated from the same
+list by `tests/test_settings.py`). Model weights live in the Hugging Face cache (`HF_HOME`,
+`HF_HUB_CACHE`, read by huggingface_hub); qwencli's own directory holds only small files: input
+history and the pull journal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIABLES: dict[str, str] = {
+    "QWEN_HOME": "qwencli's own directory: REPL history, partial downloads' journal (default: $XDG_DATA_HOME/qwencli or ~/.local/share/qwencli)",
+    "QWEN_DEBUG": "1 shows full tracebacks for errors",
+    "QWEN_BACKEND": "default for --backend: auto, llama, torch or remote",
+    "QWEN_HOST": "an OpenAI-compatible server to use instead of local models (same as --host)",
+    "QWEN_API_KEY": "API key for --host, and the key `qwen serve` requires",
+    "DASHSCOPE_API_KEY": "key for hosted Qwen (qwen-max, qwen-plus, …)",
+    "QWEN_DASHSCOPE_BASE_URL": "hosted Qwen endpoint (default: the international one)",
+    "NO_COLOR": "any value turns colour off",
+    "HF_HOME / HF_HUB_CACHE": "where models are stored (the standard Hugging Face cache)",
+    "HF_ENDPOINT": "the Hugging Face hub to pull from",
+    "HF_TOKEN": "token for gated or private repos (never printed)",
+    "HF_HUB_OFFLINE": "1: never touch the network",
+}
+
+DASHSCOPE_INTL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    debug: bool
+    backend: str
+    host: str | None
+    api_key: str | None
+    dashscope_api_key: str | None
+    dashscope_base_url: str
+    no_color: bool
+    offline: bool
+
+    @property
+    def history_file(self) -> Path:
+        return self.home / "history"
+
+
+def load() -> Settings:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Settings(
+        home=Path(os.environ.get("QWEN_HOME") or Path(data_home) / "qwencli"),
+        debug=_flag("QWEN_DEBUG"),
+        backend=os.environ.get("QWEN_BACKEND", "auto").strip().lower() or "auto",
+        host=os.environ.get("QWEN_HOST") or None,
+        api_key=os.environ.get("QWEN_API_KEY") or None,
+        dashscope_api_key=os.environ.get("DASHSCOPE_API_KEY") or None,
+        dashscope_base_url=os.environ.get("QWEN_DASHSCOPE_BASE_URL") or DASHSCOPE_INTL,
+        no_color="NO_COLOR" in os.environ,
+        offline=_flag("HF_HUB_OFFLINE"),
+    )

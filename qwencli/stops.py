@@ -1,0 +1,37 @@
+"""Stop strings over a stream: never emit half of a stop string, never lose the text before it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class StopFilter:
+    def __init__(self, stops: Sequence[str]):
+        self.stops = tuple(s for s in stops if s)
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Text safe to emit now. After a stop string is seen, `stopped` is set and the rest dropped."""
+        if self.stopped:
+            return ""
+        if not self.stops:
+            return text
+        buf = self._held + text
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            self._held = ""
+            return buf[: min(hits)]
+        hold = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(buf)), hold, -1):
+                if buf.endswith(stop[:n]):
+                    hold = n
+                    break
+        self._held = buf[len(buf) - hold :] if hold else ""
+        return buf[: len(buf) - hold]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return "" if self.stopped else held

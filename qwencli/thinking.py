@@ -1,0 +1,101 @@
+"""Split `<think>…</think>` reasoning from the answer in a stream of text pieces.
+
+The tags may straddle two pieces (`</thi` + `nk>`), so text that could still become a tag is
+held back until the next piece decides it. Qwen writes `<think>\\nreasoning\\n</think>\\n\\nanswer`;
+the newlines around the tags are layout, not content, and are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Literal
+
+from .chat import Chunk
+
+OPEN, CLOSE = "<think>", "</think>"
+Mode = Literal["detect", "reasoning", "text"]
+
+
+def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
+    """Where a reply starts, given what the template put after `<|im_start|>assistant`."""
+    if not supports_thinking:
+        return "text"
+    tail = generation_prefix.rstrip()
+    if tail.endswith(OPEN):  # QwQ pre-fills the opening tag
+        return "reasoning"
+    if tail.endswith(CLOSE):  # Qwen3 with enable_thinking=False pre-fills an empty block
+        return "text"
+    return "detect"
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a proper start of `tag`."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+class ThinkingSplitter:
+    def __init__(self, mode: Mode = "detect"):
+        self.mode: Mode = mode
+        self._buf = ""
+        self._reasoning_started = False
+        self._strip_text_start = False
+
+    def feed(self, piece: str) -> Iterator[Chunk]:
+        self._buf += piece
+        while self._buf:
+            if self.mode == "detect":
+                head = self._buf.lstrip()
+                if head.startswith(OPEN):
+                    self._buf = head[len(OPEN) :]
+                    self.mode = "reasoning"
+                    continue
+                if not head or OPEN.startswith(head):
+                    return  # may still become "<think>"
+                self.mode = "text"
+                continue
+            if self.mode == "reasoning":
+                if not self._reasoning_started:
+                    self._buf = self._buf.lstrip("\n")
+                    if not self._buf:
+                        return
+                    self._reasoning_started = True
+                end = self._buf.find(CLOSE)
+                if end >= 0:
+                    body = self._buf[:end].rstrip("\n")
+                    self._buf = self._buf[end + len(CLOSE) :]
+                    self.mode = "text"
+                    self._strip_text_start = True
+                    if body:
+                        yield Chunk(body, kind="reasoning")
+                    continue
+                hold = _partial_suffix(self._buf, CLOSE)
+                body = self._buf[: len(self._buf) - hold]
+                # Trailing newlines may be the layout before `</think>`: hold them too.
+                kept = body.rstrip("\n")
+                hold += len(body) - len(kept)
+                if kept:
+                    yield Chunk(kept, kind="reasoning")
+                self._buf = self._buf[len(kept) :]
+                return
+            # text
+            if self._strip_text_start:
+                self._buf = self._buf.lstrip("\n")
+                if not self._buf:
+                    return
+                self._strip_text_start = False
+            out, self._buf = self._buf, ""
+            yield Chunk(out)
+
+    def flush(self) -> Iterator[Chunk]:
+        """End of stream: whatever is held back is content after all."""
+        rest, self._buf = self._buf, ""
+        if not rest:
+            return
+        if self.mode == "reasoning":
+            rest = rest.rstrip("\n")
+            if rest:
+                yield Chunk(rest, kind="reasoning")
+        elif not (self._strip_text_start and not rest.strip("\n")):
+            yield Chunk(rest.lstrip("\n") if self._strip_text_start else rest)
