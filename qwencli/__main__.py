@@ -1,0 +1,3 @@
+from qwencli.cli import main
+
+main()
