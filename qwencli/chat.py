@@ -8,6 +8,7 @@ reason, the token usage and the timings. `collect()` folds a stream into a `Comp
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
@@ -40,7 +41,7 @@ class Message:
             out["reasoning_content"] = self.reasoning
         if self.tool_calls:
             out["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _arguments(c.arguments)}}
                 for c in self.tool_calls
             ]
         if self.tool_call_id is not None:
@@ -63,6 +64,15 @@ class Message:
             raise ValueError(f"not a chat message: {str(data)[:80]}")
         reasoning = data.get("reasoning")
         return cls(role=role, content=content, reasoning=reasoning if isinstance(reasoning, str) else None)
+
+
+def _arguments(text: str) -> Any:
+    # Templates expect arguments as an object (Qwen2.5's applies `tojson` to them, which would
+    # double-encode the OpenAI API's JSON string); keep the text if it is not JSON.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 @dataclass(frozen=True, slots=True)

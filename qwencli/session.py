@@ -63,8 +63,7 @@ class Conversation:
     # -- talking ----------------------------------------------------------------------------
 
     def ask(self, text: str) -> Iterator[Chunk]:
-        self.turns.append(Message("user", text))
-        return self._reply()
+        return self._reply(Message("user", text))
 
     def regenerate(self) -> Iterator[Chunk]:
         if not self.turns or not any(m.role == "user" for m in self.turns):
@@ -73,7 +72,9 @@ class Conversation:
             self.turns.pop()
         return self._reply()
 
-    def _reply(self) -> Iterator[Chunk]:
+    def _reply(self, question: Message | None = None) -> Iterator[Chunk]:
+        if question is not None:
+            self.turns.append(question)
         messages = self._fit()
         text: list[str] = []
         reasoning: list[str] = []

@@ -112,7 +112,7 @@ class LlamaCppBackend:
         metadata = self.model.metadata
         self._load_options = load
         self.family = sampling.family_of(self.model.architecture, self.model.name)
-        self._engine = EngineThread("llama.cpp")
+        self._engine = self._new_engine()
         self._llama: Any = None
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
@@ -144,6 +144,11 @@ class LlamaCppBackend:
         )
 
     # -- loading ---------------------------------------------------------------------------
+
+    def _new_engine(self) -> EngineThread:
+        """The thread all of this model's llama.cpp calls run on (the batched server backend
+        brings one that also runs decode steps between calls)."""
+        return EngineThread("llama.cpp")
 
     def _load(self, n_ctx: int) -> None:
         load = self._load_options

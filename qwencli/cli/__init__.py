@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import typer
 
+from . import ps as _ps
+from . import models as _models
+from . import pull as _pull
 from . import run as _run
+from . import serve as _serve
 
 app = typer.Typer(
     name="qwen",
@@ -23,6 +27,10 @@ def _root() -> None:
 
 
 _run.register(app)
+_pull.register(app)
+_models.register(app)
+_serve.register(app)
+_ps.register(app)
 
 
 def main() -> None:

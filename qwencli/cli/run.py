@@ -9,6 +9,8 @@ import typer
 
 from .errors import handle_errors
 from .options import Ctx, GpuLayers, Threads, Verbose
+from .pull import Force as PullForce
+from .pull import Quant as PullQuant
 
 SAMPLING = "Sampling (defaults follow the model's family)"
 
@@ -38,6 +40,8 @@ def run(
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     verbose: Verbose = False,
+    quant: PullQuant = None,
+    force: PullForce = False,
 ) -> None:
     """Chat with a model, or answer one prompt (from the arguments and/or stdin)."""
     _run(**locals())
@@ -45,7 +49,7 @@ def run(
 
 @handle_errors
 def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed, think,
-         format, json_output, ctx, threads, gpu_layers, verbose) -> None:
+         format, json_output, ctx, threads, gpu_layers, verbose, quant=None, force=False) -> None:
     from .. import settings as settings_module
     from ..backends import LoadOptions, load_backend
     from ..chat import GenerationOptions
@@ -64,7 +68,7 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
             max_tokens=max_tokens, seed=seed, think=think, response_format=format,
         )
     )
-    resolved = resolve(model)
+    resolved = resolve(model, quant=quant, force=force)
     load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose)
     backend = _load_with_status(resolved, load, load_backend)
     try:

@@ -1,7 +1,8 @@
 """Model names → something a backend can load. The one seam between `run`/`serve` and the store.
 
-Today: a local `.gguf` path (a single file or the first shard of a set). The catalog, the hub and
-hosted models plug in here without `run` knowing.
+A local `.gguf` path is used as it is. A name (`qwen2.5-7b`, `qwen:7b`, `owner/repo:Q8_0`) is looked
+up in the local store first — no network, no huggingface_hub import — and pulled only when missing
+and allowed (`pull=True`; the server passes `pull=False` and never downloads).
 """
 
 from __future__ import annotations
@@ -26,13 +27,46 @@ class ResolvedModel:
 
 
 def looks_like_path(name: str) -> bool:
-    return name.endswith(".gguf") or name.startswith(("/", "./", "../", "~")) or Path(name).exists()
+    from .names import looks_like_path as check
+
+    return check(name)
 
 
-def resolve(name: str) -> ResolvedModel:
-    if looks_like_path(name):
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file")
-        return ResolvedModel(name=name, format="gguf", path=path)
-    raise ModelNotFound(f"unknown model {name!r}", "give a path to a .gguf file")
+def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False) -> ResolvedModel:
+    """Find `name` locally, or pull it (when `pull`). `quant` overrides a `:quant` in the name
+    ('auto' picks the largest that fits); `force` pulls even when the model looks too big."""
+    from . import names, store
+
+    ref = names.parse(name)
+    if ref.kind == "path":
+        assert ref.path is not None
+        if not ref.path.exists():
+            raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file, or a model name (qwen list)")
+        return ResolvedModel(name=name, format="gguf", path=ref.path)
+    if quant is not None:
+        from .pull import merge_quant
+
+        ref = merge_quant(ref, quant)
+    local = store.find(ref)
+    if local is not None:
+        return _resolved(name, ref, local)
+    from .pull import require_gguf_repo
+
+    require_gguf_repo(ref)  # a catalog name with no GGUF build says where its weights are
+    if not pull:
+        raise ModelNotFound(f"{ref.display} is not downloaded", f"qwen pull {ref.display}")
+    from . import hub
+
+    if hub.offline():
+        raise ModelNotFound(f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
+                            f"unset HF_HUB_OFFLINE and run qwen pull {ref.display}")
+    from .pull import pull as pull_model
+
+    result = pull_model(ref, force=force)
+    return _resolved(name, ref, result.model)
+
+
+def _resolved(name: str, ref, local) -> ResolvedModel:
+    hints = dict(ref.entry.hints) if ref.entry is not None else {}
+    hints.update(quant=local.quant, repo=local.repo)
+    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints)

@@ -26,25 +26,28 @@ def run_repl(conversation: Conversation, *, history_file: Path | None, verbose: 
     notice(f"{info.name} · {info.backend} · context {info.context_length} tokens. /help for commands, Ctrl-D to leave.")
     while state.running:
         try:
-            line = reader.read()
-        except KeyboardInterrupt:
+            _one_turn(reader, state, conversation, verbose)
+        except KeyboardInterrupt:  # at the prompt, or between two steps of a turn
             notice("Use Ctrl-D or /bye to leave.")
-            continue
         except EOFError:
             break
-        if not line.strip():
-            continue
-        try:
-            found = commands.find(line)
-            if found is not None:
-                command, arg = found
-                stream = command.handler(state, arg)
-            else:
-                stream = conversation.ask(state.take_attachments(line))
-            if stream is not None:
-                _print_reply(stream, verbose)
-        except QwenError as exc:
-            error(exc.message, exc.hint)
+
+
+def _one_turn(reader: LineReader, state: commands.ReplState, conversation: Conversation, verbose: bool) -> None:
+    line = reader.read()
+    if not line.strip():
+        return
+    try:
+        found = commands.find(line)
+        if found is not None:
+            command, arg = found
+            stream = command.handler(state, arg)
+        else:
+            stream = conversation.ask(state.take_attachments(line))
+        if stream is not None:
+            _print_reply(stream, verbose)
+    except QwenError as exc:
+        error(exc.message, exc.hint)
 
 
 def _print_reply(stream: Iterator[Chunk], verbose: bool) -> None:

@@ -1,0 +1,475 @@
+"""llama.cpp with batched decoding: several requests advance together, one token each per step.
+
+What `qwen serve --parallel N` runs. One llama.cpp context holds N sequences (each with its own
+KV cache of the per-slot context length, sharing the mmap'd weights); every step puts the next
+token of every running sequence — plus a slice of any prompt still being read — into one
+`llama_decode` call. Decoding is bound by reading the weights, so N tokens in one pass cost
+little more than one: that is how llama-server beats a one-at-a-time server with several
+clients, and it all stays on one thread (`StepEngine`), so no two OpenMP teams fight over cores.
+
+Everything around the token loop — loading, the chat template, tokenizing, thinking and stop
+strings — is `LlamaCppBackend`'s; this class replaces only the engine and the generation.
+Each slot keeps its KV cache after a request, and a new request goes to the slot sharing the
+longest prefix with its prompt (a follow-up turn of a chat reuses its history).
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import io
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from .. import sampling
+from ..chat import Chunk, GenerationOptions, Timings, Usage
+from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UsageError
+from ..hardware import available_memory
+from ..models.gguf_file import read_model
+from .base import LoadOptions
+from .llamacpp import _LOG, _LOG_LOCK, LlamaCppBackend, choose_context_length
+from .pipeline import TextPipeline
+
+#: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
+#: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
+STEP_TOKENS = 256
+PENALTY_WINDOW = 64  # llama-cpp-python's default `last_n_tokens_size`
+_END = object()
+
+
+class StepEngine:
+    """One thread for every llama.cpp call of a model: calls in FIFO order, and between them,
+    while there is work, decode steps."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
+        self.step: Callable[[], bool] = lambda: False
+        self._stepping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if self._stepping:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    self._stepping = self.step()
+                    continue
+            else:
+                job = self._jobs.get()
+            if job is None:
+                return
+            job()
+
+    def wake(self) -> None:
+        """Start stepping (from any thread)."""
+        self._jobs.put(self._start_stepping)
+
+    def _start_stepping(self) -> None:
+        self._stepping = True
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        done = threading.Event()
+        box: list[Any] = [None, None]
+
+        def job() -> None:
+            try:
+                box[0] = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                box[1] = exc
+            finally:
+                done.set()
+
+        self._jobs.put(job)
+        done.wait()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def close(self, timeout: float | None = None) -> None:
+        self._jobs.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class _Handle:
+    """What `LlamaCppBackend` uses of a `llama_cpp.Llama`, over a context with N sequences."""
+
+    def __init__(self, model: Any, ctx: Any, batch: Any):
+        self._model = model
+        self.ctx = ctx
+        self.batch = batch
+        self.verbose = False
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self._model.tokenize(text, add_bos, special)
+
+    def token_eos(self) -> int:
+        return self._model.token_eos()
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self._model.close()
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: str
+    options: GenerationOptions
+    mode: Any
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens in this sequence's KV cache
+    last_used: float = 0.0
+    # The running request, if any:
+    request: Optional[_Request] = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
+    next_token: Optional[int] = None  # sampled, to be decoded next step
+    sampler: Any = None
+    pipeline: Optional[TextPipeline] = None
+    decoder: Any = None
+    n_prompt: int = 0
+    n_cached: int = 0
+    n_out: int = 0
+    budget: int = 0
+    started: float = 0.0
+    first: float = 0.0
+
+
+class BatchedStream:
+    """The chunks of one request; `cancel()` from any thread stops it within a step."""
+
+    def __init__(self, request: _Request):
+        self._request = request
+        self._done = False
+
+    def __iter__(self) -> "BatchedStream":
+        return self
+
+    def __next__(self) -> Chunk:
+        if self._done:
+            raise StopIteration
+        item = self._request.out.get()
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        self._request.cancelled.set()
+
+    def close(self) -> None:
+        """Stop the request and wait until the engine has let go of it."""
+        self._request.cancelled.set()
+        self._request.finished.wait()
+        self._done = True
+
+
+class BatchedLlamaCppBackend(LlamaCppBackend):
+    backend_name = "llama.cpp"
+
+    def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, slots: int = 4):
+        if slots < 1:
+            raise UsageError("slots must be at least 1")
+        self.slots = slots
+        if load.context_length is None:
+            # Each slot gets the context one model would get from a share of the memory.
+            n_ctx, _ = choose_context_length(read_model(Path(path)), None, available_memory() // slots)
+            import dataclasses
+
+            load = dataclasses.replace(load, context_length=n_ctx)
+        self._free: list[_Slot] = [_Slot(i) for i in range(slots)]
+        self._running: list[_Slot] = []
+        self._waiting: collections.deque[_Request] = collections.deque()
+        super().__init__(path, load, name=name)
+        self._engine.step = self._step
+
+    def _new_engine(self) -> StepEngine:  # type: ignore[override]
+        return StepEngine("llama.cpp batched")
+
+    def _load_on_engine(self, n_ctx: int, load: LoadOptions) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        with _LOG_LOCK:
+            if _LOG._callback is None:
+                _LOG.install()
+            _LOG.verbose = load.verbose
+        if load.gpu_layers is not None:
+            self._gpu_layers = load.gpu_layers
+        else:
+            self._gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        if self._llama is not None:
+            self._fail_all(BackendUnavailable("the model was reloaded"))
+            self._llama.close()
+            self._llama = None
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0x7FFFFFFF if self._gpu_layers == -1 else self._gpu_layers
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = n_ctx * self.slots
+        ctx_params.n_batch = ctx_params.n_ubatch = STEP_TOKENS + self.slots
+        ctx_params.n_seq_max = self.slots
+        ctx_params.kv_unified = False  # one cache per sequence: attention reads only its own
+        ctx_params.n_threads = ctx_params.n_threads_batch = self._threads
+        ctx_params.no_perf = True
+        saved, sys.stderr = sys.stderr, io.StringIO()  # see LlamaCppBackend._load_on_engine
+        try:
+            model = _internals.LlamaModel(path_model=str(self.model.path), params=model_params, verbose=True)
+            ctx = _internals.LlamaContext(model=model, params=ctx_params, verbose=True)
+            batch = _internals.LlamaBatch(n_tokens=STEP_TOKENS + self.slots, embd=0, n_seq_max=1, verbose=True)
+        except Exception as exc:
+            detail = _LOG.last_error() or str(exc)
+            raise InvalidModelFile(f"llama.cpp could not load {self.model.path.name}: {detail}") from None
+        finally:
+            sys.stderr = saved
+        self._llama = _Handle(model, ctx, batch)
+        self._memory = llama_cpp.llama_get_memory(ctx.ctx)
+        self._n_ctx = n_ctx
+        for slot in self._free:
+            slot.cached = []
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _stream(self, prompt: str, options: GenerationOptions, mode) -> Iterator[Chunk]:
+        request = _Request(prompt, sampling.resolve(options, self.family), mode)
+        self._waiting.append(request)  # deque.append is atomic; the engine thread pops
+        self._engine.wake()
+        return BatchedStream(request)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for slot in list(self._running):
+            self._finish(slot, error=error)
+        while self._waiting:
+            request = self._waiting.popleft()
+            request.out.put(error)
+            request.out.put(_END)
+            request.finished.set()
+
+    def close(self) -> None:
+        try:
+            self._engine.call(self._fail_all, BackendUnavailable("the model was unloaded"))
+        finally:
+            super().close()
+
+    # -- the step --------------------------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Admit, decode one batch, sample; True while there is work left."""
+        for slot in [s for s in self._running if s.request.cancelled.is_set()]:
+            self._finish(slot, reason="cancelled")
+        while self._waiting and self._free:
+            request = self._waiting.popleft()
+            if request.cancelled.is_set():
+                request.out.put(_END)
+                request.finished.set()
+                continue
+            try:
+                self._admit(request)
+            except BaseException as exc:
+                request.out.put(exc)
+                request.out.put(_END)
+                request.finished.set()
+        if not self._running:
+            return bool(self._waiting)
+        self._decode_and_sample()
+        return bool(self._running or self._waiting)
+
+    def _admit(self, request: _Request) -> None:
+        tokens = self._tokenize(request.prompt)
+        if len(tokens) >= self._n_ctx:
+            raise ContextOverflow(
+                f"the prompt is {len(tokens)} tokens but the context holds {self._n_ctx}",
+                "shorten the input or ask for a larger context (num_ctx)",
+            )
+        sampler = self._sampler(request.options)
+        # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
+        slot = max(self._free, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
+        keep = min(_common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
+        import llama_cpp
+
+        if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
+            keep = 0
+        self._free.remove(slot)
+        slot.request = request
+        slot.cached = tokens[:keep]
+        slot.pending = tokens[keep:]
+        slot.next_token = None
+        slot.sampler = sampler
+        slot.pipeline = TextPipeline(request.mode, request.options.stop)
+        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        slot.n_prompt, slot.n_cached, slot.n_out = len(tokens), keep, 0
+        budget = self._n_ctx - len(tokens)
+        if request.options.max_tokens is not None:
+            budget = min(budget, request.options.max_tokens)
+        slot.budget = budget
+        slot.started = slot.first = time.perf_counter()
+        self._running.append(slot)
+        if budget <= 0:
+            self._finish(slot, reason="length")
+
+    def _sampler(self, options: GenerationOptions) -> Any:
+        import llama_cpp
+        from llama_cpp import _internals
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        grammar = options.grammar
+        if grammar is None and options.response_format == "json":
+            from llama_cpp.llama_grammar import JSON_GBNF
+
+            grammar = JSON_GBNF
+        elif grammar is None and isinstance(options.response_format, dict):
+            try:
+                grammar = json_schema_to_gbnf(json.dumps(options.response_format))
+            except Exception as exc:
+                raise UsageError(f"cannot turn the JSON schema into a grammar: {exc}", param="response_format") from None
+        chain = _internals.LlamaSampler()
+        vocab = self._llama._model.vocab
+        chain.add_penalties(llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_WINDOW, options.repeat_penalty or 1.0,
+                            options.frequency_penalty or 0.0, options.presence_penalty or 0.0)
+        if grammar is not None:
+            grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
+                chain.close()
+                raise UsageError("the response format's grammar was rejected by llama.cpp", param="response_format")
+            llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
+        temperature = options.temperature if options.temperature is not None else 0.8
+        if temperature <= 0:
+            chain.add_greedy()
+        else:
+            chain.add_top_k(options.top_k if options.top_k is not None else 40)
+            chain.add_typical(1.0, 1)
+            chain.add_top_p(options.top_p if options.top_p is not None else 0.95, 1)
+            chain.add_min_p(options.min_p if options.min_p is not None else 0.05, 1)
+            chain.add_temp(temperature)
+            chain.add_dist(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        return chain
+
+    def _decode_and_sample(self) -> None:
+        import llama_cpp
+
+        batch = self._llama.batch.batch
+        n = 0
+        sample_at: list[tuple[_Slot, int]] = []
+        placed: list[tuple[_Slot, list[int]]] = []
+
+        def put(slot: _Slot, token: int, pos: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq_id
+            batch.logits[n] = logits
+            n += 1
+
+        for slot in self._running:  # generating sequences: one token each
+            if slot.next_token is not None:
+                put(slot, slot.next_token, len(slot.cached), True)
+                sample_at.append((slot, n - 1))
+                placed.append((slot, [slot.next_token]))
+        room = STEP_TOKENS
+        for slot in self._running:  # then prompts, oldest first, in slices
+            if slot.next_token is not None or not slot.pending or room <= 0:
+                continue
+            piece, slot.pending = slot.pending[:room], slot.pending[room:]
+            room -= len(piece)
+            start = len(slot.cached)
+            for i, token in enumerate(piece):
+                put(slot, token, start + i, not slot.pending and i == len(piece) - 1)
+            if not slot.pending:
+                sample_at.append((slot, n - 1))
+            placed.append((slot, piece))
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = llama_cpp.llama_decode(self._llama.ctx.ctx, batch)
+        if status != 0:
+            error = InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
+            for slot, _ in placed:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
+                slot.cached = []
+                self._finish(slot, error=error)
+            return
+        for slot, tokens in placed:
+            slot.cached.extend(tokens)
+        for slot, index in sample_at:
+            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._llama.ctx.ctx, index)
+            self._emit(slot, token)
+
+    def _emit(self, slot: _Slot, token: int) -> None:
+        import llama_cpp
+
+        if slot.n_out == 0:
+            slot.first = time.perf_counter()
+        if token in self._end_tokens or llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token):
+            self._finish(slot, reason="stop")
+            return
+        slot.n_out += 1
+        out = slot.request.out
+        text = slot.decoder.decode(self._piece(token))
+        if text:
+            for chunk in slot.pipeline.feed(text):
+                out.put(chunk)
+            if slot.pipeline.stopped:
+                self._finish(slot, reason="stop")
+                return
+        if slot.n_out >= slot.budget:
+            self._finish(slot, reason="length")
+            return
+        slot.next_token = token
+
+    def _finish(self, slot: _Slot, *, reason: str = "stop", error: BaseException | None = None) -> None:
+        request = slot.request
+        if error is not None:
+            request.out.put(error)
+        else:
+            if not slot.pipeline.stopped:
+                tail = slot.decoder.decode(b"", final=True)
+                for chunk in slot.pipeline.feed(tail) if tail else ():
+                    request.out.put(chunk)
+                for chunk in slot.pipeline.flush():
+                    request.out.put(chunk)
+            ended = time.perf_counter()
+            request.out.put(Chunk(
+                finish_reason=reason,
+                usage=Usage(prompt_tokens=slot.n_prompt, completion_tokens=slot.n_out, cached_tokens=slot.n_cached),
+                timings=Timings(prompt_seconds=slot.first - slot.started, generation_seconds=ended - slot.first,
+                                first_token_seconds=slot.first - slot.started),
+            ))
+        request.out.put(_END)
+        request.finished.set()
+        if slot.sampler is not None:
+            slot.sampler.close()
+        slot.request = slot.sampler = slot.pipeline = slot.decoder = slot.next_token = None
+        slot.pending = []
+        slot.last_used = time.monotonic()
+        self._running.remove(slot)
+        self._free.append(slot)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,115 @@
+"""`qwen list` / `ls`, `qwen show`, `qwen rm`: the models in the local store (the Hugging Face cache).
+
+None of these touch the network. Listings go to stdout (they are the answer); notes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from .errors import handle_errors
+
+
+def list_command(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON array with every field.")] = False,
+) -> None:
+    """List downloaded models (also those other Hugging Face tools put in the same cache)."""
+    _list(json_output=json_output)
+
+
+@handle_errors
+def _list(*, json_output: bool) -> None:
+    import json
+
+    from ..models.progress import human_size
+    from ..models.store import list_models
+
+    models = list_models()
+    if json_output:
+        sys.stdout.write(json.dumps([m.as_json() for m in models], indent=2) + "\n")
+        return
+    if not models:
+        from ..console import notice
+
+        notice("no models yet: qwen pull qwen2.5-0.5b (or qwen run NAME pulls on first use)")
+        return
+    rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT")]
+    rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    total = sum(_unique_sizes(models))
+    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''}, {human_size(total)} on disk")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _unique_sizes(models) -> list[int]:
+    import os
+
+    seen: dict[str, int] = {}
+    for m in models:
+        for f in m.files:
+            try:
+                seen.setdefault(os.path.realpath(f), f.stat().st_size)
+            except OSError:
+                pass
+    return list(seen.values())
+
+
+def ago(timestamp: float) -> str:
+    seconds = max(0, time.time() - timestamp)
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            n = int(seconds // length)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def show(
+    model: Annotated[str, typer.Argument(help="A downloaded model's name (see qwen list) or a .gguf path.")],
+    template: Annotated[bool, typer.Option("--template", help="Print the whole chat template.")] = False,
+) -> None:
+    """Show a downloaded model's facts, read from its GGUF header (no network)."""
+    _show(model=model, template=template)
+
+
+@handle_errors
+def _show(*, model: str, template: bool) -> None:
+    from ..models.describe import describe
+
+    sys.stdout.write(describe(model, full_template=template))
+
+
+def rm(
+    models: Annotated[list[str], typer.Argument(help="Names as qwen list shows them.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete downloaded models (a file another model shares stays)."""
+    _rm(names=models, yes=yes)
+
+
+@handle_errors
+def _rm(*, names: list[str], yes: bool) -> None:
+    from ..console import notice
+    from ..models.progress import human_size
+    from ..models.store import matching, remove
+
+    targets = [m for name in names for m in matching(name)]
+    targets = list({m.path: m for m in targets}.values())
+    if not yes and sys.stdin.isatty():
+        listing = ", ".join(f"{m.name} ({human_size(m.size)})" for m in targets)
+        if not typer.confirm(f"Delete {listing}?", default=False, err=True):
+            raise typer.Exit(1)
+    for model in targets:
+        freed = remove(model)
+        notice(f"deleted {model.name} ({human_size(freed)} freed)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_command)
+    app.command("ls", hidden=True)(list_command)
+    app.command(no_args_is_help=True)(show)
+    app.command(no_args_is_help=True)(rm)

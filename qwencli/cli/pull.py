@@ -1,0 +1,44 @@
+"""`qwen pull NAME`: download a model into the Hugging Face cache, resumably and verified."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import handle_errors
+
+Quant = Annotated[
+    Optional[str],
+    typer.Option("--quant", "-q", help="Quantization, e.g. q4_k_m or Q8_0; 'auto': the largest that fits in memory.",
+                 show_default=False),
+]
+Force = Annotated[bool, typer.Option("--force", help="Pull even when the model looks too big for this machine's memory.")]
+
+
+def pull(
+    model: Annotated[str, typer.Argument(help="A catalog name (qwen2.5-7b, qwen:7b), or owner/repo[:quant].")],
+    quant: Quant = None,
+    force: Force = False,
+) -> None:
+    """Download a model (resumes an interrupted pull; verifies every file's sha256)."""
+    _pull(model=model, quant=quant, force=force)
+
+
+@handle_errors
+def _pull(*, model: str, quant: str | None, force: bool) -> None:
+    from ..models import names
+    from ..models.pull import pull as pull_model
+
+    ref = names.parse(model)
+    try:
+        pull_model(ref, quant=quant, force=force)
+    except KeyboardInterrupt:
+        from ..console import notice
+
+        notice(f"\npull interrupted; the bytes so far are kept: run qwen pull {model} to resume")
+        raise
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(pull)

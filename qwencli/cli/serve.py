@@ -1,0 +1,111 @@
+"""`qwen serve [MODEL…]`: the OpenAI-compatible server (see `qwencli.server`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import handle_errors
+from .options import Ctx, GpuLayers, Threads, Verbose
+
+DEFAULT_PORT = 7936  # "QWEN" on a phone keypad; kept in step with qwencli.server.config
+NETWORK = "Network and security"
+CAPACITY = "Models and capacity"
+
+
+def serve(
+    models: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Models to load at start (names or .gguf files). Others in the store load on first use.",
+                       show_default=False),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.", rich_help_panel=NETWORK)] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one (printed).",
+                                      rich_help_panel=NETWORK)] = DEFAULT_PORT,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(help="Require 'Authorization: Bearer KEY' (default: $QWEN_API_KEY).", show_default=False,
+                     rich_help_panel=NETWORK),
+    ] = None,
+    insecure_no_key: Annotated[
+        bool, typer.Option("--insecure-no-key", help="Allow a non-loopback --host without an API key.",
+                           rich_help_panel=NETWORK)
+    ] = False,
+    cors_origin: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Allow browser requests from this origin (repeatable; default: none).",
+                     show_default=False, rich_help_panel=NETWORK),
+    ] = None,
+    keep_alive: Annotated[
+        str, typer.Option(help="Unload a model idle this long: 30s, 5m, 1h; 0 at once; -1 never.",
+                          rich_help_panel=CAPACITY)
+    ] = "5m",
+    parallel: Annotated[
+        int, typer.Option(min=1, max=64, help="Requests decoded together per model (batched; each gets its own "
+                                              "context of --ctx tokens).", rich_help_panel=CAPACITY)
+    ] = 1,
+    max_queue: Annotated[
+        int, typer.Option(min=0, max=10_000, help="Requests that may wait per model; more get 429.",
+                          rich_help_panel=CAPACITY)
+    ] = 32,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    verbose: Verbose = False,
+) -> None:
+    """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    _serve(**locals())
+
+
+def parse_duration(text: str) -> Optional[float]:
+    """Seconds for `30s`, `5m`, `1h`, `90`; None (forever) for a negative value."""
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not match:
+        from ..errors import UsageError
+
+        raise UsageError(f"--keep-alive takes a duration like 30s, 5m or 1h, not {text!r}")
+    value = float(match[1])
+    if value < 0:
+        return None
+    return value * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[match[2]]
+
+
+@handle_errors
+def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_alive, parallel, max_queue, ctx,
+           threads, gpu_layers, verbose) -> None:
+    from .. import settings
+    from ..backends.base import LoadOptions
+    from ..console import warn
+    from ..errors import UsageError
+    from ..server.config import ServerConfig, is_loopback
+
+    key = api_key or settings.load().api_key
+    if not is_loopback(host):
+        if not key and not insecure_no_key:
+            raise UsageError(
+                f"refusing to listen on {host} without an API key: anyone on the network could use it",
+                "set --api-key (or QWEN_API_KEY), or pass --insecure-no-key if that is really intended",
+            )
+        if not key:
+            warn(f"listening on {host} without an API key: anyone who can reach this port can use the models")
+    for origin in cors_origin or ():
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise UsageError(f"--cors-origin takes an origin like https://example.com, not {origin!r}")
+    config = ServerConfig(
+        host=host,
+        api_key=key,
+        cors_origins=tuple(cors_origin or ()),
+        parallel=parallel,
+        max_queue=max_queue,
+        keep_alive=parse_duration(keep_alive),
+        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose),
+    )
+    from ..server.run import run_server
+
+    raise typer.Exit(run_server(config, list(models or ()), port=port, verbose=verbose))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

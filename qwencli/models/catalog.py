@@ -1,0 +1,109 @@
+"""The catalog: Qwen model names → hub repos and defaults, shipped as data (`qwencli/data/catalog.tsv`).
+
+The catalog is a hint; at pull time the repo's file listing decides which files exist. One name has
+a row per format (gguf, safetensors, awq, gptq-int4, gptq-int8, fp8): this issue pulls GGUF, the
+torch backend will pick the other rows by `format`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+GGUF = "gguf"
+#: Formats the torch backend loads (safetensors weights, possibly quantized).
+TORCH_FORMATS = ("safetensors", "awq", "gptq-int4", "gptq-int8", "fp8")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str  # e.g. "qwen2.5-7b"
+    family: str  # e.g. "qwen2.5"
+    size: str  # as Qwen writes it, e.g. "7B", "30B-A3B"
+    format: str  # gguf | safetensors | awq | gptq-int4 | gptq-int8 | fp8
+    repo: str
+    default_quant: str
+    quants: tuple[str, ...]  # what the reference saw in the repo (a hint)
+    context: int  # native context length; 0 when unknown
+    sampling: str  # key of qwencli.sampling.FAMILY_DEFAULTS
+    approx_bytes: int  # size of default_quant, for fit checks and suggestions
+    verified: str
+    aliases: tuple[str, ...]  # Ollama tags naming the same model
+
+    @property
+    def hints(self) -> dict:
+        """Facts handed to the backend through ResolvedModel.hints."""
+        return {"family": self.family, "sampling": self.sampling, "context": self.context or None,
+                "catalog": self.name}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: tuple[CatalogEntry, ...]
+
+    def rows(self, name: str) -> list[CatalogEntry]:
+        return [e for e in self.entries if e.name == name]
+
+    def gguf(self, name: str) -> CatalogEntry | None:
+        return next((e for e in self.rows(name) if e.format == GGUF), None)
+
+    def by_alias(self, alias: str) -> CatalogEntry | None:
+        return next((e for e in self.entries if alias in e.aliases), None)
+
+    def by_repo(self, repo: str) -> CatalogEntry | None:
+        repo = repo.lower()
+        return next((e for e in self.entries if e.repo.lower() == repo), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.name for e in self.entries))
+
+    @property
+    def ollama_families(self) -> frozenset[str]:
+        return frozenset(a.split(":")[0] for e in self.entries for a in e.aliases)
+
+    def closest(self, text: str, n: int = 3) -> list[str]:
+        """The known names (catalog names and Ollama tags) nearest to `text`."""
+        words = [*self.names, *(a for e in self.entries for a in e.aliases)]
+        return difflib.get_close_matches(text.lower(), words, n=n, cutoff=0.6)
+
+    def same_family(self, entry: CatalogEntry) -> list[CatalogEntry]:
+        """GGUF entries of the same family, smallest first (for "a smaller size fits" hints)."""
+        rows = [e for e in self.entries if e.family == entry.family and e.format == GGUF and e.approx_bytes]
+        return sorted(rows, key=lambda e: e.approx_bytes)
+
+
+def parse_catalog(text: str) -> Catalog:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    header = lines[0].split("\t")
+    entries = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise ValueError(f"catalog line {number}: {len(cells)} cells, expected {len(header)}")
+        row = dict(zip(header, cells))
+        entries.append(
+            CatalogEntry(
+                name=row["name"],
+                family=row["family"],
+                size=row["size"],
+                format=row["format"],
+                repo=row["repo"],
+                default_quant=row["default_quant"],
+                quants=tuple(q for q in row["quants"].split(",") if q),
+                context=int(row["context"] or 0),
+                sampling=row["sampling"],
+                approx_bytes=int(row["approx_bytes"] or 0),
+                verified=row["verified"],
+                aliases=tuple(a for a in row["aliases"].split(",") if a),
+            )
+        )
+    return Catalog(tuple(entries))
+
+
+@lru_cache(maxsize=1)
+def load() -> Catalog:
+    text = resources.files("qwencli").joinpath("data/catalog.tsv").read_text(encoding="utf-8")
+    return parse_catalog(text)

@@ -1,0 +1,148 @@
+"""`qwen pull`: name → repo listing → files → checks → verified downloads → visible in the store.
+
+Order matters for "never half-installed": every file is complete and verified as a blob first; only
+then do the snapshot links and refs/main appear, which is what makes the model exist for
+`list`/`run` and for other HF tools. A byte-split set is joined (and checked as GGUF) before that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DownloadError, InvalidModelFile, UnsupportedModel, UsageError
+from . import download, fit, hub, select, store
+from .cache import RepoCache, hub_cache, safe_relpath
+from .catalog import GGUF, load as load_catalog
+from .names import ModelRef, check_quant
+from .progress import PullProgress, human_size
+
+
+@dataclass(frozen=True)
+class PullResult:
+    model: store.LocalModel
+    transferred: int  # bytes received in this run
+    seconds: float
+    up_to_date: bool
+
+
+def pull(ref: ModelRef, *, quant: str | None = None, force: bool = False,
+         progress: PullProgress | None = None, cache_dir: Path | None = None) -> PullResult:
+    started = time.monotonic()
+    ref = merge_quant(ref, quant)
+    repo = require_gguf_repo(ref)
+    listing = hub.fetch_listing(repo)
+    models = select.gguf_models(listing.files)
+    if not models:
+        select.choose(listing.files, "q4_k_m", repo=repo)  # raises the right "no GGUF here" error
+    if ref.quant == "auto":
+        choice = fit.auto(ref, models)
+    else:
+        wanted = ref.quant or select.default_quant(models, ref.entry.default_quant if ref.entry else None)
+        choice = select.choose(listing.files, wanted, repo=repo)
+    for file in choice.files:
+        safe_relpath(file.path)
+    cache = RepoCache(cache_dir or hub_cache(), repo)
+    extras = [f for f in listing.files if f.path == "README.md" and f.size < (1 << 20)]
+    progress = progress or PullProgress()
+    if _installed(cache, listing.commit, choice):
+        model = _found(cache, listing.commit, choice)
+        progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
+        return PullResult(model, 0, time.monotonic() - started, True)
+    if not force:
+        fit.check_memory(ref, choice, models)
+    fit.check_disk(cache, choice)
+    cache.prepare()
+    with progress:
+        blobs = [download.fetch(cache, listing.commit, f, progress) for f in choice.files]
+        for extra in extras:  # the model card: license and notes for `qwen show`, and for other HF tools
+            cache.link(listing.commit, extra.path, download.fetch(cache, listing.commit, extra, progress))
+        if choice.layout == "byte-split":
+            blobs = [_join(cache, choice, blobs, progress)]
+    store.install(cache, listing.commit, choice, blobs)
+    if choice.layout == "byte-split":
+        _delete_parts(cache, choice)
+    model = _found(cache, listing.commit, choice)
+    seconds = time.monotonic() - started
+    rate = f" ({human_size(progress.transferred / seconds)}/s)" if progress.transferred and seconds > 0 else ""
+    progress.finish(f"pulled {model.name}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}")
+    return PullResult(model, progress.transferred, seconds, False)
+
+
+def merge_quant(ref: ModelRef, quant: str | None) -> ModelRef:
+    if ref.kind == "path":
+        raise UsageError(f"qwen pull takes a model name, and {ref.text!r} is a path",
+                         "a local .gguf file needs no pull: qwen run PATH")
+    if quant is None:
+        return ref
+    quant = check_quant(quant, quant)
+    if ref.quant and ref.quant != quant:
+        raise UsageError(f"{ref.text!r} names quant {ref.quant} but --quant says {quant}")
+    return ref.with_quant(quant)
+
+
+def require_gguf_repo(ref: ModelRef) -> str:
+    """The GGUF repo to pull from; a catalog name without one says where its weights are."""
+    if ref.kind == "catalog" and ref.entry is not None and ref.entry.format != GGUF:
+        torch = [e for e in load_catalog().rows(ref.entry.name) if e.format != GGUF]
+        repos = ", ".join(e.repo for e in torch[:3])
+        raise UnsupportedModel(
+            f"{ref.entry.name} has no GGUF build (Qwen published only safetensors: {repos})",
+            "the torch backend runs it on a CUDA GPU: qwen run … --backend torch (pip install 'qwencli[torch]')",
+        )
+    assert ref.repo is not None
+    return ref.repo
+
+
+def _installed(cache: RepoCache, commit: str, choice: select.GGUFChoice) -> bool:
+    paths = [choice.entry_path] if choice.layout == "byte-split" else [f.path for f in choice.files]
+    return all(cache.pointer(commit, p).exists() for p in paths)
+
+
+def _found(cache: RepoCache, commit: str, choice: select.GGUFChoice) -> store.LocalModel:
+    entry = cache.pointer(commit, choice.entry_path)
+    for model in store.repo_models(cache):
+        if model.path == entry:
+            return model
+    raise DownloadError(f"{choice.entry_path} was installed but cannot be found in {cache.folder}")
+
+
+def _join(cache: RepoCache, choice: select.GGUFChoice, parts: list[Path], progress: PullProgress) -> Path:
+    """Concatenate a byte-split set (`x.gguf.a`, `.b`, …) into one blob named by its sha256."""
+    from filelock import FileLock
+
+    from .gguf_file import read_gguf_file
+
+    key = hashlib.sha256("".join(download.expected_etag(f) or "" for f in choice.files).encode()).hexdigest()
+    progress.note(f"joining {len(parts)} parts into {choice.entry_path}")
+    with FileLock(str(cache.lock(key)), mode=0o664):
+        tmp = cache.partial(key)
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while block := src.read(8 << 20):
+                        out.write(block)
+                        digest.update(block)
+        blob = cache.blob(digest.hexdigest())
+        try:
+            read_gguf_file(tmp)
+        except InvalidModelFile as exc:
+            tmp.unlink(missing_ok=True)
+            raise DownloadError(f"the joined parts of {choice.entry_path} are not a valid GGUF file: {exc.message}",
+                                "the repo's parts do not belong together; report it to its owner") from None
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, blob)
+    return blob
+
+
+def _delete_parts(cache: RepoCache, choice: select.GGUFChoice) -> None:
+    """The joined file is what runs; the parts would only double the disk used."""
+    used = store.referenced_blobs(cache)
+    for file in choice.files:
+        etag = download.expected_etag(file)
+        if etag and cache.blob(etag) not in used:
+            cache.blob(etag).unlink(missing_ok=True)

@@ -1,0 +1,56 @@
+"""The server's settings, one frozen value. No fastapi here: the CLI builds it before importing
+the server."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+from ..backends.base import LoadOptions
+
+#: "QWEN" on a phone keypad. Ollama has 11434, LM Studio 1234, llama-server 8080, vLLM 8000.
+DEFAULT_PORT = 7936
+DEFAULT_KEEP_ALIVE = 300.0
+DEFAULT_MAX_QUEUE = 32
+#: Big enough for a 128k-token prompt as JSON; anything larger is a mistake or an attack.
+DEFAULT_MAX_BODY = 8 << 20
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or address) only ever means this machine."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    api_key: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    #: Requests running at once per model (slots of batched decoding).
+    parallel: int = 1
+    #: Requests waiting per model beyond those running; more get a 429.
+    max_queue: int = DEFAULT_MAX_QUEUE
+    #: Seconds an idle model stays loaded; None keeps it forever, 0 unloads it when idle.
+    keep_alive: float | None = DEFAULT_KEEP_ALIVE
+    load: LoadOptions = LoadOptions()
+    startup_models: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    #: Idle models beyond this many are unloaded, least recently used first.
+    max_loaded_models: int = 3
+
+    @property
+    def loopback_only(self) -> bool:
+        return is_loopback(self.host)

@@ -1,0 +1,224 @@
+"""From a validated OpenAI request to what a backend takes: messages, options, tools.
+
+Everything here is a check a client can fail with a 400 naming the field; nothing touches a
+model, so it runs on the event loop before a request is queued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from ..chat import GenerationOptions, Message, ToolCall
+from .openai_errors import bad_request
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, ResponseFormat, Sampling
+from .tools import forced_call_grammar
+
+#: OpenAI's legacy completions endpoint generates 16 tokens unless told otherwise.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+ToolMode = Literal["off", "auto", "forced"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One generation request, ready for a backend."""
+
+    model: str
+    kind: Literal["chat", "completion"]
+    options: GenerationOptions
+    stream: bool
+    include_usage: bool
+    num_ctx: Optional[int] = None
+    messages: tuple[Message, ...] = ()
+    prompt: str = ""
+    tools: Optional[tuple[dict[str, Any], ...]] = None
+    tool_mode: ToolMode = "off"
+    #: With `parallel_tool_calls: false`, only the first call is returned.
+    first_call_only: bool = False
+
+
+def _common_checks(req: Sampling) -> None:
+    if req.n not in (None, 1):
+        raise bad_request("n: only one choice per request is supported (n=1)", param="n")
+    if req.logprobs not in (None, False, 0):
+        raise bad_request("logprobs: not supported by this server", param="logprobs")
+    if req.stream_options is not None and not req.stream:
+        raise bad_request("stream_options: only allowed when stream is true", param="stream_options")
+
+
+def _stops(req: Sampling) -> tuple[str, ...]:
+    if req.stop is None:
+        return ()
+    return (req.stop,) if isinstance(req.stop, str) else tuple(req.stop)
+
+
+def _response_format(fmt: Optional[ResponseFormat]) -> str | dict[str, Any] | None:
+    if fmt is None or fmt.type == "text":
+        if fmt is not None and fmt.json_schema is not None:
+            raise bad_request("response_format.json_schema: only with type 'json_schema'", param="response_format")
+        return None
+    if fmt.type == "json_object":
+        return "json"
+    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+        raise bad_request("response_format.json_schema.schema: required with type 'json_schema'",
+                          param="response_format")
+    schema = fmt.json_schema.schema_
+    try:
+        json.dumps(schema)
+    except (TypeError, ValueError):
+        raise bad_request("response_format.json_schema.schema: not a JSON schema", param="response_format") from None
+    return schema
+
+
+def _options(req: Sampling, max_tokens: Optional[int], **extra: Any) -> GenerationOptions:
+    return GenerationOptions(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
+        repeat_penalty=req.repeat_penalty,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        max_tokens=max_tokens,
+        seed=req.seed,
+        stop=_stops(req),
+        **extra,
+    )
+
+
+def _content(message: ChatMessage, index: int) -> str:
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if part.type != "text" or part.text is None:
+            raise bad_request(
+                f"messages[{index}].content: only text parts are supported, not {part.type!r}",
+                param=f"messages[{index}].content",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
+    out = []
+    for i, m in enumerate(messages):
+        role = "system" if m.role == "developer" else m.role
+        if m.tool_calls and role != "assistant":
+            raise bad_request(f"messages[{i}].tool_calls: only assistant messages carry tool calls",
+                              param=f"messages[{i}].tool_calls")
+        if role == "tool" and not m.tool_call_id:
+            raise bad_request(f"messages[{i}].tool_call_id: required for a tool message",
+                              param=f"messages[{i}].tool_call_id")
+        if m.content is None and role != "assistant":
+            raise bad_request(f"messages[{i}].content: required for a {m.role} message",
+                              param=f"messages[{i}].content")
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
+        out.append(
+            Message(
+                role=role,
+                content=_content(m, i),
+                reasoning=m.reasoning_content,
+                tool_calls=calls,
+                tool_call_id=m.tool_call_id,
+                name=m.name,
+            )
+        )
+    return tuple(out)
+
+
+def _think(req: ChatCompletionRequest) -> Optional[bool]:
+    kwargs = req.chat_template_kwargs
+    from_kwargs = kwargs.enable_thinking if kwargs is not None else None
+    if from_kwargs is not None and req.enable_thinking is not None and from_kwargs != req.enable_thinking:
+        raise bad_request("enable_thinking and chat_template_kwargs.enable_thinking disagree",
+                          param="enable_thinking")
+    return from_kwargs if from_kwargs is not None else req.enable_thinking
+
+
+def _tools(req: ChatCompletionRequest) -> tuple[Optional[tuple[dict, ...]], ToolMode, Optional[str]]:
+    """(tools for the template, how calls are handled, forced-call grammar)."""
+    tools = tuple(t.model_dump(exclude_none=True) for t in req.tools or ())
+    choice = req.tool_choice
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise bad_request("tool_choice: needs tools", param="tool_choice")
+        return None, "off", None
+    names = [t["function"]["name"] for t in tools]
+    if len(set(names)) != len(names):
+        raise bad_request("tools: function names must be unique", param="tools")
+    if choice == "none":
+        return None, "off", None
+    if choice in (None, "auto"):
+        return tools, "auto", None
+    if choice == "required":
+        forced = tools
+    else:
+        forced = tuple(t for t in tools if t["function"]["name"] == choice.function.name)
+        if not forced:
+            raise bad_request(f"tool_choice: no tool named {choice.function.name!r}", param="tool_choice")
+    try:
+        grammar = forced_call_grammar(forced, several=choice == "required" and req.parallel_tool_calls is not False)
+    except Exception as exc:  # the converter raises several kinds for schemas it cannot express
+        raise bad_request(f"tools: a function's parameters cannot be turned into a grammar: {exc}",
+                          param="tools") from None
+    return tools, "forced", grammar
+
+
+def chat_job(req: ChatCompletionRequest) -> Job:
+    _common_checks(req)
+    if req.top_logprobs not in (None, 0):
+        raise bad_request("top_logprobs: not supported by this server", param="top_logprobs")
+    if req.max_tokens is not None and req.max_completion_tokens is not None and req.max_tokens != req.max_completion_tokens:
+        raise bad_request("max_tokens and max_completion_tokens disagree; send one", param="max_completion_tokens")
+    tools, mode, grammar = _tools(req)
+    fmt = _response_format(req.response_format)
+    if fmt is not None and mode == "forced":
+        raise bad_request("response_format cannot be combined with a forced tool_choice", param="response_format")
+    options = _options(
+        req,
+        req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens,
+        think=_think(req),
+        response_format=fmt,
+        grammar=grammar,
+    )
+    return Job(
+        model=req.model,
+        kind="chat",
+        options=options,
+        stream=bool(req.stream),
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        num_ctx=req.num_ctx,
+        messages=to_messages(req.messages),
+        tools=tools,
+        tool_mode=mode,
+        first_call_only=req.parallel_tool_calls is False,
+    )
+
+
+def completion_job(req: CompletionRequest) -> Job:
+    _common_checks(req)
+    for name, default in (("echo", False), ("suffix", None), ("best_of", 1)):
+        value = getattr(req, name)
+        if value not in (None, default):
+            raise bad_request(f"{name}: not supported by this server", param=name)
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise bad_request("prompt: only one prompt per request is supported", param="prompt")
+        prompt = prompt[0]
+    max_tokens = req.max_tokens if req.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+    return Job(
+        model=req.model,
+        kind="completion",
+        options=_options(req, max_tokens, response_format=_response_format(req.response_format)),
+        stream=bool(req.stream),
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        num_ctx=req.num_ctx,
+        prompt=prompt,
+    )

@@ -1,0 +1,315 @@
+"""The models a server has loaded: loading on first use, keep-alive, context reloads.
+
+Where names come from (`ModelSource`) and how a model loads (`Loader`) are injected, so tests
+give fixtures and fakes while `qwen serve` wires in the local store and the real backends.
+A name the source does not know is a 404: the server never downloads on a request.
+
+Loading blocks (a child-process probe, then llama.cpp), so it runs on a worker thread; several
+requests for a model being loaded share the one load. Each loaded model has its own FIFO
+(`Scheduler`); a model whose line is empty for `keep_alive` seconds is unloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+from ..backends.base import Backend, LoadOptions, ModelInfo
+from ..errors import ModelNotFound, QwenError
+from ..models.resolve import ResolvedModel
+from .config import ServerConfig
+from .openai_errors import ApiError, bad_request, model_not_found
+from .probe import Prober
+from .scheduler import Scheduler, Ticket
+
+log = logging.getLogger("qwencli.server")
+
+#: Share of free memory a requested context's KV cache may take.
+KV_MEMORY_SHARE = 0.8
+
+
+class ModelSource(Protocol):
+    def resolve(self, name: str) -> ResolvedModel:
+        """The model `name` refers to; raise ModelNotFound if it is not available locally."""
+        ...
+
+    def names(self) -> list[str]:
+        """Models a client may ask for (for `/v1/models`)."""
+        ...
+
+
+#: (model, load options, parallel slots) → a loaded backend.
+Loader = Callable[[ResolvedModel, LoadOptions, int], Backend]
+
+
+def default_loader(model: ResolvedModel, load: LoadOptions, parallel: int) -> Backend:
+    from ..backends import load_backend
+
+    if parallel > 1 and model.format == "gguf" and model.path is not None:
+        from ..backends.llamacpp_batched import BatchedLlamaCppBackend
+
+        return BatchedLlamaCppBackend(model.path, load, name=model.name, slots=parallel)
+    return load_backend(model, load)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    key: str
+    name: str
+    resolved: ResolvedModel
+    backend: Backend
+    scheduler: Scheduler
+    load: LoadOptions
+    kv_bytes_per_token: Optional[int] = None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus KV cache, estimated from the file: what unloading would give back."""
+        info = self.info
+        kv = (self.kv_bytes_per_token or 0) * info.context_length * max(getattr(self.backend, "slots", 1), 1)
+        return (info.size_bytes or 0) + kv
+
+
+@dataclass
+class Checkout:
+    """A request's place in a model's line; `reload_to` set when it must change the context."""
+
+    model: LoadedModel
+    ticket: Ticket
+    reload_to: Optional[int] = None
+
+
+class Registry:
+    def __init__(self, config: ServerConfig, source: ModelSource, loader: Loader = default_loader,
+                 prober: Optional[Prober] = None, memory: Callable[[], int] | None = None):
+        self.config = config
+        self.source = source
+        self.loader = loader
+        self.prober = prober
+        self._memory = memory or _available_memory
+        self._models: dict[str, LoadedModel] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self.ready = not config.startup_models
+        self.startup_error: Optional[str] = None
+        self._closed = False
+
+    # -- lookup --------------------------------------------------------------------------
+
+    async def resolve(self, name: str) -> ResolvedModel:
+        try:
+            return await asyncio.to_thread(self.source.resolve, name)
+        except ModelNotFound:
+            raise model_not_found(name) from None
+
+    def names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for name in [*self.source.names(), *(m.name for m in self._models.values())]:
+            seen.setdefault(name, None)
+        return list(seen)
+
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def loading(self) -> list[str]:
+        return list(self._loading)
+
+    # -- checkout ------------------------------------------------------------------------
+
+    async def checkout(self, name: str, *, num_ctx: Optional[int] = None) -> Checkout:
+        """Load `name` if needed and take a place in its line (QueueFull when the line is full)."""
+        resolved = await self.resolve(name)
+        model = await self._get(resolved, name)
+        reload_to = None
+        if num_ctx is not None and num_ctx != model.info.context_length:
+            self._check_context_fits(model, num_ctx)
+            reload_to = num_ctx
+        # No await between here and the caller owning the ticket: keep-alive cannot unload it.
+        ticket = model.scheduler.enqueue(exclusive=reload_to is not None)
+        return Checkout(model, ticket, reload_to)
+
+    async def _get(self, resolved: ResolvedModel, name: str) -> LoadedModel:
+        key = _key(resolved)
+        while True:
+            if key in self._models:
+                return self._models[key]
+            if self._closed:
+                raise ApiError(503, "The server is shutting down.", type="server_error")
+            pending = self._loading.get(key)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                self._loading[key] = pending
+                try:
+                    try:
+                        model = await self._load(key, resolved, name)
+                    except ModelNotFound:  # the file went away since it was listed
+                        raise model_not_found(name) from None
+                    self._models[key] = model
+                    pending.set_result(None)
+                    return model
+                except BaseException as exc:
+                    pending.set_exception(exc if isinstance(exc, Exception) else RuntimeError("load cancelled"))
+                    pending.exception()  # retrieved: no "never retrieved" warning when nobody waits
+                    raise
+                finally:
+                    self._loading.pop(key, None)
+            await asyncio.shield(pending)
+
+    async def _load(self, key: str, resolved: ResolvedModel, name: str) -> LoadedModel:
+        await self._make_room()
+        log.info("loading %s", name)
+        started = time.perf_counter()
+        backend, kv = await asyncio.to_thread(self._load_sync, resolved, self.config.load)
+        log.info("loaded %s in %.2f s (context %d)", name, time.perf_counter() - started, backend.info.context_length)
+        return LoadedModel(key=key, name=name, resolved=resolved, backend=backend,
+                           scheduler=Scheduler(self.config.parallel, self.config.max_queue),
+                           load=self.config.load, kv_bytes_per_token=kv)
+
+    def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, Optional[int]]:
+        kv = None
+        if resolved.format == "gguf" and resolved.path is not None:
+            from ..models.gguf_file import read_model
+
+            kv = read_model(resolved.path).kv_bytes_per_token()  # validates the header first
+            if self.prober is not None:
+                self.prober.check(resolved.path)
+        return self.loader(resolved, load, self.config.parallel), kv
+
+    async def _make_room(self) -> None:
+        idle = sorted((m for m in self._models.values() if m.scheduler.idle), key=lambda m: m.scheduler.last_active)
+        while len(self._models) >= self.config.max_loaded_models and idle:
+            await self._unload(idle.pop(0))
+
+    # -- context -------------------------------------------------------------------------
+
+    def _check_context_fits(self, model: LoadedModel, num_ctx: int) -> None:
+        per_token = model.kv_bytes_per_token
+        if not per_token:
+            return
+        slots = max(getattr(model.backend, "slots", 1), 1)
+        need = per_token * num_ctx * slots
+        have = self._memory() + per_token * model.info.context_length * slots  # the old cache goes
+        if need > have * KV_MEMORY_SHARE:
+            raise bad_request(
+                f"num_ctx {num_ctx} needs {need / 2**30:.1f} GiB for its KV cache but only "
+                f"{have * KV_MEMORY_SHARE / 2**30:.1f} GiB is available on the server",
+                param="num_ctx",
+            )
+
+    async def reload(self, checkout: Checkout) -> None:
+        """Reload with the checkout's context; the caller holds every slot of the model."""
+        model, n_ctx = checkout.model, checkout.reload_to
+        if n_ctx is None or n_ctx == model.info.context_length:
+            return
+        old_load = model.load
+        new_load = dataclasses.replace(old_load, context_length=n_ctx)
+        log.info("reloading %s with context %d", model.name, n_ctx)
+        await asyncio.to_thread(model.backend.close)
+        try:
+            model.backend = await asyncio.to_thread(self.loader, model.resolved, new_load, self.config.parallel)
+            model.load = new_load
+        except BaseException:
+            try:  # put the model back as it was, so the requests in line still get served
+                model.backend = await asyncio.to_thread(self.loader, model.resolved, old_load, self.config.parallel)
+            except Exception:
+                self._models.pop(model.key, None)
+            raise
+
+    # -- startup, keep-alive, shutdown ---------------------------------------------------
+
+    async def preload(self) -> None:
+        try:
+            for name in self.config.startup_models:
+                resolved = await self.resolve(name)
+                await self._get(resolved, name)
+        except Exception as exc:
+            self.startup_error = exc.message if isinstance(exc, (QwenError, ApiError)) else repr(exc)
+            raise
+        self.ready = True
+
+    async def unload_idle(self) -> None:
+        keep_alive = self.config.keep_alive
+        if keep_alive is None:
+            return
+        now = time.monotonic()
+        for model in list(self._models.values()):
+            if model.scheduler.idle and now - model.scheduler.last_active >= keep_alive:
+                await self._unload(model)
+
+    async def run_keep_alive(self) -> None:
+        keep_alive = self.config.keep_alive
+        if keep_alive is None:
+            return
+        tick = min(max(keep_alive / 4, 0.05), 1.0)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self.unload_idle()
+            except Exception:
+                log.exception("unloading idle models failed")
+
+    async def _unload(self, model: LoadedModel) -> None:
+        if self._models.get(model.key) is not model or not model.scheduler.idle:
+            return
+        del self._models[model.key]  # before any await: new requests load a fresh copy
+        log.info("unloading %s", model.name)
+        await asyncio.to_thread(model.backend.close)
+
+    async def close(self) -> None:
+        self._closed = True
+        models, self._models = list(self._models.values()), {}
+        for model in models:
+            try:
+                await asyncio.to_thread(model.backend.close)
+            except Exception:
+                log.exception("closing %s failed", model.name)
+
+    def until(self, model: LoadedModel) -> Optional[float]:
+        """Wall-clock time the model will be unloaded if nothing else arrives; None: never."""
+        if self.config.keep_alive is None:
+            return None
+        idle_for = 0.0 if not model.scheduler.idle else time.monotonic() - model.scheduler.last_active
+        return time.time() + max(self.config.keep_alive - idle_for, 0.0)
+
+
+def _key(resolved: ResolvedModel) -> str:
+    if resolved.path is not None:
+        return str(resolved.path.resolve())
+    return f"{resolved.format}:{resolved.repo or resolved.name}"
+
+
+def _available_memory() -> int:
+    from ..hardware import available_memory
+
+    return available_memory()
+
+
+class StaticSource:
+    """Models given by name → file, e.g. the ones named on the command line (and tests' fixtures)."""
+
+    def __init__(self, models: dict[str, Any]):
+        self._models: dict[str, ResolvedModel] = {}
+        for name, value in models.items():
+            if isinstance(value, ResolvedModel):
+                self._models[name] = value
+            else:
+                from pathlib import Path
+
+                self._models[name] = ResolvedModel(name=name, format="gguf", path=Path(value))
+
+    def resolve(self, name: str) -> ResolvedModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelNotFound(f"unknown model {name!r}") from None
+
+    def names(self) -> list[str]:
+        return list(self._models)

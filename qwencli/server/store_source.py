@@ -1,0 +1,77 @@
+"""Where `qwen serve` finds models: the ones named at start, then the local store.
+
+A request never downloads (`resolve(name, pull=False)`), and never names a file: paths are
+accepted only for models given on the command line (as their file name, or the path exactly as
+given). A path from the network would let any client probe and load files on the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+
+from ..errors import ModelNotFound, UsageError
+from ..models import resolve as resolve_module
+from ..models.resolve import ResolvedModel, looks_like_path
+
+log = logging.getLogger("qwencli.server")
+
+
+def model_id(name: str, resolved: ResolvedModel) -> str:
+    """The id clients use: a store name as written, a file by its name without `.gguf`."""
+    if looks_like_path(name) and resolved.path is not None:
+        return Path(resolved.path).name.removesuffix(".gguf")
+    return name
+
+
+def resolve_local(name: str) -> ResolvedModel:
+    """`name` from the store or the disk, never from the network."""
+    resolve = resolve_module.resolve
+    if "pull" in inspect.signature(resolve).parameters:
+        return resolve(name, pull=False)
+    return resolve(name)  # before the store existed: paths only
+
+
+def _names_a_file(name: str) -> bool:
+    return (name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf")
+            or any(c in name for c in "\\\x00"))
+
+
+class StoreSource:
+    def __init__(self, startup: list[str] | tuple[str, ...] = ()):
+        self._named: dict[str, ResolvedModel] = {}
+        self.startup_ids: list[str] = []
+        for name in startup:
+            resolved = resolve_local(name)
+            ident = model_id(name, resolved)
+            resolved = ResolvedModel(name=ident, format=resolved.format, path=resolved.path, repo=resolved.repo,
+                                     hints=resolved.hints)
+            self._named[ident] = resolved
+            self._named[name] = resolved
+            self.startup_ids.append(ident)
+
+    def resolve(self, name: str) -> ResolvedModel:
+        if name in self._named:
+            return self._named[name]
+        if _names_a_file(name):
+            raise ModelNotFound(f"unknown model {name!r}")
+        try:
+            resolved = resolve_local(name)
+        except (UsageError, OSError, ValueError):  # a name that does not even parse is just as unknown
+            raise ModelNotFound(f"unknown model {name!r}") from None
+        if resolved.path is not None and resolved.repo is None:
+            raise ModelNotFound(f"unknown model {name!r}")  # the resolver took it for a path on disk
+        return resolved
+
+    def names(self) -> list[str]:
+        names = list(self.startup_ids)
+        try:
+            from ..models.store import list_models
+        except ImportError:
+            return names
+        try:
+            names += [m.name for m in list_models()]
+        except Exception as exc:  # a broken store must not break /v1/models
+            log.warning("listing the store failed: %s", exc)
+        return list(dict.fromkeys(names))

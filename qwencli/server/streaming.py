@@ -1,0 +1,165 @@
+"""The response of a generation request: wait in line, generate, stream or collect.
+
+An ASGI app of its own (returned by the endpoints), because it must watch the connection the
+whole time: a client that goes away while waiting leaves the line, and one that goes away
+mid-stream stops its generation. The status line is sent only after the first event, so a
+prompt too long for the context (or any error before the first token) is a proper HTTP error,
+not a broken stream; an error after that goes in-band as `data: {"error": …}` then `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Awaitable, Iterator, Optional, TypeVar
+
+from starlette.responses import Response
+
+from ..chat import Chunk
+from .generation import END, Generation
+from .jobs import Job
+from .openai_errors import as_api_error
+from .registry import Checkout, Registry
+from .responses import Assembler
+from .security import Receive, Scope, Send, send_error
+
+log = logging.getLogger("qwencli.server")
+T = TypeVar("T")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientGone(Exception):
+    pass
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def produce(checkout: Checkout, job: Job) -> Iterator[Chunk]:
+    backend = checkout.model.backend
+    if job.kind == "chat":
+        return backend.chat(job.messages, job.options, tools=job.tools)
+    return backend.complete(job.prompt, job.options)
+
+
+class GenerationResponse(Response):
+    def __init__(self, registry: Registry, checkout: Checkout, job: Job):
+        super().__init__()
+        self.registry = registry
+        self.checkout = checkout
+        self.job = job
+        self._gone = asyncio.Event()
+
+    async def _until_gone(self, awaitable: Awaitable[T]) -> T:
+        """`awaitable`'s result, or ClientGone as soon as the client disconnects."""
+        task = asyncio.ensure_future(awaitable)
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise ClientGone()
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._gone.set()
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response_started = False
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        watcher = asyncio.create_task(self._watch(receive))
+        scheduler = self.checkout.model.scheduler
+        ticket = self.checkout.ticket
+        generation: Optional[Generation] = None
+        started = time.monotonic()
+        try:
+            await self._until_gone(scheduler.wait(ticket))
+            if self.checkout.reload_to is not None:
+                await self.registry.reload(self.checkout)
+                scheduler.release(ticket, ticket.slots - 1)  # keep one slot for this request
+
+            def release() -> None:
+                scheduler.record(time.monotonic() - started)
+                scheduler.release(ticket)
+
+            generation = Generation(lambda: produce(self.checkout, self.job), name=f"gen {self.job.model}",
+                                    on_done=release).start()
+            assembler = Assembler(self.job, self.job.model)
+            first = await self._until_gone(generation.next())
+            if isinstance(first, BaseException):
+                await send_error(tracked_send, as_api_error(first))
+                return
+            if self.job.stream:
+                await self._stream(tracked_send, generation, assembler, first)
+            else:
+                await self._collect(tracked_send, generation, assembler, first)
+        except ClientGone:
+            log.info("client went away; stopped its %s request", self.job.model)
+        except Exception as exc:  # a QwenError from a reload, or a bug: never a bare 500 page
+            if not response_started:
+                await send_error(tracked_send, as_api_error(exc))
+            else:
+                log.exception("generation response failed after it started")
+        finally:
+            watcher.cancel()
+            if generation is not None:
+                generation.cancel()  # a no-op when it finished; the slot frees when it stops
+            else:
+                scheduler.release(ticket)
+
+    async def _stream(self, send: Send, generation: Generation, assembler: Assembler, first: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        out = [sse(o) for o in assembler.stream_head()]
+        event = first
+        while True:
+            if event is END:
+                out += [sse(o) for o in assembler.stream_tail()]
+                out.append(SSE_DONE)
+                break
+            if isinstance(event, BaseException):
+                out.append(sse(as_api_error(event).body()))
+                out.append(SSE_DONE)
+                break
+            out += [sse(o) for o in assembler.stream_chunks(event)]
+            if event.finish_reason is None and not generation.has_pending():
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    out = []
+            event = await self._until_gone(generation.next())
+        await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+    async def _collect(self, send: Send, generation: Generation, assembler: Assembler, first: Any) -> None:
+        deltas: list[dict] = []
+        event = first
+        while event is not END:
+            if isinstance(event, BaseException):
+                await send_error(send, as_api_error(event))
+                return
+            deltas += assembler.feed(event)
+            event = await self._until_gone(generation.next())
+        body = json.dumps(assembler.collected(deltas), ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,107 @@
+"""`make bench`: `qwen run` against raw llama-cpp-python on the same GGUF and threads, same run.
+
+Prompt processing (a ~512-token prompt) and generation (128 tokens, greedy) in paired rounds,
+medians reported with their ratio; then the wall time of `qwen --help`. Targets: ratio ≥ 0.97,
+`qwen --help` ≤ 0.3 s. Numbers drift ±10 % minute to minute here, so only the ratios matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+GEN_TOKENS = 128
+STORY = "Write a very long story about a dragon who learns to fly over the sea."
+LONG = "Summarize the following notes.\n\n" + " ".join(f"Note {i}: the meeting moved to room {i % 7}." for i in range(45))
+
+
+def qwen_run(prompt: str, n: int, threads: int) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "qwencli", "run", str(MODEL), "--json", "--temperature", "0", "-n", str(n),
+         "--threads", str(threads), prompt],
+        capture_output=True, text=True, check=True, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return json.loads(result.stdout)
+
+
+class Raw:
+    """The baseline: llama-cpp-python's own token loop, no qwencli code involved. It runs in a
+    fresh process per round, as `qwen run` does, so both sides start equally cold."""
+
+    def __init__(self, threads: int):
+        from llama_cpp import Llama
+
+        from qwencli.templates import ChatTemplate
+        from qwencli.chat import Message
+
+        self.llama = Llama(str(MODEL), n_ctx=8192, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                           verbose=False)
+        self.template = ChatTemplate(self.llama.metadata.get("tokenizer.chat_template"))
+        self.Message = Message
+
+    def run(self, prompt: str, n: int) -> tuple[int, float, int, float]:
+        text = self.template.render([self.Message("user", prompt)])
+        tokens = self.llama.tokenize(text.encode(), add_bos=False, special=True)
+        self.llama.reset()
+        started = time.perf_counter()
+        first = None
+        count = 0
+        for _ in self.llama.generate(tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
+            if first is None:
+                first = time.perf_counter()
+            count += 1
+            if count >= n:
+                break
+        ended = time.perf_counter()
+        return len(tokens), first - started, count, ended - first
+
+
+def raw_run(prompt: str, n: int, threads: int) -> tuple[int, float, int, float]:
+    result = subprocess.run([sys.executable, "-m", "tests.bench.run_bench", "--raw", prompt, str(n), str(threads)],
+                            capture_output=True, text=True, check=True, cwd=ROOT)
+    return tuple(json.loads(result.stdout))
+
+
+def main() -> None:
+    from qwencli.hardware import physical_cores
+
+    threads = physical_cores()
+    rows = {"prompt": ([], []), "generation": ([], [])}
+    raw_run(STORY, 8, threads)  # warm the page cache for both sides
+    qwen_run(STORY, 8, threads)
+    for _ in range(ROUNDS):
+        n_prompt, prompt_s, _, _ = raw_run(LONG, 1, threads)
+        record = qwen_run(LONG, 1, threads)
+        rows["prompt"][0].append(n_prompt / prompt_s)
+        rows["prompt"][1].append(record["usage"]["prompt_tokens"] / record["timings"]["prompt_seconds"])
+        _, _, count, gen_s = raw_run(STORY, GEN_TOKENS, threads)
+        record = qwen_run(STORY, GEN_TOKENS, threads)
+        rows["generation"][0].append((count - 1) / gen_s)
+        rows["generation"][1].append(record["timings"]["generation_tokens_per_second"])
+        assert record["usage"]["completion_tokens"] == count == GEN_TOKENS, "both sides must generate the same"
+    print(f"SmolLM2-135M Q4_1, {threads} threads, {ROUNDS} paired rounds, each a fresh process (medians)")
+    print(f"{'':12} {'raw llama-cpp-python':>22} {'qwen run':>10} {'ratio':>7}")
+    for name, (raw_rates, qwen_rates) in rows.items():
+        r, q = statistics.median(raw_rates), statistics.median(qwen_rates)
+        print(f"{name:12} {r:>18.1f} t/s {q:>6.1f} t/s {q / r:>7.3f}")
+    help_times = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "qwen"), "--help"], capture_output=True, check=True)
+        help_times.append(time.perf_counter() - started)
+    print(f"qwen --help  {statistics.median(help_times):.3f} s (median of {ROUNDS})")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--raw"]:
+        prompt, n, threads = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(Raw(threads).run(prompt, n)))
+    else:
+        main()

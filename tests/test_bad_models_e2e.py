@@ -1,0 +1,61 @@
+"""Bad model files through `qwen run`: one clear line on stderr, exit 1, no traceback, no crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_qwen
+from tests.fixtures import tiny_qwen
+from tests.test_gguf_file import write_tiny_gguf
+
+PWNED = Path("/tmp/qwencli-template-pwned")
+HOSTILE = "{{ cycler.__init__.__globals__.os.popen('touch " + str(PWNED) + "').read() }}"
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, smollm2, qwen_tokenizer):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "notes.gguf").write_text("These are my notes, not a model.\n")
+    (folder / "dir.gguf").mkdir()
+    with open(smollm2, "rb") as src:
+        (folder / "truncated.gguf").write_bytes(src.read(smollm2.stat().st_size // 3))
+    write_tiny_gguf(folder / "alien.gguf", "alienformer")
+    write_tiny_gguf(folder / "empty-llama.gguf", "llama")  # valid header, but no real weights
+    tiny_qwen.write_gguf(folder / "hostile.gguf", "qwen2", qwen_tokenizer, template=HOSTILE)
+    (folder / "weights.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + b" " * 14)
+    return folder
+
+
+@pytest.mark.parametrize("name,message", [
+    ("notes.gguf", "is not a GGUF file"),
+    ("dir.gguf", "is a directory"),
+    ("truncated.gguf", "is truncated"),
+    ("alien.gguf", "architecture 'alienformer' is not supported"),
+    ("empty-llama.gguf", "llama.cpp could not load empty-llama.gguf"),
+    ("hostile.gguf", "tried an unsafe operation"),
+    ("weights.safetensors", "torch backend"),
+])
+def test_bad_model_is_one_clear_error(bad_models, name, message):
+    PWNED.unlink(missing_ok=True)
+    result = run_qwen("run", bad_models / name, "hi", timeout=60)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert result.stdout == b""
+    assert not PWNED.exists()
+
+
+def test_prompt_longer_than_a_fixed_context(tiny_qwen2_gguf):
+    result = run_qwen("run", tiny_qwen2_gguf, "--ctx", "256", input="word " * 2000)
+    assert result.returncode == 1
+    assert "context holds 256" in result.stderr.decode() and "--ctx" in result.stderr.decode()
+
+
+def test_long_prompt_raises_the_default_context(tiny_qwen2_gguf):
+    # 20k tokens: beyond the 8192 default, within the trained 32k — no error, no silent cut.
+    result = run_qwen("run", tiny_qwen2_gguf, "--json", "--verbose", input="word " * 20000, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"context raised to" in result.stderr

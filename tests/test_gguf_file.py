@@ -1,0 +1,110 @@
+"""GGUF validation: agrees with gguf.GGUFReader on real files; rejects bad files in Python with
+one clear error before llama.cpp sees them."""
+
+from __future__ import annotations
+
+import struct
+
+import gguf
+import numpy as np
+import pytest
+
+from qwencli.errors import InvalidModelFile, ModelNotFound, UnsupportedModel
+from qwencli.models.gguf_file import ArraySummary, read_model
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "tiny_qwen3_gguf"])
+def test_metadata_agrees_with_gguf_reader(fixture, request):
+    path = request.getfixturevalue(fixture)
+    ours = read_model(path)
+    reader = gguf.GGUFReader(path)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        value = ours.metadata[key]
+        if isinstance(value, ArraySummary):
+            assert value.length == len(field.data)
+        else:
+            expected = field.contents()
+            assert value == pytest.approx(expected) if isinstance(expected, float) else value == expected
+    assert len(ours.files[0].tensors) == len(reader.tensors)
+    assert ours.parameter_count == sum(int(t.n_elements) for t in reader.tensors)
+    assert ours.files[0].data_offset == reader.data_offset
+
+
+def test_facts_of_the_real_model(smollm2):
+    model = read_model(smollm2)
+    assert (model.architecture, model.context_length, model.quantization) == ("llama", 8192, "Q4_1")
+    assert model.chat_template.startswith("{% for message in messages %}")
+    assert 130e6 < model.parameter_count < 140e6
+
+
+def _header(n_tensors: int, n_kv: int, version: int = 3) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv)
+
+
+def _kv_string(key: str, value: bytes, declared: int | None = None) -> bytes:
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<I", 8) + struct.pack("<Q", declared or len(value)) + value
+
+
+BAD_FILES = {
+    "empty": (b"", "is not a GGUF file"),
+    "text": (b"hello, I am not a model at all, just some text\n" * 3, "is not a GGUF file"),
+    "old version": (_header(0, 0, version=1) + b"\0" * 16, "GGUF version 1"),
+    "implausible counts": (_header(1 << 40, 1) + b"\0" * 16, "implausible counts"),
+    "string past the end": (_header(0, 1) + _kv_string("general.architecture", b"llama", 1 << 50), "header ends early"),
+    "unknown value type": (_header(0, 1) + struct.pack("<Q", 4) + b"abcd" + struct.pack("<I", 99) + b"\0" * 8,
+                           "unknown value type"),
+    "no architecture": (_header(0, 1) + _kv_string("general.name", b"x"), "no general.architecture"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_headers_are_rejected(case, tmp_path):
+    data, message = BAD_FILES[case]
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(data)
+    with pytest.raises(InvalidModelFile, match=message):
+        read_model(path)
+
+
+def test_truncated_file_names_the_problem(smollm2, tmp_path):
+    path = tmp_path / "half.gguf"
+    with open(smollm2, "rb") as src:
+        path.write_bytes(src.read(smollm2.stat().st_size // 2))
+    with pytest.raises(InvalidModelFile, match="truncated") as info:
+        read_model(path)
+    assert "qwen pull" in info.value.hint
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ModelNotFound):
+        read_model(tmp_path / "nope.gguf")
+    with pytest.raises(InvalidModelFile, match="directory"):
+        read_model(tmp_path)
+
+
+def write_tiny_gguf(path, arch: str, tensors: dict[str, np.ndarray] | None = None) -> None:
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(1)
+    for name, value in (tensors or {"token_embd.weight": np.zeros((8, 4), np.float32)}).items():
+        writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_unsupported_architecture(tmp_path):
+    path = tmp_path / "alien.gguf"
+    write_tiny_gguf(path, "alienformer")
+    with pytest.raises(UnsupportedModel, match="alienformer"):
+        read_model(path)
+
+
+def test_incomplete_shard_set(tmp_path):
+    path = tmp_path / "m-00001-of-00002.gguf"
+    write_tiny_gguf(path, "llama")
+    with pytest.raises(InvalidModelFile, match="missing m-00002-of-00002.gguf"):
+        read_model(path)

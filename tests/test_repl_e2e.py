@@ -1,0 +1,91 @@
+"""The REPL through a real pseudo-terminal with the real model: memory across turns, /clear,
+Ctrl-C in the middle of an answer, then a question that works, Ctrl-D."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, SMOLLM2_SYSTEM
+
+pexpect = pytest.importorskip("pexpect")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+PROMPT = ">>> "
+
+
+@pytest.fixture
+def repl(smollm2, isolated_home):
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
+    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", str(smollm2), "--system", SMOLLM2_SYSTEM,
+                                           "--temperature", "0"],
+                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(50, 250))
+    child.expect(PROMPT)
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def ask(child, line: str) -> str:
+    child.sendline(line)
+    child.expect(PROMPT)
+    return ANSI.sub("", child.before)
+
+
+def at_prompt(child) -> None:
+    # ">>> " is printed a moment before the terminal goes raw; a control key sent in between
+    # would be eaten by the tty's line discipline, as it would for a human typing that fast.
+    time.sleep(0.5)
+
+
+def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, tmp_path):
+    ask(repl, "My name is Bob. Remember it.")
+    assert "Bob" in ask(repl, "What is my name?")
+    ask(repl, f"/save {tmp_path / 'chat.json'}")
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == [
+        "My name is Bob. Remember it.", "What is my name?"]
+
+    shown = ask(repl, "/show")
+    assert re.search(r"context\s+\d+ / 8192 tokens", shown) and "turns        2" in shown
+
+    ask(repl, "/clear")
+    assert "turns        0" in ask(repl, "/show")
+
+    repl.sendline("Write a very long story about a dragon.")
+    repl.expect("dragon", timeout=60)
+    time.sleep(0.5)
+    repl.sendintr()
+    repl.expect(PROMPT)
+    assert "(stopped)" in ANSI.sub("", repl.before)
+
+    assert "Paris" in ask(repl, "What is the capital of France?")
+    assert "turns        2" in ask(repl, "/show")  # the interrupted story is kept as far as it went
+
+    at_prompt(repl)
+    repl.sendintr()  # at the prompt: a hint, not an exit
+    repl.expect("Ctrl-D")
+    repl.expect(PROMPT)
+    at_prompt(repl)
+    repl.sendeof()
+    repl.expect(pexpect.EOF)
+    repl.close()
+    assert repl.exitstatus == 0
+    history = (isolated_home / "qwen" / "history").read_text()
+    assert "What is the capital of France?" in history
+
+
+def test_multiline_block_and_bye(repl):
+    repl.sendline('"""')
+    repl.sendline("What is the capital")
+    repl.sendline('of France?"""')
+    repl.expect(PROMPT)
+    assert "Paris" in ANSI.sub("", repl.before)
+    repl.sendline("/bye")
+    repl.expect(pexpect.EOF)
+    repl.close()
+    assert repl.exitstatus == 0
