@@ -16,7 +16,7 @@ QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
 
 PROMPT ?=
 
-.PHONY: run test bench bench-serve completions install install-dev models clean
+.PHONY: run test bench bench-serve bench-remote completions install install-dev models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench: install-dev models
 
 bench-serve: install-dev models
 	$(BIN)/python -m tests.bench.serve_bench
+
+bench-remote: install-dev models
+	$(BIN)/python -m tests.bench.remote_bench
 
 # Generated from the Typer app (its own completion protocol); tests fail when these are stale.
 completions: install

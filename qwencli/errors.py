@@ -83,3 +83,17 @@ class RemoteError(QwenError):
     """An OpenAI-compatible server answered with an error."""
 
     http_status = 502
+
+
+class AuthenticationError(QwenError):
+    """A key is missing, or a server refused it."""
+
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class RateLimited(RemoteError):
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"

@@ -27,6 +27,7 @@ VARIABLES: dict[str, str] = {
     "HF_HUB_OFFLINE": "1: never touch the network",
 }
 
+#: Alibaba Cloud Model Studio's OpenAI-compatible endpoint, international region.
 DASHSCOPE_INTL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 
 

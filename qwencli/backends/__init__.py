@@ -15,4 +15,8 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
         from .llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(model.path, load, name=model.name)
+    if model.format == "remote":
+        from .remote import RemoteBackend
+
+        return RemoteBackend(model, load)
     raise UnsupportedModel(f"no backend can run {model.name} ({model.format})")

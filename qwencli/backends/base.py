@@ -22,6 +22,8 @@ class LoadOptions:
     threads: int | None = None
     gpu_layers: int | None = None
     verbose: bool = False
+    #: torch only: "cuda", "cuda:1", "cpu"… (None: the best there is).
+    device: str | None = None
 
 
 @dataclass(frozen=True)

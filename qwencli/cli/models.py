@@ -12,13 +12,22 @@ from typing import Annotated
 import typer
 
 from .errors import handle_errors
+from .options import ApiKey, Host
 
 
 def list_command(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON array with every field.")] = False,
+    host: Host = None,
+    api_key: ApiKey = None,
 ) -> None:
-    """List downloaded models (also those other Hugging Face tools put in the same cache)."""
-    _list(json_output=json_output)
+    """List downloaded models (also those other Hugging Face tools put in the same cache), or with
+    --host the models an OpenAI-compatible server serves."""
+    if host:
+        from .remote_models import list_remote
+
+        list_remote(host=host, api_key=api_key, json_output=json_output)
+    else:
+        _list(json_output=json_output)
 
 
 @handle_errors

@@ -23,3 +23,44 @@ GpuLayers = Annotated[
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Load and speed statistics, and llama.cpp's log, on stderr.")
 ]
+
+REMOTE = "Remote servers and hosted Qwen"
+Backend = Annotated[
+    str,
+    typer.Option("--backend", envvar="QWEN_BACKEND", show_envvar=False,
+                 help="auto, llama, torch or remote (default: $QWEN_BACKEND or auto).", show_default=False),
+]
+Host = Annotated[
+    Optional[str],
+    typer.Option("--host", envvar="QWEN_HOST", show_envvar=False, rich_help_panel=REMOTE,
+                 help="Use the model on this OpenAI-compatible server (qwen serve, vLLM, llama-server, Ollama /v1).",
+                 show_default=False),
+]
+ApiKey = Annotated[
+    Optional[str],
+    typer.Option("--api-key", envvar="QWEN_API_KEY", show_envvar=False, rich_help_panel=REMOTE,
+                 help="Key for --host (default: $QWEN_API_KEY). Hosted Qwen reads $DASHSCOPE_API_KEY.",
+                 show_default=False),
+]
+BaseUrl = Annotated[
+    Optional[str],
+    typer.Option("--base-url", envvar="QWEN_DASHSCOPE_BASE_URL", show_envvar=False, rich_help_panel=REMOTE,
+                 help="Hosted Qwen endpoint (default: the international one; mainland keys need the mainland URL).",
+                 show_default=False),
+]
+Device = Annotated[
+    Optional[str],
+    typer.Option("--device", help="torch backend: cuda, cuda:N or cpu (default: cuda when it fits).",
+                 show_default=False),
+]
+
+BACKENDS = ("auto", "llama", "torch", "remote")
+
+
+def check_backend(value: str) -> str:
+    from ..errors import UsageError
+
+    name = (value or "auto").strip().lower()
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {value!r}", f"choose one of {', '.join(BACKENDS)} (--backend or QWEN_BACKEND)")
+    return name

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
-from .options import Ctx, GpuLayers, Threads, Verbose
+from .options import ApiKey, Backend, BaseUrl, Ctx, Device, GpuLayers, Host, Threads, Verbose
 from .pull import Force as PullForce
 from .pull import Quant as PullQuant
 
@@ -42,6 +42,11 @@ def run(
     verbose: Verbose = False,
     quant: PullQuant = None,
     force: PullForce = False,
+    backend: Backend = "auto",
+    device: Device = None,
+    host: Host = None,
+    api_key: ApiKey = None,
+    base_url: BaseUrl = None,
 ) -> None:
     """Chat with a model, or answer one prompt (from the arguments and/or stdin)."""
     _run(**locals())
@@ -49,7 +54,8 @@ def run(
 
 @handle_errors
 def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed, think,
-         format, json_output, ctx, threads, gpu_layers, verbose, quant=None, force=False) -> None:
+         format, json_output, ctx, threads, gpu_layers, verbose, quant=None, force=False, backend="auto",
+         device=None, host=None, api_key=None, base_url=None) -> None:
     from .. import settings as settings_module
     from ..backends import LoadOptions, load_backend
     from ..chat import GenerationOptions
@@ -57,6 +63,7 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
     from ..models.resolve import resolve
     from ..sampling import check_options
     from .input import read_prompt
+    from .options import check_backend
 
     if format not in (None, "json"):
         raise UsageError(f"--format takes 'json', not {format!r}")
@@ -68,12 +75,13 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
             max_tokens=max_tokens, seed=seed, think=think, response_format=format,
         )
     )
-    resolved = resolve(model, quant=quant, force=force)
-    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose)
+    resolved = resolve(model, quant=quant, force=force, backend=check_backend(backend), host=host, api_key=api_key,
+                       base_url=base_url)
+    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device)
     backend = _load_with_status(resolved, load, load_backend)
     try:
         if verbose:
-            _describe(backend.info)
+            _describe(backend.info, resolved.reason)
         if interactive:
             from ..console import notice
             from ..repl import run_repl
@@ -100,10 +108,12 @@ def _load_with_status(resolved, load, load_backend):
     return load_backend(resolved, load)
 
 
-def _describe(info) -> None:
+def _describe(info, reason: str) -> None:
     from ..console import notice
 
     notice(f"loaded {info.name} in {info.load_seconds:.2f} s · {info.backend} · context {info.context_reason}")
+    if reason:
+        notice(f"backend {info.backend}: {reason}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from .hosted import Endpoint
 
 Format = Literal["gguf", "safetensors", "remote"]
 
@@ -24,6 +27,10 @@ class ResolvedModel:
     repo: str | None = None
     #: Facts the catalog knows before the file is opened (family, sampling, context).
     hints: dict = field(default_factory=dict)
+    #: Where a remote model is served (format "remote"); holds the API key, so never printed.
+    endpoint: "Endpoint | None" = field(default=None, repr=False)
+    #: Why this backend was chosen (shown by --verbose and `qwen show`).
+    reason: str = ""
 
 
 def looks_like_path(name: str) -> bool:
@@ -32,10 +39,18 @@ def looks_like_path(name: str) -> bool:
     return check(name)
 
 
-def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False) -> ResolvedModel:
+def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False,
+            backend: str = "auto", host: str | None = None, api_key: str | None = None,
+            base_url: str | None = None) -> ResolvedModel:
     """Find `name` locally, or pull it (when `pull`). `quant` overrides a `:quant` in the name
-    ('auto' picks the largest that fits); `force` pulls even when the model looks too big."""
-    from . import names, store
+    ('auto' picks the largest that fits); `force` pulls even when the model looks too big.
+
+    `backend` is auto, llama, torch or remote. A hosted name (qwen-max) or a `host` (an
+    OpenAI-compatible server) makes the model remote: `api_key` and `base_url` are for that."""
+    from . import hosted, names, store
+
+    if backend == "remote" or host is not None or hosted.is_hosted(name):
+        return hosted.resolve(name, host=host, api_key=api_key, base_url=base_url)
 
     ref = names.parse(name)
     if ref.kind == "path":

@@ -7,6 +7,7 @@ given). A path from the network would let any client probe and load files on the
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from pathlib import Path
@@ -45,8 +46,7 @@ class StoreSource:
         for name in startup:
             resolved = resolve_local(name)
             ident = model_id(name, resolved)
-            resolved = ResolvedModel(name=ident, format=resolved.format, path=resolved.path, repo=resolved.repo,
-                                     hints=resolved.hints)
+            resolved = dataclasses.replace(resolved, name=ident)
             self._named[ident] = resolved
             self._named[name] = resolved
             self.startup_ids.append(ident)
@@ -56,6 +56,10 @@ class StoreSource:
             return self._named[name]
         if _names_a_file(name):
             raise ModelNotFound(f"unknown model {name!r}")
+        from ..models.hosted import is_hosted
+
+        if is_hosted(name):  # fronting a hosted model spends the operator's key: only when named at start
+            raise ModelNotFound(f"{name!r} is not served here", f"start the server with: qwen serve {name}")
         try:
             resolved = resolve_local(name)
         except (UsageError, OSError, ValueError):  # a name that does not even parse is just as unknown

@@ -23,10 +23,10 @@ STORY = "Write a very long story about a dragon who learns to fly over the sea."
 LONG = "Summarize the following notes.\n\n" + " ".join(f"Note {i}: the meeting moved to room {i % 7}." for i in range(45))
 
 
-def qwen_run(prompt: str, n: int, threads: int) -> dict:
+def qwen_run(prompt: str, n: int, threads: int, *, model: str = str(MODEL), extra: tuple[str, ...] = ()) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "qwencli", "run", str(MODEL), "--json", "--temperature", "0", "-n", str(n),
-         "--threads", str(threads), prompt],
+        [sys.executable, "-m", "qwencli", "run", model, "--json", "--temperature", "0", "-n", str(n),
+         "--threads", str(threads), *extra, prompt],
         capture_output=True, text=True, check=True, cwd=ROOT, stdin=subprocess.DEVNULL)
     return json.loads(result.stdout)
 

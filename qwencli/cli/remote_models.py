@@ -1,0 +1,34 @@
+"""`qwen list --host URL`: the models an OpenAI-compatible server serves (its `/v1/models`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import handle_errors
+
+
+@handle_errors
+def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
+    from .. import settings
+    from ..backends.openai_client import OpenAIClient
+    from ..errors import RemoteError
+    from ..models.hosted import Endpoint, normalize_url
+
+    endpoint = Endpoint(base_url=normalize_url(host, flag="--host"), model="", provider="openai",
+                        api_key=api_key or settings.load().api_key, key_source="--api-key or QWEN_API_KEY")
+    client = OpenAIClient(endpoint)
+    try:
+        models = client.models()
+    finally:
+        client.close()
+    if models is None:
+        raise RemoteError(f"{endpoint.base_url} has no /models endpoint", "is it an OpenAI-compatible server?")
+    if json_output:
+        sys.stdout.write(json.dumps(models, indent=2) + "\n")
+        return
+    rows = [("NAME", "OWNED BY")] + [(str(m.get("id", "")), str(m.get("owned_by", ""))) for m in models]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{name.ljust(width)}  {owner}".rstrip() for name, owner in rows]
+    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''} at {endpoint.base_url}")
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,105 @@
+"""Models behind an OpenAI-compatible API: hosted Qwen (Alibaba Cloud Model Studio, "DashScope")
+and any server given with `--host` (a `qwen serve`, vLLM, llama-server, Ollama's /v1).
+
+Resolving one is local: it checks the name, the URL and that a key is there, and builds the
+`Endpoint` the remote backend talks to. The network is first touched when the backend loads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import AuthenticationError, UsageError
+
+DASHSCOPE_MAINLAND = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+DASHSCOPE_KEY = "DASHSCOPE_API_KEY"
+HOST_KEY = "QWEN_API_KEY"
+
+#: Names Model Studio serves: `qwen-max`, `qwen-max-latest`, dated snapshots such as
+#: `qwen-max-2025-01-25` or `qwen-max-0428`. The service decides which snapshots still exist.
+HOSTED = re.compile(r"qwen-(max|plus|turbo)(-latest|-\d{4}(-\d{2}-\d{2})?)?")
+#: Names people know a snapshot by.
+ALIASES = {"qwen2.5-max": "qwen-max-2025-01-25"}
+#: Context windows Model Studio documents for the current models (a hint for `/show`).
+CONTEXT = {"max": 32768, "plus": 131072, "turbo": 1000000}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach a remote model. The key is never part of a repr or a message."""
+
+    base_url: str  # up to and including /v1 (or /compatible-mode/v1)
+    model: str  # the id sent in requests
+    provider: Literal["dashscope", "openai"]
+    api_key: str | None = field(default=None, repr=False)
+    key_source: str = HOST_KEY  # the variable (or flag) a user fixes when the key is refused
+
+    @property
+    def display_url(self) -> str:
+        return self.base_url
+
+
+def is_hosted(name: str) -> bool:
+    return name.lower() in ALIASES or bool(HOSTED.fullmatch(name.lower()))
+
+
+def resolve(name: str, *, host: str | None = None, api_key: str | None = None, base_url: str | None = None):
+    from .resolve import ResolvedModel
+    from .. import settings
+
+    config = settings.load()
+    if not name or not name.strip() or any(ord(c) < 32 for c in name):
+        raise UsageError("no model name given", "e.g. qwen run qwen-max, or qwen list --host URL")
+    if host is not None:
+        endpoint = Endpoint(
+            base_url=normalize_url(host, flag="--host"),
+            model=name.strip(),
+            provider="openai",
+            api_key=api_key or config.api_key,
+            key_source="--api-key or QWEN_API_KEY",
+        )
+        reason = f"--host {endpoint.base_url}"
+        return ResolvedModel(name=endpoint.model, format="remote", endpoint=endpoint, reason=reason)
+    if not is_hosted(name):
+        raise UsageError(
+            f"--backend remote needs a server for {name!r}",
+            "give --host URL (or QWEN_HOST), or a hosted name: qwen-max, qwen2.5-max, qwen-plus, qwen-turbo",
+        )
+    model = ALIASES.get(name.lower(), name.lower())
+    key = config.dashscope_api_key
+    if not key:
+        raise AuthenticationError(
+            f"{name} is hosted by Alibaba Cloud Model Studio and needs an API key in {DASHSCOPE_KEY}",
+            f"export {DASHSCOPE_KEY}=sk-… (a key from the Model Studio console; mainland-China keys also need"
+            f" --base-url {DASHSCOPE_MAINLAND})",
+        )
+    url = normalize_url(base_url or config.dashscope_base_url, flag="--base-url")
+    endpoint = Endpoint(base_url=url, model=model, provider="dashscope", api_key=key, key_source=DASHSCOPE_KEY)
+    tier = HOSTED.fullmatch(model)
+    hints = {"context": CONTEXT.get(tier.group(1)) if tier else None, "family": "qwen-hosted"}
+    return ResolvedModel(name=name, format="remote", endpoint=endpoint, hints=hints,
+                         reason=f"{name} is hosted: Model Studio at {url}")
+
+
+def normalize_url(text: str, *, flag: str) -> str:
+    """`host:port`, `http://host:port` or a full base URL → a base URL ending where `/chat/completions`
+    goes. A bare server address gets `/v1`, as every OpenAI-compatible server mounts it there."""
+    raw = text.strip()
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{flag} {text!r} is not an http(s) URL", "e.g. http://127.0.0.1:7936 or https://host/v1")
+    if parts.username or parts.password:
+        raise UsageError(f"{flag} must not carry credentials in the URL", "pass the key with --api-key")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} has an invalid port") from None
+    path = parts.path.rstrip("/")
+    if not path:
+        path = "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
