@@ -329,3 +329,53 @@ def test_bad_urls_are_usage_errors():
         result = run_qwen("run", "--host", url, "m", "hi")
         assert result.returncode == 2, (url, err(result))
         assert "Error:" in err(result) and "pw" not in err(result)
+
+
+# -- the client at its seam ------------------------------------------------------------------
+
+def _client(api: FakeOpenAI, **kwargs):
+    from qwencli.backends.openai_client import OpenAIClient
+    from qwencli.models.hosted import Endpoint
+
+    return OpenAIClient(Endpoint(base_url=api.url + "/v1", model="qwen-max", provider="openai", api_key=KEY), **kwargs)
+
+
+def test_a_server_that_stalls_mid_stream_times_out(api):
+    from qwencli.errors import QwenError
+
+    api.script(Reply(pieces=["a", "b", "c"], delay=2.0))
+    client = _client(api, read_timeout=0.5)
+    with pytest.raises(QwenError, match="cut before the answer was complete"):
+        list(client.stream("chat/completions", {"model": "qwen-max", "messages": []}))
+    client.close()
+
+
+def test_retry_after_parsing():
+    from qwencli.backends.openai_client import MAX_WAIT, retry_after
+
+    assert retry_after("3", default=1) == 3
+    assert retry_after(None, default=1.5) == 1.5
+    assert retry_after("-5", default=1) == 0
+    assert retry_after("100000", default=1) == MAX_WAIT
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", default=1) == 0  # a date in the past
+    assert retry_after("soon", default=2) == 2
+
+
+def test_backend_stops_reading_when_closed(api):
+    """Closing the chunk iterator (Ctrl-C, a closed pipe) closes the connection at once."""
+    from qwencli.backends.remote import RemoteBackend
+    from qwencli.chat import GenerationOptions, Message
+    from qwencli.models.hosted import Endpoint
+    from qwencli.models.resolve import ResolvedModel
+
+    api.script(Reply(pieces=[f"w{i}" for i in range(100)], delay=0.05))
+    endpoint = Endpoint(base_url=api.url + "/v1", model="qwen-max", provider="openai", api_key=KEY)
+    backend = RemoteBackend(ResolvedModel(name="qwen-max", format="remote", endpoint=endpoint))
+    stream = backend.chat([Message("user", "hi")], GenerationOptions())
+    assert next(stream).text == "w0"
+    stream.close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not api.chat_requests()[-1].disconnected:
+        time.sleep(0.05)
+    assert api.chat_requests()[-1].disconnected
+    backend.close()

@@ -34,7 +34,7 @@ class StreamCut(RemoteError):
 
 class OpenAIClient:
     def __init__(self, endpoint: Endpoint, *, sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[str], None] | None = None):
+                 on_retry: Callable[[str], None] | None = None, read_timeout: float = READ_TIMEOUT):
         import httpx
 
         self.endpoint = endpoint
@@ -43,7 +43,7 @@ class OpenAIClient:
         headers = {"Accept": "application/json"}
         if endpoint.api_key:
             headers["Authorization"] = f"Bearer {endpoint.api_key}"
-        timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+        timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
         # trust_env=False: a proxy from the environment must not see a loopback server's traffic
         # unasked; hosted endpoints go through one when HTTPS_PROXY is set.
         self._http = httpx.Client(base_url=endpoint.base_url + "/", headers=headers, timeout=timeout,
@@ -171,9 +171,10 @@ def retry_after(value: str | None, *, default: float) -> float:
         try:
             seconds = float(value)
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value.strip() else None
-            if when is not None:
-                seconds = when.timestamp() - time.time()
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):  # neither seconds nor a date: keep the default
+                pass
     return min(max(seconds, 0.0), MAX_WAIT)
 
 
