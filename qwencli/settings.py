@@ -3,7 +3,7 @@
 Every variable qwencli reads is in `VARIABLES` (and the README's table is generated from the same
 list by `tests/test_settings.py`). Model weights live in the Hugging Face cache (`HF_HOME`,
 `HF_HUB_CACHE`, read by huggingface_hub); qwencli's own directory holds only small files: input
-history and the pull journal.
+history and the server's cache of model checks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIABLES: dict[str, str] = {
-    "QWEN_HOME": "qwencli's own directory: REPL history, partial downloads' journal (default: $XDG_DATA_HOME/qwencli or ~/.local/share/qwencli)",
+    "QWEN_HOME": "qwencli's own small files: REPL history, the server's model-check cache (default: $XDG_DATA_HOME/qwencli or ~/.local/share/qwencli)",
     "QWEN_DEBUG": "1 shows full tracebacks for errors",
     "QWEN_BACKEND": "default for --backend: auto, llama, torch or remote",
     "QWEN_HOST": "an OpenAI-compatible server to use instead of local models (same as --host)",
