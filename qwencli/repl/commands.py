@@ -104,7 +104,9 @@ def _show(state: ReplState, arg: str) -> None:
     conversation = state.conversation
     info = conversation.backend.info
     used = conversation.context_used()
-    effective = sampling.resolve(conversation.options, info.family)
+    # A remote server applies its own defaults: show only what this session sends.
+    remote = info.backend == "remote"
+    effective = conversation.options if remote else sampling.resolve(conversation.options, info.family)
     settings = ", ".join(
         f"{k} {getattr(effective, k)}"
         for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "think")
@@ -113,8 +115,8 @@ def _show(state: ReplState, arg: str) -> None:
     rows = [
         ("model", info.name),
         ("backend", f"{info.backend}" + (f" ({info.threads} threads, {info.gpu_layers} GPU layers)" if info.threads else "")),
-        ("context", f"{used if used is not None else '?'} / {info.context_length} tokens"),
-        ("settings", settings or "model defaults"),
+        ("context", f"{used if used is not None else '?'} / {info.context_length or 'unknown'} tokens"),
+        ("settings", settings or ("the server's defaults" if remote else "model defaults")),
         ("system", conversation.system or "(none)"),
         ("turns", str(sum(1 for m in conversation.turns if m.role == "user"))),
     ]
