@@ -193,6 +193,14 @@ def test_serve_fronts_a_hosted_model(api):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused")
         answer = client.chat.completions.create(model="qwen-max", messages=[{"role": "user", "content": "Hi"}])
         assert answer.choices[0].message.content == "Bonjour!"
+        api.script(Reply(reasoning=["hmm"], pieces=["Sa", "lut"]))
+        stream = client.chat.completions.create(model="qwen-max", messages=[{"role": "user", "content": "Hi"}],
+                                                stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Salut"
+        assert chunks[-1].usage.completion_tokens == 3  # the hosted API's count, passed through
+        reasoning = [(c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks if c.choices]
+        assert "".join(r or "" for r in reasoning) == "hmm"
         assert api.chat_requests()[-1].headers["authorization"] == f"Bearer {KEY}"
         with pytest.raises(openai.NotFoundError):  # not named at start: never relayed
             client.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "Hi"}])
