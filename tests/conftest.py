@@ -116,3 +116,16 @@ def run_qwen(*args: str, input: bytes | str | None = None, timeout: float = 120,
         cwd=kwargs.pop("cwd", ROOT),
         **kwargs,
     )
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A hub-compatible server on 127.0.0.1 (tests/fixtures/hub.py) with HF_ENDPOINT pointing at it."""
+    from tests.fixtures.hub import HubServer
+
+    server = HubServer().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield server
+    server.stop()

@@ -21,8 +21,8 @@ from ..errors import ModelNotFound, UsageError
 from .catalog import Catalog, CatalogEntry, load
 
 # huggingface_hub's `validate_repo_id` rules, ASCII only, without importing huggingface_hub on the
-# `qwen run` start-up path (tests/test_names.py checks both agree).
-_REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+# `qwen run` start-up path (tests/test_models_names.py checks both agree).
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
 _QUANT = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")
 _HUB_PREFIXES = ("https://huggingface.co/", "https://hf.co/", "huggingface.co/", "hf.co/")
 #: Words in Ollama tags that only say "the instruct/chat model" (which is all the catalog holds).
@@ -108,8 +108,10 @@ def parse(name: str, catalog: Catalog | None = None) -> ModelRef:
 
 
 def _parse_repo(body: str, text: str, catalog: Catalog) -> ModelRef:
-    repo, _, quant = body.partition(":")
+    repo, sep, quant = body.partition(":")
     repo = repo.rstrip("/")
+    if sep and not quant:
+        raise UsageError(f"{text!r} ends with ':' but names no quantization", "e.g. owner/repo:Q4_K_M, or no ':'")
     if not valid_repo_id(repo):
         raise UsageError(
             f"{text!r} is not a hub repo id",
@@ -124,8 +126,8 @@ def _parse_catalog(text: str, catalog: Catalog) -> ModelRef:
     base, sep, tag = lowered.rpartition(":") if ":" in lowered else (lowered, "", "")
     if sep and not base:
         raise UsageError(f"{text!r} is not a model name")
-    if tag and not tag.strip():
-        raise UsageError(f"{text!r} ends with ':' but names no quantization")
+    if sep and not tag:
+        raise UsageError(f"{text!r} ends with ':' but names no quantization", "e.g. qwen2.5-7b:q4_k_m, or no ':'")
     entry_name = _catalog_name(base, catalog)
     if entry_name and (not tag or _QUANT.fullmatch(tag) and (tag == "auto" or _looks_like_quant(tag))):
         return _catalog_ref(text, entry_name, tag or None, catalog)
@@ -175,6 +177,7 @@ def _looks_like_quant(word: str) -> bool:
 
 
 def _unknown(text: str, catalog: Catalog) -> ModelNotFound:
-    close = catalog.closest(text.split(":")[0]) or catalog.closest(text)
+    # The whole text first ("qwen3:9b" → qwen3:8b), then without a quant ("qwne2.5-7b:q8_0" → qwen2.5-7b).
+    close = list(dict.fromkeys(catalog.closest(text) + catalog.closest(text.split(":")[0])))[:3]
     hint = f"did you mean {', '.join(close)}?" if close else "give a catalog name like qwen2.5-7b, or owner/repo"
     return ModelNotFound(f"unknown model {text!r}", hint + " (qwen list shows the models you have)")

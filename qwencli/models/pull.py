@@ -7,13 +7,15 @@ then do the snapshot links and refs/main appear, which is what makes the model e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from ..errors import DownloadError, InvalidModelFile, UnsupportedModel, UsageError
+from ..errors import DownloadError, InvalidModelFile, QwenError, UnsupportedModel, UsageError
 from . import download, fit, hub, select, store
 from .cache import RepoCache, hub_cache, safe_relpath
 from .catalog import GGUF, load as load_catalog
@@ -34,6 +36,11 @@ def pull(ref: ModelRef, *, quant: str | None = None, force: bool = False,
     started = time.monotonic()
     ref = merge_quant(ref, quant)
     repo = require_gguf_repo(ref)
+    progress = progress or PullProgress()
+    if hub.offline() and (local := store.find(ref, cache_dir)) is not None:
+        # Nothing to check it against; what is in the store was verified when it was pulled.
+        progress.finish(f"{local.name} is downloaded (HF_HUB_OFFLINE=1: not checked for updates) → {local.path}")
+        return PullResult(local, 0, time.monotonic() - started, True)
     listing = hub.fetch_listing(repo)
     models = select.gguf_models(listing.files)
     if not models:
@@ -47,29 +54,63 @@ def pull(ref: ModelRef, *, quant: str | None = None, force: bool = False,
         safe_relpath(file.path)
     cache = RepoCache(cache_dir or hub_cache(), repo)
     extras = [f for f in listing.files if f.path == "README.md" and f.size < (1 << 20)]
-    progress = progress or PullProgress()
     if _installed(cache, listing.commit, choice):
-        model = _found(cache, listing.commit, choice)
-        progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
-        return PullResult(model, 0, time.monotonic() - started, True)
+        return _up_to_date(cache, listing.commit, choice, progress, started)
     if not force:
         fit.check_memory(ref, choice, models)
     fit.check_disk(cache, choice)
     cache.prepare()
-    with progress:
+    with progress, _one_pull_at_a_time(cache, choice, progress):
+        if _installed(cache, listing.commit, choice):  # another pull finished it while we waited
+            return _up_to_date(cache, listing.commit, choice, progress, started)
         blobs = [download.fetch(cache, listing.commit, f, progress) for f in choice.files]
-        for extra in extras:  # the model card: license and notes for `qwen show`, and for other HF tools
-            cache.link(listing.commit, extra.path, download.fetch(cache, listing.commit, extra, progress))
+        for extra in extras:
+            _fetch_card(cache, listing.commit, extra, progress)
         if choice.layout == "byte-split":
             blobs = [_join(cache, choice, blobs, progress)]
-    store.install(cache, listing.commit, choice, blobs)
-    if choice.layout == "byte-split":
-        _delete_parts(cache, choice)
+        store.install(cache, listing.commit, choice, blobs)
+        if choice.layout == "byte-split":
+            _delete_parts(cache, choice)
     model = _found(cache, listing.commit, choice)
     seconds = time.monotonic() - started
     rate = f" ({human_size(progress.transferred / seconds)}/s)" if progress.transferred and seconds > 0 else ""
     progress.finish(f"pulled {model.name}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}")
     return PullResult(model, progress.transferred, seconds, False)
+
+
+def _up_to_date(cache: RepoCache, commit: str, choice: select.GGUFChoice, progress: PullProgress,
+                started: float) -> PullResult:
+    model = _found(cache, commit, choice)
+    progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
+    return PullResult(model, 0, time.monotonic() - started, True)
+
+
+@contextlib.contextmanager
+def _one_pull_at_a_time(cache: RepoCache, choice: select.GGUFChoice, progress: PullProgress) -> Iterator[None]:
+    """Concurrent pulls of one model take turns: a second one would otherwise join a byte-split set
+    whose parts the first is deleting. The per-file locks in `download` still guard each blob."""
+    from filelock import FileLock, Timeout
+
+    key = hashlib.sha256(f"pull\0{choice.entry_path}".encode()).hexdigest()
+    lock = FileLock(str(cache.lock(key)), mode=0o664)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        progress.note(f"waiting for another pull of {choice.entry_path} to finish…")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fetch_card(cache: RepoCache, commit: str, card: select.RepoFile, progress: PullProgress) -> None:
+    """The model card (license and notes for `qwen show`, and for other HF tools) is a nicety: a
+    failure to fetch it must not fail a pull whose weights are already verified."""
+    try:
+        cache.link(commit, card.path, download.fetch(cache, commit, card, progress))
+    except QwenError as exc:
+        progress.note(f"skipped {card.path}: {exc.message}")
 
 
 def merge_quant(ref: ModelRef, quant: str | None) -> ModelRef:
@@ -112,30 +153,28 @@ def _found(cache: RepoCache, commit: str, choice: select.GGUFChoice) -> store.Lo
 
 def _join(cache: RepoCache, choice: select.GGUFChoice, parts: list[Path], progress: PullProgress) -> Path:
     """Concatenate a byte-split set (`x.gguf.a`, `.b`, …) into one blob named by its sha256."""
-    from filelock import FileLock
-
     from .gguf_file import read_gguf_file
 
+    # Called under _one_pull_at_a_time, so no other process writes this temporary file.
     key = hashlib.sha256("".join(download.expected_etag(f) or "" for f in choice.files).encode()).hexdigest()
     progress.note(f"joining {len(parts)} parts into {choice.entry_path}")
-    with FileLock(str(cache.lock(key)), mode=0o664):
-        tmp = cache.partial(key)
-        digest = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while block := src.read(8 << 20):
-                        out.write(block)
-                        digest.update(block)
-        blob = cache.blob(digest.hexdigest())
-        try:
-            read_gguf_file(tmp)
-        except InvalidModelFile as exc:
-            tmp.unlink(missing_ok=True)
-            raise DownloadError(f"the joined parts of {choice.entry_path} are not a valid GGUF file: {exc.message}",
-                                "the repo's parts do not belong together; report it to its owner") from None
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, blob)
+    tmp = cache.partial(key)
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                while block := src.read(8 << 20):
+                    out.write(block)
+                    digest.update(block)
+    blob = cache.blob(digest.hexdigest())
+    try:
+        read_gguf_file(tmp)
+    except InvalidModelFile as exc:
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(f"the joined parts of {choice.entry_path} are not a valid GGUF file: {exc.message}",
+                            "the repo's parts do not belong together; report it to its owner") from None
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, blob)
     return blob
 
 
