@@ -51,6 +51,7 @@ class StepEngine:
     def __init__(self, name: str):
         self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
         self.step: Callable[[], bool] = lambda: False
+        self.on_step_error: Callable[[BaseException], None] = lambda exc: None
         self._stepping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -61,7 +62,11 @@ class StepEngine:
                 try:
                     job = self._jobs.get_nowait()
                 except queue.Empty:
-                    self._stepping = self.step()
+                    try:
+                        self._stepping = self.step()
+                    except BaseException as exc:  # a dead engine thread would hang every stream
+                        self._stepping = False
+                        self.on_step_error(exc)
                     continue
             else:
                 job = self._jobs.get()
@@ -202,6 +207,7 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         self._waiting: collections.deque[_Request] = collections.deque()
         super().__init__(path, load, name=name)
         self._engine.step = self._step
+        self._engine.on_step_error = self._on_step_error
 
     def _new_engine(self) -> StepEngine:  # type: ignore[override]
         return StepEngine("llama.cpp batched")
@@ -231,6 +237,9 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         ctx_params.kv_unified = False  # one cache per sequence: attention reads only its own
         ctx_params.n_threads = ctx_params.n_threads_batch = self._threads
         ctx_params.no_perf = True
+        # As `llama_cpp.Llama` (the one-at-a-time backend) sets it: llama.cpp's default "auto"
+        # turns flash attention on, whose different rounding makes greedy replies differ.
+        ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         saved, sys.stderr = sys.stderr, io.StringIO()  # see LlamaCppBackend._load_on_engine
         try:
             model = _internals.LlamaModel(path_model=str(self.model.path), params=model_params, verbose=True)
@@ -263,6 +272,16 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
             request.out.put(error)
             request.out.put(_END)
             request.finished.set()
+
+    def _on_step_error(self, exc: BaseException) -> None:
+        """A step raised (a bug, or llama.cpp failing): end every request with the error, drop
+        the KV caches (their content is unknown now) and carry on with the next requests."""
+        import llama_cpp
+
+        self._fail_all(exc if isinstance(exc, Exception) else RuntimeError("generation stopped"))
+        for slot in self._free:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
+            slot.cached = []
 
     def close(self) -> None:
         try:
@@ -455,8 +474,6 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
                 timings=Timings(prompt_seconds=slot.first - slot.started, generation_seconds=ended - slot.first,
                                 first_token_seconds=slot.first - slot.started),
             ))
-        request.out.put(_END)
-        request.finished.set()
         if slot.sampler is not None:
             slot.sampler.close()
         slot.request = slot.sampler = slot.pipeline = slot.decoder = slot.next_token = None
@@ -464,6 +481,9 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         slot.last_used = time.monotonic()
         self._running.remove(slot)
         self._free.append(slot)
+        # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
+        request.out.put(_END)
+        request.finished.set()
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -83,7 +83,9 @@ def internal_error(exc: BaseException) -> ApiError:
     """A bug: log it with its traceback under an id, tell the client only the id."""
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s", incident, exc_info=exc)
-    return ApiError(500, f"Internal server error (incident {incident}).", type="server_error")
+    # A bug answers the same way the next time: tell the SDK not to retry.
+    return ApiError(500, f"Internal server error (incident {incident}).", type="server_error",
+                    headers={"x-should-retry": "false"})
 
 
 def from_qwen_error(exc: QwenError) -> ApiError:

@@ -90,12 +90,12 @@ class ToolCallStream:
             if start >= 0:
                 before, self._buf = self._buf[:start], self._buf[start + len(OPEN) :]
                 self._in_call = True
-                yield from self._text(before, final=False, call_follows=True)
+                yield from self._text(before)
                 continue
             hold = _partial_suffix(self._buf, OPEN)
             out = self._buf[: len(self._buf) - hold]
             self._buf = self._buf[len(self._buf) - hold :]
-            yield from self._text(out, final=False)
+            yield from self._text(out)
             return
 
     def finish(self) -> Iterator[Event]:
@@ -104,7 +104,7 @@ class ToolCallStream:
             self._in_call = False
             yield from self._block(rest, closed=False)  # cut off at EOS or by max_tokens
         else:
-            yield from self._text(rest, final=True)
+            yield from self._text(rest)
         if self._space and not self.calls:
             yield Text(self._space)
         self._space = ""
@@ -113,7 +113,7 @@ class ToolCallStream:
         call = parse_call(body.strip())
         if call is None:
             raw = OPEN + body + (CLOSE if closed else "")
-            yield from self._text(raw, final=False)
+            yield from self._text(raw)
             return
         self._space = ""
         if self._first_only and self.calls:
@@ -121,14 +121,17 @@ class ToolCallStream:
         self.calls.append(call)
         yield call
 
-    def _text(self, text: str, *, final: bool, call_follows: bool = False) -> Iterator[Event]:
+    def _text(self, text: str) -> Iterator[Event]:
+        # Trailing whitespace is held whatever the split of the pieces, so "text <tool_call>"
+        # gives the same content streamed token by token as collected.
         if not text:
             return
-        if not text.strip():
+        body = text.rstrip()
+        if not body:
             self._space += text
             return
-        lead, self._space = self._space, ""
-        yield Text(lead + text)
+        lead, self._space = self._space, text[len(body):]
+        yield Text(lead + body)
 
 
 # -- forced calls ---------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""`make bench-serve`: `qwen serve` against raw llama-cpp-python on the same GGUF and threads.
+
+1. Generation tokens/s of one streaming client through the server (time from its first to its
+   last token, as the client sees it) against llama-cpp-python's own token loop in this process,
+   in paired rounds; target ratio ≥ 0.95.
+2. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
+   one request at a time; `--parallel N` is clamped to 1 for now), and /health latency meanwhile.
+
+Bounded: BENCH_ROUNDS rounds (default 3) of GEN_TOKENS tokens; every wait has a timeout.
+Numbers drift ±10 % minute to minute on shared machines, so only same-run ratios mean much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+GEN_TOKENS = 128
+STORY = "Write a very long story about a dragon who learns to fly over the sea."
+CLIENTS = (1, 4, 8)
+TIMEOUT = 300.0
+
+
+class Server:
+    def __init__(self, threads: int, parallel: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qwencli", "serve", str(MODEL), "--port", "0", "--threads", str(threads),
+             "--parallel", str(parallel), "--ctx", "2048", "--keep-alive", "-1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        if not selector.select(60):
+            self.stop()
+            raise SystemExit("qwen serve printed no address within 60 s")
+        self.base = self.proc.stdout.readline().decode().strip().removesuffix("/v1")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/health", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SystemExit("qwen serve did not become ready within 120 s")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def stream_one(http: httpx.AsyncClient, base: str) -> tuple[int, float, float]:
+    """(tokens, time of first token, time of last token) of one streaming request."""
+    body = {"model": MODEL.stem, "messages": [{"role": "user", "content": STORY}], "temperature": 0,
+            "max_tokens": GEN_TOKENS, "stream": True, "stream_options": {"include_usage": True}}
+    first = last = 0.0
+    tokens = 0
+    async with http.stream("POST", base + "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                tokens = event["usage"]["completion_tokens"]
+            elif event["choices"] and event["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+    return tokens, first, last
+
+
+async def health_probe(base: str, stop: asyncio.Event, out: list[float]) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        while not stop.is_set():
+            started = time.perf_counter()
+            (await http.get(base + "/health")).raise_for_status()
+            out.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+
+async def clients(base: str, n: int) -> tuple[float, list[float]]:
+    """Aggregate generated tokens/s of `n` concurrent streams, and /health latencies meanwhile."""
+    stop = asyncio.Event()
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=n + 1)
+    async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
+        prober = asyncio.create_task(health_probe(base, stop, latencies))
+        started = time.perf_counter()
+        results = await asyncio.wait_for(asyncio.gather(*(stream_one(http, base) for _ in range(n))), TIMEOUT)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await prober
+    return sum(r[0] for r in results) / elapsed, latencies
+
+
+def raw_generation(llama, template, Message) -> float:
+    text = template.render([Message("user", STORY)])
+    tokens = llama.tokenize(text.encode(), add_bos=False, special=True)
+    llama.reset()
+    first = None
+    count = 0
+    for _ in llama.generate(tokens, temp=0.0, repeat_penalty=1.0):
+        if first is None:
+            first = time.perf_counter()
+        count += 1
+        if count >= GEN_TOKENS:
+            break
+    return (count - 1) / (time.perf_counter() - first)
+
+
+def main() -> None:
+    from llama_cpp import Llama
+
+    from qwencli.chat import Message
+    from qwencli.hardware import physical_cores
+    from qwencli.templates import ChatTemplate
+
+    threads = physical_cores()
+    llama = Llama(str(MODEL), n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    template = ChatTemplate(llama.metadata.get("tokenizer.chat_template"))
+    print(f"SmolLM2-135M Q4_1, {threads} threads, {GEN_TOKENS} tokens a request, {ROUNDS} rounds (medians)")
+
+    raw_rates, served_rates = [], []
+    server = Server(threads, parallel=1)
+    try:
+        asyncio.run(clients(server.base, 1))  # warm up
+        for _ in range(ROUNDS):
+            raw_rates.append(raw_generation(llama, template, Message))
+            tokens, first, last = asyncio.run(_one(server.base))
+            served_rates.append((tokens - 1) / (last - first))
+        raw, served = statistics.median(raw_rates), statistics.median(served_rates)
+        print(f"{'1 client':24} raw {raw:6.1f} t/s   served {served:6.1f} t/s   ratio {served / raw:.3f}")
+        llama.close()  # leave the cores to the server from here on
+        table = {1: _aggregate(server.base)}
+    finally:
+        server.stop()
+    # `--parallel 4` (batched decoding) is clamped to 1 by qwen serve until its known bug is fixed.
+    print(f"{'aggregate t/s':24} " + "".join(f"{n:>3} client{'s' if n > 1 else ' '}     " for n in CLIENTS))
+    for parallel, rows in table.items():
+        print(f"{f'--parallel {parallel}':24} " + "".join(f"{rows[n][0]:>10.1f}     " for n in CLIENTS))
+    for parallel, rows in table.items():
+        latencies = [v for n in CLIENTS for v in rows[n][1]]
+        print(f"/health under load, --parallel {parallel}: median {statistics.median(latencies) * 1000:.1f} ms, "
+              f"max {max(latencies) * 1000:.1f} ms ({len(latencies)} probes)")
+
+
+async def _one(base: str) -> tuple[int, float, float]:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        return await stream_one(http, base)
+
+
+def _aggregate(base: str) -> dict[int, tuple[float, list[float]]]:
+    out = {}
+    for n in CLIENTS:
+        runs = [asyncio.run(clients(base, n)) for _ in range(max(ROUNDS - 1, 1))]
+        out[n] = (statistics.median(r[0] for r in runs), [v for r in runs for v in r[1]])
+    return out
+
+
+if __name__ == "__main__":
+    main()
