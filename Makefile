@@ -26,8 +26,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev]'
+# The tests run the torch backend on CPU: this exact build (a CPU wheel; other versions are huge).
+TORCH_TEST := torch==2.13.0
+
+$(VENV)/.installed-dev: pyproject.toml Makefile | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]' '$(TORCH_TEST)'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -64,6 +67,7 @@ test: install-dev models
 
 bench: install-dev models
 	$(BIN)/python -m tests.bench.run_bench
+	$(BIN)/python -m tests.bench.torch_bench
 
 bench-serve: install-dev models
 	$(BIN)/python -m tests.bench.serve_bench

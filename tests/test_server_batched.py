@@ -31,12 +31,11 @@ SYSTEM = Message("system", SMOLLM2_SYSTEM)
 QUESTIONS = ["What is the capital of France?", "Count from 1 to 5.", "What is 2+2?"]
 GREEDY = GenerationOptions(temperature=0, max_tokens=24)
 # Long enough to be read in several slices; its question has an answer with a clear margin.
-LONG = "Ignore this list: " + ", ".join(f"item {i}" for i in range(120)) + ". What is the capital of France?"
-
-
-KNOWN_BUG = pytest.mark.xfail(
-    reason="a long prompt read in slices beside a running reply comes out wrong (garbled answer); "
-           "qwen serve clamps --parallel to 1 until this is fixed", strict=False)
+# Several decode steps of prompt (~860 tokens). The question must have a clear answer: with a
+# near-tie, differently shaped batches round differently and a greedy reply may fork (llama.cpp is
+# not batch-invariant); "Paris" here has a wide margin, so any difference means a misread prompt.
+LONG = ("Here are some facts. " + " ".join(f"Fact {i}: the sky is blue and water is wet." for i in range(60))
+        + " Now answer: What is the capital of France?")
 
 
 def chat(backend, question: str, options: GenerationOptions = GREEDY):
@@ -82,23 +81,21 @@ def test_one_at_a_time_equals_the_plain_backend(batched, reference):
         assert chat(batched, question).text == reference[question]
 
 
-@KNOWN_BUG
 def test_concurrent_requests_each_get_their_own_greedy_reply(batched, reference):
     questions = [*QUESTIONS, QUESTIONS[0], LONG]  # more requests than slots: some wait
     results = run_concurrently(lambda q: chat(batched, q), [(q,) for q in questions])
     assert [r.text for r in results[:-1]] == [reference[q] for q in questions[:-1]]
-    assert "Paris" in results[-1].text  # a long prompt read beside others may round differently
+    assert results[-1].text == reference[LONG] and "Paris" in reference[LONG]
     for result in results:
         assert result.usage.completion_tokens > 0 and result.finish_reason in ("stop", "length")
 
 
-@KNOWN_BUG
 def test_a_long_prompt_is_read_in_slices_beside_a_running_reply(batched, reference):
     n = batched.count_prompt_tokens([SYSTEM, Message("user", LONG)], GREEDY)
     assert n > STEP_TOKENS * 2  # it really takes several steps
     results = run_concurrently(lambda q: chat(batched, q), [(QUESTIONS[1],), (LONG,)])
     assert results[0].text == reference[QUESTIONS[1]]
-    assert "Paris" in results[1].text and "Paris" in reference[LONG]  # read right, whatever the rounding
+    assert results[1].text == reference[LONG] and "Paris" in reference[LONG]
     assert results[1].usage.prompt_tokens == n
 
 

@@ -15,6 +15,13 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
         from .llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(model.path, load, name=model.name)
+    if model.format == "safetensors" and model.path is not None:
+        from .choose import require_torch
+
+        require_torch()
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model.path, load, name=model.name)
     if model.format == "remote":
         from .remote import RemoteBackend
 

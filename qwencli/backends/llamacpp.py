@@ -8,7 +8,6 @@ Python cost per token stays flat (~50 µs) and `make bench` shows no gap to the 
 
 from __future__ import annotations
 
-import codecs
 import collections
 import ctypes
 import json
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
+from ..chat import Chunk, GenerationOptions, Message
 from ..errors import ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory, physical_cores
 from ..models.gguf_file import GGUFModel, read_model
@@ -27,7 +26,7 @@ from ..templates import ChatTemplate
 from ..thinking import initial_mode
 from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .pipeline import TextPipeline
+from .pipeline import TextPipeline, token_chunks
 
 #: Default context ceiling when the user sets none: enough for long chats, cheap in KV memory.
 #: A prompt that needs more raises it (see `ensure_context`), up to the trained length.
@@ -310,14 +309,9 @@ class LlamaCppBackend:
         else:
             llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED)
         pipeline = TextPipeline(mode, options.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llama._model.vocab
         end_tokens = self._end_tokens
         is_eog = llama_cpp.llama_vocab_is_eog
-        piece = self._piece
-        n_out = 0
-        finish = "length"
-        first = started
         generator = llama.generate(
             tokens,
             top_k=options.top_k,
@@ -330,43 +324,13 @@ class LlamaCppBackend:
             grammar=grammar,
         )
         try:
-            for token in generator if budget > 0 else ():
-                if n_out == 0:
-                    first = time.perf_counter()
-                if token in end_tokens or is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                n_out += 1
-                text = decoder.decode(piece(token))
-                if text:
-                    yield from pipeline.feed(text)
-                    if pipeline.stopped:
-                        finish = "stop"
-                        break
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if n_out >= budget:
-                    break
+            yield from token_chunks(generator, pipeline, piece=self._piece,
+                                    is_end=lambda token: token in end_tokens or is_eog(vocab, token),
+                                    cancel=cancel, budget=budget, started=started, n_prompt=n_prompt, cached=cached)
         except RuntimeError as exc:  # llama_decode failed
             raise InvalidModelFile(f"llama.cpp failed while generating: {exc}") from None
         finally:
             generator.close()
-        ended = time.perf_counter()
-        if finish != "stop" or not pipeline.stopped:
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield from pipeline.feed(tail)
-            yield from pipeline.flush()
-        yield Chunk(
-            finish_reason=finish,
-            usage=Usage(prompt_tokens=n_prompt, completion_tokens=n_out, cached_tokens=cached),
-            timings=Timings(
-                prompt_seconds=first - started,
-                generation_seconds=ended - first,
-                first_token_seconds=first - started,
-            ),
-        )
 
     def _piece(self, token: int) -> bytes:
         cached = self._pieces.get(token)

@@ -274,11 +274,14 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
             request.finished.set()
 
     def _on_step_error(self, exc: BaseException) -> None:
-        """A step raised (a bug, or llama.cpp failing): end every request with the error, drop
-        the KV caches (their content is unknown now) and carry on with the next requests."""
+        """A step raised (a bug, or llama.cpp failing): end the requests in that step with the
+        error, drop the KV caches (their content is unknown now) and carry on with the requests
+        still waiting — they were not part of the failed step (and may arrive while we are here)."""
         import llama_cpp
 
-        self._fail_all(exc if isinstance(exc, Exception) else RuntimeError("generation stopped"))
+        error = exc if isinstance(exc, Exception) else RuntimeError("generation stopped")
+        for slot in list(self._running):
+            self._finish(slot, error=error)
         for slot in self._free:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
             slot.cached = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from . import doctor as _doctor
 from . import ps as _ps
 from . import models as _models
 from . import pull as _pull
@@ -31,6 +32,7 @@ _pull.register(app)
 _models.register(app)
 _serve.register(app)
 _ps.register(app)
+_doctor.register(app)
 
 
 def main() -> None:

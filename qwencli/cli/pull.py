@@ -20,19 +20,30 @@ def pull(
     model: Annotated[str, typer.Argument(help="A catalog name (qwen2.5-7b, qwen:7b), or owner/repo[:quant].")],
     quant: Quant = None,
     force: Force = False,
+    backend: Annotated[str, typer.Option("--backend", help="llama (GGUF, the default) or torch (safetensors).")] = "llama",
 ) -> None:
     """Download a model (resumes an interrupted pull; verifies every file's sha256)."""
-    _pull(model=model, quant=quant, force=force)
+    _pull(model=model, quant=quant, force=force, backend=backend)
 
 
 @handle_errors
-def _pull(*, model: str, quant: str | None, force: bool) -> None:
+def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama") -> None:
     from ..models import names
     from ..models.pull import pull as pull_model
 
     ref = names.parse(model)
     try:
-        pull_model(ref, quant=quant, force=force)
+        if backend.strip().lower() == "torch":
+            from ..models.pull import merge_quant
+            from ..models.pull_torch import pull_ref
+
+            pull_ref(merge_quant(ref, quant))
+        elif backend.strip().lower() not in ("llama", "auto"):
+            from ..errors import UsageError
+
+            raise UsageError(f"--backend takes llama or torch, not {backend!r}")
+        else:
+            pull_model(ref, quant=quant, force=force)
     except KeyboardInterrupt:
         from ..console import notice
 

@@ -93,12 +93,6 @@ def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_al
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise UsageError(f"--cors-origin takes an origin like https://example.com, not {origin!r}")
-    if parallel > 1:
-        # The batched backend reads a long prompt wrongly when it shares decode steps with a
-        # running reply (tests/test_server_batched.py, xfail); until that is fixed, one at a time.
-        warn("--parallel above 1 is disabled for now (batched decoding has a known bug); "
-             "serving one request at a time, the others wait in line")
-        parallel = 1
     config = ServerConfig(
         host=host,
         api_key=key,

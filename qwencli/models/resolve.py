@@ -57,14 +57,18 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
         assert ref.path is not None
         if not ref.path.exists():
             raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file, or a model name (qwen list)")
-        return ResolvedModel(name=name, format="gguf", path=ref.path)
+        routed, reason = _route(name, ref, backend, pull)
+        return routed or ResolvedModel(name=name, format="gguf", path=ref.path, reason=reason)
     if quant is not None:
         from .pull import merge_quant
 
         ref = merge_quant(ref, quant)
+    routed, reason = _route(name, ref, backend, pull)
+    if routed is not None:
+        return routed
     local = store.find(ref)
     if local is not None:
-        return _resolved(name, ref, local)
+        return _resolved(name, ref, local, reason)
     from .pull import require_gguf_repo
 
     require_gguf_repo(ref)  # a catalog name with no GGUF build says where its weights are
@@ -78,10 +82,18 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
     from .pull import pull as pull_model
 
     result = pull_model(ref, force=force)
-    return _resolved(name, ref, result.model)
+    return _resolved(name, ref, result.model, reason)
 
 
-def _resolved(name: str, ref, local) -> ResolvedModel:
+def _route(name: str, ref, backend: str, pull: bool):
+    """(the torch build, reason) when torch runs it; (None, reason) when the GGUF path goes on."""
+    from .backend_route import route
+
+    return route(name, ref, backend=backend, pull=pull)
+
+
+def _resolved(name: str, ref, local, reason: str = "") -> ResolvedModel:
     hints = dict(ref.entry.hints) if ref.entry is not None else {}
     hints.update(quant=local.quant, repo=local.repo)
-    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints)
+    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
+                         reason=reason)

@@ -1,0 +1,142 @@
+"""What `qwen doctor` reports: the machine, the engines installed, and which backend runs what, and why.
+
+Versions come from package metadata (no import); only llama-cpp-python is imported, to ask its
+build about GPU offload and CPU features. torch is never imported here (see `backends.choose`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("llama-cpp-python", "torch", "transformers", "safetensors", "accelerate", "gptqmodel", "optimum")
+QUANT_INSTALL = "pip install gptqmodel optimum accelerate"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_kinds() -> list[tuple[str, Any]]:
+    """Example models of each kind, as `choose` sees them."""
+    from .backends.choose import ModelFacts
+    from .models.catalog import load
+
+    catalog = load()
+
+    def size(name: str, fmt: str) -> int | None:
+        return next((e.approx_bytes for e in catalog.rows(name) if e.format == fmt), None)
+
+    return [
+        ("a .gguf file", ModelFacts("model.gguf", has_gguf=True, has_safetensors=False)),
+        ("a Hugging Face folder", ModelFacts("./model-folder", has_gguf=False, has_safetensors=True, downloaded=True)),
+        ("qwen2.5-7b (GGUF and safetensors)",
+         ModelFacts("qwen2.5-7b", has_gguf=True, has_safetensors=True, torch_bytes=size("qwen2.5-7b", "safetensors"))),
+        ("qwen2.5-0.5b (GGUF and safetensors)",
+         ModelFacts("qwen2.5-0.5b", has_gguf=True, has_safetensors=True, torch_bytes=size("qwen2.5-0.5b", "safetensors"))),
+        ("qwen1.5-7b (safetensors only)",
+         ModelFacts("qwen1.5-7b", has_gguf=False, has_safetensors=True, torch_bytes=size("qwen1.5-7b", "safetensors"))),
+    ]
+
+
+def gather(hardware=None) -> dict[str, Any]:
+    """Everything `qwen doctor` prints, as JSON-ready data. `hardware` is injectable for tests."""
+    from .backends.choose import LLAMA_CUDA_INSTALL, TORCH_INSTALL, _nvidia_present, choose, llama_features, probe_hardware
+    from .errors import QwenError
+    from .hardware import physical_cores, total_memory, available_memory
+
+    hw = hardware or probe_hardware(llama=True)
+    llama = llama_features()
+    versions = {p: _version(p) for p in PACKAGES}
+    backends = []
+    for label, facts in model_kinds():
+        try:
+            choice = choose("auto", facts, hw)
+            backends.append({"model": label, "backend": choice.backend, "reason": choice.reason})
+        except QwenError as exc:
+            backends.append({"model": label, "backend": None, "reason": exc.message, "hint": exc.hint})
+    install = []
+    if not hw.torch_usable:
+        install.append({"for": "the torch backend (safetensors models, CUDA GPUs)", "command": TORCH_INSTALL})
+    elif hw.torch_cuda is None and _nvidia_present():
+        install.append({"for": "torch on this NVIDIA GPU (the installed torch is CPU-only)",
+                        "command": "pip install --force-reinstall torch  (a CUDA build: see pytorch.org/get-started)"})
+    if _nvidia_present() and llama.get("installed") and not llama.get("gpu_offload"):
+        install.append({"for": "llama.cpp on this NVIDIA GPU", "command": LLAMA_CUDA_INSTALL})
+    if hw.torch_usable and not all(versions[p] for p in ("gptqmodel", "optimum", "accelerate")):
+        install.append({"for": "AWQ/GPTQ-quantized safetensors models", "command": QUANT_INSTALL})
+    if not llama.get("installed"):
+        install.append({"for": "GGUF models", "command": "pip install llama-cpp-python"})
+    return {
+        "system": {
+            "os": platform.platform(),
+            "python": sys.version.split()[0],
+            "cpu": _cpu_name(),
+            "cores": {"physical": physical_cores(), "logical": os.cpu_count()},
+            "memory": {"total_bytes": total_memory(), "available_bytes": available_memory()},
+        },
+        "gpu": {
+            "cuda_devices": [{"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
+                             for g in hw.gpus],
+            "cuda_available_to_torch": hw.cuda_available,
+            "torch_cuda_build": hw.torch_cuda,
+            "metal": hw.metal,
+            "notes": list(hw.notes),
+        },
+        "packages": versions,
+        "llama_cpp": {k: v for k, v in llama.items() if k != "system_info"},
+        "backends": backends,
+        "install": install,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    from .models.progress import human_size
+
+    s, g = report["system"], report["gpu"]
+    lines = [
+        "system",
+        f"  os        {s['os']} · python {s['python']}",
+        f"  cpu       {s['cpu']} · {s['cores']['physical']} physical cores, {s['cores']['logical']} logical",
+        f"  memory    {human_size(s['memory']['total_bytes'])} total, {human_size(s['memory']['available_bytes'])} available",
+        "gpu",
+    ]
+    if g["cuda_devices"]:
+        for d in g["cuda_devices"]:
+            lines.append(f"  cuda:{d['index']}    {d['name']} · {human_size(d['free_bytes'])} free of {human_size(d['total_bytes'])}")
+    else:
+        lines.append("  cuda      none found" + (" (torch is a CPU-only build)" if not g["torch_cuda_build"] else ""))
+    lines.append(f"  metal     {'yes' if g['metal'] else 'no'}")
+    lines.extend(f"  note      {n}" for n in g["notes"])
+    lines.append("packages")
+    for name, version in report["packages"].items():
+        lines.append(f"  {name:<17} {version or 'not installed'}")
+    llama = report["llama_cpp"]
+    if llama.get("installed"):
+        lines.append(f"  llama.cpp build   gpu offload {'yes' if llama.get('gpu_offload') else 'no'}"
+                     + (f" · {' '.join(llama['features'])}" if llama.get("features") else ""))
+    lines.append("backends (--backend auto)")
+    for b in report["backends"]:
+        lines.append(f"  {b['model']:<38} → {b['backend'] or 'cannot run'}: {b['reason']}")
+    if report["install"]:
+        lines.append("install")
+        for item in report["install"]:
+            lines.append(f"  {item['for']}:\n    {item['command']}")
+    return "\n".join(lines)

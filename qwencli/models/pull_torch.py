@@ -1,0 +1,94 @@
+"""`qwen pull --backend torch NAME`: the safetensors build of a model, for the torch backend.
+
+Only what transformers needs is fetched — config, tokenizer files, generation config, the chat
+template, `*.safetensors` and their index — through the same machinery as GGUF pulls
+(`download.fetch`: resumable, sha256-verified), and it becomes visible (snapshot links, then
+refs/main) only once every file is complete. Pickle weights (`*.bin`) are never downloaded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import DownloadError, InvalidModelFile
+from . import download, fit, hub, store
+from .cache import RepoCache, hub_cache, safe_relpath
+from .progress import PullProgress, human_size
+from .select import GGUFChoice, RepoFile
+
+#: Top-level files a transformers model needs besides its weights.
+NEEDED = frozenset({
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "quantize_config.json",
+    "model.safetensors.index.json", "LICENSE", "README.md",
+})
+
+
+def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str) -> list[RepoFile]:
+    """The files to pull from a repo listing; raise when it has no safetensors weights."""
+    top = [f for f in files if "/" not in f.path]
+    picked = [f for f in top if f.path in NEEDED or f.path.endswith(".safetensors")]
+    if not any(f.path.endswith(".safetensors") for f in picked):
+        pickles = [f.path for f in top if f.path.endswith((".bin", ".pt", ".pth"))]
+        if pickles:
+            raise InvalidModelFile(f"{repo} has only pickle weights ({pickles[0]}); qwencli refuses them: "
+                                   "loading a pickle can run arbitrary code",
+                                   "use a repo with safetensors weights, or its GGUF build with --backend llama")
+        raise InvalidModelFile(f"{repo} has no safetensors weights", "qwen pull without --backend torch takes a GGUF repo")
+    if not any(f.path == "config.json" for f in picked):
+        raise InvalidModelFile(f"{repo} has no config.json: it is not a transformers model")
+    return picked
+
+
+def find_local(repo: str | None, cache_dir: Path | None = None) -> store.LocalModel | None:
+    """The downloaded safetensors build of `repo` (None when there is none); no network."""
+    if not repo:
+        return None
+    cache = RepoCache(cache_dir or hub_cache(), repo)
+    if not cache.snapshots.is_dir():
+        return None
+    return next((m for m in store.repo_models(cache) if m.format == store.SAFETENSORS), None)
+
+
+def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None) -> store.LocalModel:
+    """Download the safetensors build of `repo` (or find it up to date); return it as in the store."""
+    started = time.monotonic()
+    progress = progress or PullProgress()
+    if hub.offline() and (local := find_local(repo, cache_dir)) is not None:
+        progress.finish(f"{local.name} is downloaded (HF_HUB_OFFLINE=1: not checked for updates) → {local.path}")
+        return local
+    listing = hub.fetch_listing(repo)
+    files = wanted_files(listing.files, repo)
+    for file in files:
+        safe_relpath(file.path)
+    cache = RepoCache(cache_dir or hub_cache(), repo)
+    if all(cache.pointer(listing.commit, f.path).exists() for f in files):
+        model = _found(cache, listing.commit)
+        progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
+        return model
+    fit.check_disk(cache, GGUFChoice("safetensors", "shards", tuple(files)))
+    cache.prepare()
+    with progress:
+        blobs = [download.fetch(cache, listing.commit, f, progress) for f in files]
+        for file, blob in zip(files, blobs):
+            cache.link(listing.commit, file.path, blob)
+        cache.write_ref(listing.commit)
+    model = _found(cache, listing.commit)
+    seconds = time.monotonic() - started
+    progress.finish(f"pulled {model.name} (safetensors): {human_size(model.size)} in {seconds:.1f} s → {model.path}")
+    return model
+
+
+def pull_ref(ref) -> store.LocalModel:
+    """`qwen pull --backend torch NAME`: the torch build the name stands for."""
+    from .backend_route import torch_repo
+
+    return pull(torch_repo(ref))
+
+
+def _found(cache: RepoCache, commit: str) -> store.LocalModel:
+    for model in store.repo_models(cache):
+        if model.format == store.SAFETENSORS and model.commit == commit:
+            return model
+    raise DownloadError(f"the safetensors files were installed but cannot be found in {cache.folder}")

@@ -1,0 +1,238 @@
+"""The torch backend in this process, on CPU, with the tiny random-weight Qwen2/Qwen3 folders
+(tests/fixtures/tiny_qwen.py: Qwen2 answers "Hello world", Qwen3 thinks "Reason" and answers
+"Answer"; "Loop" repeats forever). One load per model for the whole module."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import shutil
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from qwencli.backends.base import LoadOptions  # noqa: E402
+from qwencli.backends.torch_backend import TorchBackend, check_folder, generation_defaults  # noqa: E402
+from qwencli.chat import GenerationOptions, Message, collect  # noqa: E402
+from qwencli.errors import BackendUnavailable, InvalidModelFile, UnsupportedModel, UsageError  # noqa: E402
+
+GREEDY = GenerationOptions(temperature=0)
+HI = [Message("user", "hi")]
+
+
+@pytest.fixture(scope="module")
+def qwen2(tiny_qwen2_hf):
+    backend = TorchBackend(tiny_qwen2_hf, LoadOptions(device="cpu"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def qwen3(tiny_qwen3_hf):
+    backend = TorchBackend(tiny_qwen3_hf, LoadOptions(device="cpu"))
+    yield backend
+    backend.close()
+
+
+def test_loads_on_cpu_in_fp32_and_describes_itself(qwen2):
+    info = qwen2.info
+    assert info.backend == "torch" and info.architecture == "qwen2" and info.family == "qwen"
+    assert info.quantization == "float32" and "cpu float32" in info.context_reason
+    assert info.trained_context == 32768 and info.context_length == 8192
+    assert info.parameters and info.parameters > 1_000_000
+    assert qwen2._end_tokens >= {qwen2.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                                 qwen2.tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+
+
+def test_greedy_answer_stops_on_im_end_and_counts_tokens(qwen2):
+    done = collect(qwen2.chat(HI, GREEDY))
+    assert (done.text, done.reasoning, done.finish_reason) == ("Hello world", "", "stop")
+    assert done.usage.completion_tokens == 2
+    assert done.usage.prompt_tokens == qwen2.count_prompt_tokens(HI, GREEDY)
+    assert done.timings.generation_seconds >= 0 and done.timings.first_token_seconds > 0
+
+
+def test_default_sampling_comes_from_generation_config(qwen2, tiny_qwen2_hf):
+    assert generation_defaults(tiny_qwen2_hf) == GenerationOptions(temperature=0.7, top_p=0.8, top_k=20,
+                                                                   repeat_penalty=1.05)
+    resolved = qwen2._options(GenerationOptions(top_k=5))
+    assert (resolved.temperature, resolved.top_p, resolved.top_k, resolved.repeat_penalty) == (0.7, 0.8, 5, 1.05)
+    # The planted chain is sharp enough that sampling with those settings still says it.
+    assert collect(qwen2.chat(HI, GenerationOptions(seed=7))).text == "Hello world"
+
+
+def test_stop_string_and_max_tokens(qwen2):
+    stopped = collect(qwen2.chat(HI, GREEDY.replace(stop=("world",))))
+    assert stopped.text.strip() == "Hello" and stopped.finish_reason == "stop"
+    capped = collect(qwen2.complete("Loop", GREEDY.replace(max_tokens=5)))
+    assert capped.text == "Loop" * 5 and capped.finish_reason == "length"
+    assert capped.usage.completion_tokens == 5
+
+
+def test_thinking_split_on_and_off(qwen3):
+    on = collect(qwen3.chat(HI, GREEDY))
+    assert (on.reasoning, on.text, on.finish_reason) == ("Reason", "Answer", "stop")
+    off = collect(qwen3.chat(HI, GREEDY.replace(think=False)))
+    assert (off.reasoning, off.text) == ("", "Answer")
+    assert qwen3.render(HI, GREEDY.replace(think=False)).endswith("<think>\n\n</think>\n\n")
+
+
+def test_kv_cache_is_reused_across_turns(qwen2):
+    first = collect(qwen2.chat(HI, GREEDY))
+    turn2 = [*HI, Message("assistant", first.text), Message("user", "and again")]
+    second = collect(qwen2.chat(turn2, GREEDY))
+    assert second.text == "Hello world"
+    assert second.usage.cached_tokens >= first.usage.prompt_tokens
+    # A different conversation shares only the system prompt's tokens, and answers the same.
+    other = collect(qwen2.chat([Message("user", "something else entirely")], GREEDY))
+    assert other.text == "Hello world" and 0 < other.usage.cached_tokens < first.usage.prompt_tokens
+
+
+def test_closing_the_stream_stops_generation_between_tokens(qwen2):
+    stream = qwen2.complete("Loop", GREEDY.replace(max_tokens=100_000))
+    for _ in range(3):
+        assert next(stream).text == "Loop"
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 2.0
+    # The engine is free and its cache consistent: the next request answers normally.
+    assert collect(qwen2.chat(HI, GREEDY)).text == "Hello world"
+
+
+def test_cancelled_stream_reports_cancelled_in_its_last_chunk(qwen2):
+    import threading
+
+    ids = qwen2.tokenize("Loop")
+    cancel = threading.Event()
+    chunks = []
+    for chunk in qwen2._generate(ids, qwen2._options(GREEDY.replace(max_tokens=1000)), "text", cancel):
+        chunks.append(chunk)
+        if len(chunks) == 4:
+            cancel.set()
+    assert chunks[-1].finish_reason == "cancelled" and chunks[-1].usage.completion_tokens == 4
+
+
+def test_detokenization_is_utf8_safe_across_tokens(qwen2):
+    text = "héllo 世界 🙂 Ünïcödé"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pieces = [decoder.decode(qwen2._piece(t)) for t in qwen2.tokenize(text)]
+    assert "".join(pieces) == text
+    assert "\ufffd" not in "".join(pieces)
+    assert qwen2._piece(qwen2.tokenizer.convert_tokens_to_ids("<|im_start|>")) == b""  # control: nothing
+
+
+def test_json_format_is_refused_with_a_clear_usage_error(qwen2):
+    with pytest.raises(UsageError, match="cannot constrain output to JSON") as caught:
+        qwen2.chat(HI, GREEDY.replace(response_format="json"))
+    assert caught.value.param == "response_format" and "--backend llama" in caught.value.hint
+
+
+def test_same_messages_render_the_same_prompt_through_both_backends(qwen3, tiny_qwen3_gguf):
+    from qwencli.backends.llamacpp import LlamaCppBackend
+
+    llama = LlamaCppBackend(tiny_qwen3_gguf, LoadOptions(context_length=1024))
+    try:
+        chat = [Message("system", "Be brief."), Message("user", "hi"), Message("assistant", "Hello"),
+                Message("user", "and now? é世")]
+        for think in (None, False, True):
+            options = GREEDY.replace(think=think)
+            ours = qwen3.render(chat, options)
+            assert ours == llama.render(chat, options)
+            kwargs = {} if think is None else {"enable_thinking": think}
+            reference = qwen3.tokenizer.apply_chat_template([m.to_template() for m in chat], tokenize=False,
+                                                            add_generation_prompt=True, **kwargs)
+            assert ours == reference
+            assert qwen3.tokenize(ours) == llama._engine.call(llama._tokenize, ours)
+        assert collect(qwen3.chat(chat, GREEDY)).text == collect(llama.chat(chat, GREEDY)).text == "Answer"
+    finally:
+        llama.close()
+
+
+# -- safety and kernels: checked before anything loads ------------------------------------------
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_pickle_weights_are_refused(tiny_qwen2_hf, tmp_path):
+    folder = _copy(tiny_qwen2_hf, tmp_path / "m")
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(InvalidModelFile, match="pickle"):
+        check_folder(folder)
+
+
+def test_remote_code_is_never_run(tiny_qwen2_hf, tmp_path):
+    folder = _copy(tiny_qwen2_hf, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="evilformer", auto_map={"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModel, match="trust_remote_code"):
+        check_folder(folder)
+
+
+@pytest.mark.parametrize("method,package", [("awq", "gptqmodel"), ("gptq", "optimum")])
+def test_quantized_repo_without_kernels_names_the_package(tiny_qwen2_hf, tmp_path, monkeypatch, method, package):
+    from qwencli.backends import torch_backend
+
+    folder = _copy(tiny_qwen2_hf, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": method, "bits": 4}
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch_backend, "find_spec", lambda name: None)
+    with pytest.raises(BackendUnavailable) as caught:
+        check_folder(folder)
+    assert package in caught.value.message and "pip install" in caught.value.hint
+
+
+def test_missing_torch_says_how_to_install_it(monkeypatch, tiny_qwen2_hf):
+    from qwencli.backends import choose, load_backend
+    from qwencli.models.resolve import ResolvedModel
+
+    monkeypatch.setattr(choose, "find_spec", lambda name: None if name in ("torch", "transformers") else object())
+    with pytest.raises(BackendUnavailable) as caught:
+        load_backend(ResolvedModel(name="m", format="safetensors", path=tiny_qwen2_hf))
+    assert "pip install 'qwencli[torch]'" in caught.value.hint
+
+
+def test_bad_device_is_a_usage_error(tiny_qwen2_hf):
+    with pytest.raises(UsageError, match="--device"):
+        TorchBackend(tiny_qwen2_hf, LoadOptions(device="tpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="no CUDA"):
+            TorchBackend(tiny_qwen2_hf, LoadOptions(device="cuda"))
+
+
+# -- CUDA only ---------------------------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_loads_in_bf16_or_fp16_and_answers(tiny_qwen2_hf):
+    backend = TorchBackend(tiny_qwen2_hf, LoadOptions(device="cuda"))
+    try:
+        expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        assert backend.dtype == expected and next(backend.model.parameters()).is_cuda
+        assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
+        stream = backend.complete("Loop", GREEDY.replace(max_tokens=100_000))
+        next(stream)
+        stream.close()
+        assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
+    finally:
+        backend.close()
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_probe_sees_the_gpu_and_auto_picks_torch_for_a_small_model():
+    from qwencli.backends.choose import ModelFacts, choose, probe_hardware
+
+    hw = probe_hardware()
+    assert hw.cuda_available and hw.free_gpu_bytes > 0
+    facts = ModelFacts("small", has_gguf=True, has_safetensors=True, torch_bytes=100_000_000)
+    assert choose("auto", facts, hw).backend == "torch"

@@ -1,0 +1,145 @@
+"""The torch backend through the real `qwen` command, on CPU with the tiny Qwen folders: one-shot,
+pipes, --json with thinking, the REPL through a pseudo-terminal, `qwen serve` answering the `openai`
+SDK, and `qwen pull --backend torch` from a local hub. A local folder path selects torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import QWEN, ROOT, run_qwen
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def test_one_shot_with_explicit_backend_and_device(tiny_qwen2_hf):
+    out = run_qwen("run", tiny_qwen2_hf, "--backend", "torch", "--device", "cpu", "--temperature", "0", "-v", "hi")
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout == b"Hello world\n"
+    err = out.stderr.decode()
+    assert "· torch ·" in err and "cpu float32" in err and "backend torch: --backend torch" in err
+
+
+def test_pipe_json_and_thinking(tiny_qwen3_hf):
+    out = run_qwen("run", tiny_qwen3_hf, "--json", "--temperature", "0", "Summarize", input="some notes\n")
+    assert out.returncode == 0, out.stderr.decode()
+    data = json.loads(out.stdout)
+    assert (data["reasoning"], data["text"], data["finish_reason"]) == ("Reason", "Answer", "stop")
+    assert data["usage"]["completion_tokens"] == 5
+    plain = run_qwen("run", tiny_qwen3_hf, "--no-think", "--temperature", "0", "hi")
+    assert plain.returncode == 0 and plain.stdout == b"Answer\n", plain.stderr.decode()
+
+
+def test_json_format_and_llama_backend_on_a_folder_are_usage_errors(tiny_qwen2_hf):
+    fmt = run_qwen("run", tiny_qwen2_hf, "--format", "json", "hi")
+    assert fmt.returncode == 2 and b"cannot constrain output to JSON" in fmt.stderr
+    llama = run_qwen("run", tiny_qwen2_hf, "--backend", "llama", "hi", timeout=30)
+    assert llama.returncode == 2 and b"Hugging Face folder" in llama.stderr
+
+
+def test_repl_remembers_turns_and_exits_on_ctrl_d(tiny_qwen2_hf):
+    pexpect = pytest.importorskip("pexpect")
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
+    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", str(tiny_qwen2_hf), "--device", "cpu",
+                                           "--temperature", "0"],
+                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(50, 250))
+    try:
+        child.expect(">>> ")
+        for _ in range(2):
+            child.sendline("hi")
+            child.expect(">>> ")
+            assert "Hello world" in ANSI.sub("", child.before)
+        child.sendline("/show")
+        child.expect(">>> ")
+        shown = ANSI.sub("", child.before)
+        assert "turns        2" in shown and "torch" in shown
+        time.sleep(0.5)
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_the_openai_sdk(tiny_qwen2_hf, isolated_home):
+    openai = pytest.importorskip("openai")
+    port = _free_port()
+    server = subprocess.Popen([*QWEN, "serve", str(tiny_qwen2_hf), "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "qwen serve did not become healthy"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
+        assert "tiny-qwen2-hf" in [m.id for m in client.models.list().data]
+        messages = [{"role": "user", "content": "hi"}]
+        reply = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0)
+        assert reply.choices[0].message.content == "Hello world" and reply.choices[0].finish_reason == "stop"
+        assert reply.usage.completion_tokens == 2
+        stream = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello world"
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="tiny-qwen2-hf", messages=messages,
+                                           response_format={"type": "json_object"})
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_pull_backend_torch_downloads_only_what_transformers_needs(hub, tiny_qwen2_hf):
+    repo = "test/Tiny-Qwen2"
+    files = {p.name: p for p in tiny_qwen2_hf.iterdir()}
+    files["pytorch_model.bin"] = b"pickle bytes that must never be fetched"
+    files["onnx/model.onnx"] = b"not needed"
+    hub.add_repo(repo, files)
+    out = run_qwen("pull", "--backend", "torch", repo, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert hub.bytes_sent(repo, "pytorch_model.bin") == 0 and hub.bytes_sent(repo, "onnx/model.onnx") == 0
+    assert hub.bytes_sent(repo, "model.safetensors") == (tiny_qwen2_hf / "model.safetensors").stat().st_size
+    listed = run_qwen("list", "--json", timeout=30)
+    assert listed.returncode == 0, listed.stderr.decode()
+    assert '"safetensors"' in listed.stdout.decode() and repo in listed.stdout.decode()
+    # Downloaded: the repo name now runs on torch, offline, with no request to the hub.
+    hub.reset_log()
+    ran = run_qwen("run", repo, "--backend", "torch", "--temperature", "0", "hi", env={"HF_HUB_OFFLINE": "1"})
+    assert ran.returncode == 0 and ran.stdout == b"Hello world\n", ran.stderr.decode()
+    assert hub.log == []
+
+
+def test_pull_refuses_a_repo_with_only_pickle_weights(hub, tiny_qwen2_hf):
+    hub.add_repo("test/Pickled", {"config.json": tiny_qwen2_hf / "config.json", "pytorch_model.bin": b"x" * 100})
+    out = run_qwen("pull", "--backend", "torch", "test/Pickled", timeout=60)
+    assert out.returncode == 1 and b"pickle" in out.stderr
+    assert hub.bytes_sent("test/Pickled", "pytorch_model.bin") == 0
