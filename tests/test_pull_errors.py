@@ -11,7 +11,7 @@ import pytest
 
 from qwencli.models import store
 from tests.conftest import run_qwen
-from tests.fixtures.hub import Fault, random_bytes
+from tests.fixtures.hub import random_bytes
 from tests.test_pull_e2e import FILE, REPO, SIZE, add_blob_repo, cdn_bytes, partials, repo_folder, text
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,61 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
 from tests.conftest import QWEN, ROOT, SMOLLM2_SYSTEM, run_qwen
 from tests.fixtures.openai_fake import Failure, FakeOpenAI, Reply
+from tests.processes import leave_repl, spawn_repl, start_server, stop_server
 
 KEY = "sk-test-secret-4242"
 PARIS = ("-s", SMOLLM2_SYSTEM, "--temperature", "0", "What is the capital of France?")
-
-
-def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`qwen serve ARGS --port 0` in the background; returns it and its base URL once healthy."""
-    proc = subprocess.Popen([*QWEN, "serve", *args, "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=ROOT, env={**os.environ, **(env or {})}, text=True)
-    deadline = time.monotonic() + 60
-    url = None
-    seen = []
-    while time.monotonic() < deadline and url is None:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"on (127\.0\.0\.1:\d+)", line)
-        if match:
-            url = f"http://{match.group(1)}"
-    if url is None:
-        proc.kill()
-        pytest.fail("qwen serve did not start: " + "".join(seen))
-    # Keep reading its log, or a full pipe would stall the server.
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    import httpx
-
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail("qwen serve never became healthy")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -160,25 +117,16 @@ def test_host_with_api_key(smollm2):
 
 
 def test_repl_through_pty(served):
-    pexpect = pytest.importorskip("pexpect")
     url, model = served
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
-    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", "--host", url, model, "--system", SMOLLM2_SYSTEM,
-                                           "--temperature", "0"], env=env, cwd=str(ROOT), encoding="utf-8",
-                          timeout=60, dimensions=(50, 250))
+    child = spawn_repl("--host", url, model, "--system", SMOLLM2_SYSTEM, "--temperature", "0")
     try:
-        child.expect(">>> ")
         child.sendline("What is the capital of France?")
         child.expect(">>> ")
         assert "Paris" in child.before
         child.sendline("/show")
         child.expect(">>> ")
         assert "remote" in child.before
-        time.sleep(0.5)
-        child.sendeof()
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 0
+        assert leave_repl(child) == 0
     finally:
         if child.isalive():
             child.terminate(force=True)

@@ -4,14 +4,12 @@ Ctrl-C in the middle of an answer, then a question that works, Ctrl-D."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
-import time
 
 import pytest
 
-from tests.conftest import ROOT, SMOLLM2_SYSTEM
+from tests.conftest import SMOLLM2_SYSTEM
+from tests.processes import at_prompt, spawn_repl
 
 pexpect = pytest.importorskip("pexpect")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
@@ -20,11 +18,8 @@ PROMPT = ">>> "
 
 @pytest.fixture
 def repl(smollm2, isolated_home):
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
-    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", str(smollm2), "--system", SMOLLM2_SYSTEM,
-                                           "--temperature", "0", "-n", "48"],  # short replies: a busy CI box is slow
-                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=120, dimensions=(50, 250))
-    child.expect(PROMPT)
+    # Short replies (-n): a busy CI machine is slow; the Ctrl-C test raises the limit itself.
+    child = spawn_repl(smollm2, "--system", SMOLLM2_SYSTEM, "--temperature", "0", "-n", "48")
     yield child
     if child.isalive():
         child.terminate(force=True)
@@ -34,12 +29,6 @@ def ask(child, line: str) -> str:
     child.sendline(line)
     child.expect(PROMPT)
     return ANSI.sub("", child.before)
-
-
-def at_prompt(child) -> None:
-    # ">>> " is printed a moment before the terminal goes raw; a control key sent in between
-    # would be eaten by the tty's line discipline, as it would for a human typing that fast.
-    time.sleep(0.5)
 
 
 def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, tmp_path):
@@ -67,11 +56,11 @@ def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, 
     assert "Paris" in ask(repl, "What is the capital of France?")
     assert "turns        2" in ask(repl, "/show")  # the interrupted story is kept as far as it went
 
-    at_prompt(repl)
+    at_prompt()
     repl.sendintr()  # at the prompt: a hint, not an exit
     repl.expect("Ctrl-D")
     repl.expect(PROMPT)
-    at_prompt(repl)
+    at_prompt()
     repl.sendeof()
     repl.expect(pexpect.EOF)
     repl.close()

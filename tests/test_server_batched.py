@@ -25,7 +25,7 @@ from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.registry import StaticSource
 from tests.conftest import SMOLLM2, SMOLLM2_SYSTEM, _require
-from tests.serving import RunningServer, wait_until
+from tests.serving import RunningServer
 
 SYSTEM = Message("system", SMOLLM2_SYSTEM)
 QUESTIONS = ["What is the capital of France?", "Count from 1 to 5.", "What is 2+2?"]

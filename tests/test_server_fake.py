@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from qwencli.backends.base import ModelInfo
-from qwencli.chat import Chunk, Usage
+from qwencli.chat import Chunk
 from qwencli.models.resolve import ResolvedModel
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig

@@ -5,17 +5,12 @@ SDK, and `qwen pull --backend torch` from a local hub. A local folder path selec
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
-from tests.conftest import QWEN, ROOT, run_qwen
+from tests.conftest import run_qwen
+from tests.processes import leave_repl, spawn_repl, start_server, stop_server
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -50,13 +45,8 @@ def test_json_format_and_llama_backend_on_a_folder_are_usage_errors(tiny_qwen2_h
 
 
 def test_repl_remembers_turns_and_exits_on_ctrl_d(tiny_qwen2_hf):
-    pexpect = pytest.importorskip("pexpect")
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
-    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", str(tiny_qwen2_hf), "--device", "cpu",
-                                           "--temperature", "0"],
-                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(50, 250))
+    child = spawn_repl(tiny_qwen2_hf, "--device", "cpu", "--temperature", "0")
     try:
-        child.expect(">>> ")
         for _ in range(2):
             child.sendline("hi")
             child.expect(">>> ")
@@ -65,39 +55,16 @@ def test_repl_remembers_turns_and_exits_on_ctrl_d(tiny_qwen2_hf):
         child.expect(">>> ")
         shown = ANSI.sub("", child.before)
         assert "turns        2" in shown and "torch" in shown
-        time.sleep(0.5)
-        child.sendeof()
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 0
+        assert leave_repl(child) == 0
     finally:
         if child.isalive():
             child.terminate(force=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_answers_the_openai_sdk(tiny_qwen2_hf, isolated_home):
     openai = pytest.importorskip("openai")
-    port = _free_port()
-    server = subprocess.Popen([*QWEN, "serve", str(tiny_qwen2_hf), "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server, base = start_server(str(tiny_qwen2_hf))
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "qwen serve did not become healthy"
-            time.sleep(0.2)
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
         assert "tiny-qwen2-hf" in [m.id for m in client.models.list().data]
         messages = [{"role": "user", "content": "hi"}]
@@ -110,12 +77,7 @@ def test_serve_answers_the_openai_sdk(tiny_qwen2_hf, isolated_home):
             client.chat.completions.create(model="tiny-qwen2-hf", messages=messages,
                                            response_format={"type": "json_object"})
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)
 
 
 def test_pull_backend_torch_downloads_only_what_transformers_needs(hub, tiny_qwen2_hf):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import collections
-import ctypes
 import io
 import json
 import queue

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef
-from .select import GGUFChoice, RepoFile, default_quant, gguf_models
+from .select import GGUFChoice, RepoFile, gguf_models
 
 SAFETENSORS = "safetensors"
 

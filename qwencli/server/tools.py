@@ -165,5 +165,5 @@ def forced_call_grammar(tools: Sequence[dict[str, Any]], *, several: bool) -> st
     converter.visit(schema, "tool-call-json")
     rules = converter.format_grammar()
     block = r'"<tool_call>\n" tool-call-json "\n</tool_call>"'
-    root = f"root ::= tool-call-block" + (r' ("\n" tool-call-block)*' if several else "")
+    root = "root ::= tool-call-block" + (r' ("\n" tool-call-block)*' if several else "")
     return f"{root}\ntool-call-block ::= {block}\n{rules}\n"

@@ -12,7 +12,7 @@ import statistics
 import sys
 
 from tests.bench.run_bench import GEN_TOKENS, MODEL, ROUNDS, STORY, qwen_run
-from tests.test_remote import start_server, stop_server
+from tests.processes import start_server, stop_server
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""The real `qwen` in other processes, for end-to-end tests: `qwen serve` in the background and
+the REPL on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import QWEN, ROOT
+
+START_TIMEOUT = 90.0
+
+
+def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`qwen serve ARGS --port 0` in the background; returns it and its base URL once healthy."""
+    import httpx
+
+    proc = subprocess.Popen([*QWEN, "serve", *args, "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=ROOT, env={**os.environ, **(env or {})}, text=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    url = None
+    seen = []
+    while time.monotonic() < deadline and url is None:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"on (127\.0\.0\.1:\d+)", line)
+        if match:
+            url = f"http://{match.group(1)}"
+    if url is None:
+        proc.kill()
+        pytest.fail("qwen serve did not start: " + "".join(seen))
+    # Keep reading its log, or a full pipe would stall the server.
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("qwen serve never became healthy")
+
+
+def stop_server(proc: subprocess.Popen) -> int | None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
+
+
+def spawn_repl(*args: str, timeout: float = 120):
+    """`qwen run ARGS` on a pseudo-terminal, at its first prompt. TERM=dumb and no cursor-position
+    requests keep prompt_toolkit's output plain enough to match."""
+    pexpect = pytest.importorskip("pexpect")
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "dumb"}
+    child = pexpect.spawn(sys.executable, ["-m", "qwencli", "run", *map(str, args)], env=env, cwd=str(ROOT),
+                          encoding="utf-8", timeout=timeout, dimensions=(50, 250))
+    child.expect(">>> ")
+    return child
+
+
+def at_prompt() -> None:
+    # ">>> " is printed a moment before the terminal goes raw; a control key sent in between
+    # would be eaten by the tty's line discipline, as it would for a human typing that fast.
+    time.sleep(0.5)
+
+
+def leave_repl(child) -> int:
+    """Ctrl-D at the prompt; the exit status."""
+    import pexpect
+
+    at_prompt()
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
