@@ -41,18 +41,18 @@ def model_kinds() -> list[tuple[str, Any]]:
 
     catalog = load()
 
-    def size(name: str, fmt: str) -> int | None:
-        return next((e.approx_bytes for e in catalog.rows(name) if e.format == fmt), None)
+    def example(name: str) -> tuple[str, Any]:
+        rows = catalog.rows(name)
+        has_gguf = any(e.format == "gguf" for e in rows)
+        torch_bytes = next((e.approx_bytes for e in rows if e.format == "safetensors"), None)
+        label = f"{name} ({'GGUF and safetensors' if has_gguf else 'safetensors only'})"
+        return label, ModelFacts(name, has_gguf=has_gguf, has_safetensors=torch_bytes is not None,
+                                 torch_bytes=torch_bytes)
 
     return [
         ("a .gguf file", ModelFacts("model.gguf", has_gguf=True, has_safetensors=False)),
         ("a Hugging Face folder", ModelFacts("./model-folder", has_gguf=False, has_safetensors=True, downloaded=True)),
-        ("qwen2.5-7b (GGUF and safetensors)",
-         ModelFacts("qwen2.5-7b", has_gguf=True, has_safetensors=True, torch_bytes=size("qwen2.5-7b", "safetensors"))),
-        ("qwen2.5-0.5b (GGUF and safetensors)",
-         ModelFacts("qwen2.5-0.5b", has_gguf=True, has_safetensors=True, torch_bytes=size("qwen2.5-0.5b", "safetensors"))),
-        ("qwen1.5-7b (safetensors only)",
-         ModelFacts("qwen1.5-7b", has_gguf=False, has_safetensors=True, torch_bytes=size("qwen1.5-7b", "safetensors"))),
+        *(example(name) for name in ("qwen2.5-7b", "qwen2.5-0.5b", "qwen1.5-moe-a2.7b")),
     ]
 
 

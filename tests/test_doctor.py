@@ -21,7 +21,7 @@ def test_report_with_a_big_cuda_gpu_runs_safetensors_on_torch():
     report = gather(CUDA)
     chosen = _backends(report)
     assert chosen["qwen2.5-7b"]["backend"] == "torch" and "RTX 4090" in chosen["qwen2.5-7b"]["reason"]
-    assert chosen["qwen1.5-7b"]["backend"] == "torch"
+    assert chosen["qwen1.5-moe-a2.7b"]["backend"] == "torch"
     assert chosen["a .gguf file"]["backend"] == "llama"
     assert chosen["a Hugging Face folder"]["backend"] == "torch"
     assert report["gpu"]["cuda_devices"][0]["free_bytes"] == 20 * GB
@@ -33,7 +33,7 @@ def test_report_without_torch_says_how_to_install_it():
     report = gather(Hardware())
     chosen = _backends(report)
     assert chosen["qwen2.5-7b"]["backend"] == "llama" and "torch is not installed" in chosen["qwen2.5-7b"]["reason"]
-    assert chosen["qwen1.5-7b"]["backend"] is None and chosen["qwen1.5-7b"]["hint"] == TORCH_INSTALL
+    assert chosen["qwen1.5-moe-a2.7b"]["backend"] is None and chosen["qwen1.5-moe-a2.7b"]["hint"] == TORCH_INSTALL
     assert {"for": "the torch backend (safetensors models, CUDA GPUs)", "command": TORCH_INSTALL} in report["install"]
     assert TORCH_INSTALL in render(report)
 
