@@ -4,7 +4,7 @@
    last token, as the client sees it) against llama-cpp-python's own token loop in this process,
    in paired rounds; target ratio ≥ 0.95.
 2. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
-   one request at a time; `--parallel N` is clamped to 1 for now), and /health latency meanwhile.
+   one request at a time) and `--parallel 4` (batched decoding), and /health latency meanwhile.
 
 Bounded: BENCH_ROUNDS rounds (default 3) of GEN_TOKENS tokens; every wait has a timeout.
 Numbers drift ±10 % minute to minute on shared machines, so only same-run ratios mean much.
@@ -150,7 +150,11 @@ def main() -> None:
         table = {1: _aggregate(server.base)}
     finally:
         server.stop()
-    # `--parallel 4` (batched decoding) is clamped to 1 by qwen serve until its known bug is fixed.
+    server = Server(threads, parallel=4)  # batched decoding: 4 sequences per llama_decode
+    try:
+        table[4] = _aggregate(server.base)
+    finally:
+        server.stop()
     print(f"{'aggregate t/s':24} " + "".join(f"{n:>3} client{'s' if n > 1 else ' '}     " for n in CLIENTS))
     for parallel, rows in table.items():
         print(f"{f'--parallel {parallel}':24} " + "".join(f"{rows[n][0]:>10.1f}     " for n in CLIENTS))
