@@ -291,7 +291,8 @@ class LlamaCppBackend:
                 f"the prompt is {n_prompt} tokens but the context holds {self._n_ctx}",
                 "shorten the input or raise the context with --ctx",
             )
-        cached = _common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+        # At least the last prompt token is evaluated again: its logits give the first reply token.
+        cached = min(_common_prefix(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
         budget = self._n_ctx - n_prompt
         if options.max_tokens is not None:
             budget = min(budget, options.max_tokens)
