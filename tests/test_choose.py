@@ -117,3 +117,31 @@ def test_real_probe_and_a_gguf_resolve_do_not_import_torch(tiny_qwen2_gguf):
         assert seen["installed"] and seen["version"] == md.version("torch")
     except md.PackageNotFoundError:
         assert not seen["installed"]
+
+
+@pytest.mark.parametrize("typed,repo", [
+    ("qwen2.5-7b:awq", "Qwen/Qwen2.5-7B-Instruct-AWQ"),
+    ("qwen2.5-7b:gptq-int4", "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4"),
+    ("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct"),
+])
+def test_torch_builds_by_name_route_to_their_repos(typed, repo, isolated_home):
+    from qwencli.errors import ModelNotFound
+    from qwencli.models.backend_route import route
+    from qwencli.models.names import parse
+
+    with pytest.raises(ModelNotFound) as caught:  # not downloaded, and a server/pull=False never fetches
+        route(typed, parse(typed), backend="auto", pull=False, probe=lambda **_: BIG_GPU)
+    assert "qwen pull --backend torch" in caught.value.hint
+    from qwencli.models.backend_route import torch_repo
+
+    assert torch_repo(parse(typed)) == repo
+
+
+def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
+    from qwencli.errors import QwenError
+    from qwencli.models.backend_route import route
+    from qwencli.models.names import parse
+
+    with pytest.raises(QwenError) as caught:
+        route("qwen2.5-7b:awq", parse("qwen2.5-7b:awq"), backend="auto", pull=False, probe=lambda **_: CPU_TORCH)
+    assert "--backend torch" in (caught.value.hint or "")

@@ -71,6 +71,10 @@ NAMES = [
     # :quant, any case, and auto
     ("qwen1.5-7b:q5_k_m", "Qwen/Qwen1.5-7B-Chat-GGUF", "q5_k_m"),
     ("qwen1.5-7b:Q5_K_M", "Qwen/Qwen1.5-7B-Chat-GGUF", "q5_k_m"),
+    # torch builds by Qwen's repo suffixes (the route picks their repos: tests/test_choose.py)
+    ("qwen2.5-7b:awq", "Qwen/Qwen2.5-7B-Instruct-GGUF", "awq"),
+    ("qwen2.5-7b:GPTQ-Int4", "Qwen/Qwen2.5-7B-Instruct-GGUF", "gptq_int4"),
+    ("qwen3-8b:fp8", "Qwen/Qwen3-8B-GGUF", "fp8"),
     ("qwen2.5-7b:auto", "Qwen/Qwen2.5-7B-Instruct-GGUF", "auto"),
     ("qwen3-8b:iq4_xs", "Qwen/Qwen3-8B-GGUF", "iq4_xs"),
     # Ollama tags (`qwen` is Qwen1.5)

@@ -87,7 +87,8 @@ def valid_repo_id(repo: str) -> bool:
 
 
 def check_quant(quant: str, name: str) -> str:
-    quant = quant.strip().lower()
+    # Qwen names its torch builds with hyphens (-GPTQ-Int4); GGUF quants never have one.
+    quant = quant.strip().lower().replace("-", "_")
     if not _QUANT.fullmatch(quant):
         raise UsageError(f"{quant!r} in {name!r} is not a quantization name", "e.g. q4_k_m, Q8_0 or auto")
     return quant
@@ -128,6 +129,7 @@ def _parse_catalog(text: str, catalog: Catalog) -> ModelRef:
         raise UsageError(f"{text!r} is not a model name")
     if sep and not tag:
         raise UsageError(f"{text!r} ends with ':' but names no quantization", "e.g. qwen2.5-7b:q4_k_m, or no ':'")
+    tag = tag.replace("-", "_") if _looks_like_quant(tag.replace("-", "_")) else tag
     entry_name = _catalog_name(base, catalog)
     if entry_name and (not tag or _QUANT.fullmatch(tag) and (tag == "auto" or _looks_like_quant(tag))):
         return _catalog_ref(text, entry_name, tag or None, catalog)
@@ -173,7 +175,8 @@ def _parse_ollama(text: str, family: str, tag: str, catalog: Catalog) -> ModelRe
 
 
 def _looks_like_quant(word: str) -> bool:
-    return bool(re.fullmatch(r"i?q\d[a-z0-9_]*|f16|bf16|fp16|f32|fp32|auto", word))
+    # GGUF quants, and the torch builds' names (qwen2.5-7b:awq, :gptq-int4, :fp8).
+    return bool(re.fullmatch(r"i?q\d[a-z0-9_]*|f16|bf16|fp16|f32|fp32|auto|awq|gptq_int[48]|fp8", word))
 
 
 def _unknown(text: str, catalog: Catalog) -> ModelNotFound:
