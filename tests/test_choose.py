@@ -145,3 +145,19 @@ def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
     with pytest.raises(QwenError) as caught:
         route("qwen2.5-7b:awq", parse("qwen2.5-7b:awq"), backend="auto", pull=False, probe=lambda **_: CPU_TORCH)
     assert "--backend torch" in (caught.value.hint or "")
+
+
+def test_without_downloading_the_gguf_that_is_here_is_used(hub, tiny_qwen2_gguf, isolated_home):
+    """A server or `qwen show` never downloads: when torch would be chosen but only the GGUF is
+    downloaded, the GGUF runs (and the reason says how to get the torch build)."""
+    from qwencli.models.backend_route import route
+    from qwencli.models.names import parse
+    from tests.conftest import run_qwen
+
+    hub.add_repo("Qwen/Qwen2.5-0.5B-Instruct-GGUF", {"qwen2.5-0.5b-instruct-q4_k_m.gguf": tiny_qwen2_gguf})
+    pulled = run_qwen("pull", "qwen2.5-0.5b", timeout=60)
+    assert pulled.returncode == 0, pulled.stderr.decode()
+    routed, reason = route("qwen2.5-0.5b", parse("qwen2.5-0.5b"), backend="auto", pull=False,
+                           probe=lambda **_: BIG_GPU)
+    assert routed is None and "only the GGUF is downloaded" in reason
+    assert "qwen pull --backend torch qwen2.5-0.5b" in reason

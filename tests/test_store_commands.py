@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def test_show_reads_the_gguf_header_and_the_card_without_network(tiny_pulled):
     assert "parameters      19.52M" in out and "quantization    F16" in out
     assert "license         mit" in out
     assert "tiny-q8_0.gguf -> " in out and "/blobs/" in out
+    assert re.search(r"^backend +.*llama\.cpp", out, re.M)  # the choice `qwen run` would make, and why
     head = out.split("chat template\n", 1)[1].splitlines()
     assert head[0].strip() == "{%- if tools %}"
     assert head[-1].startswith("  … ") and "--template shows all" in head[-1]

@@ -53,6 +53,11 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
     hints = dict(entry.hints) if entry is not None else {}
     if local is None:
         if not pull:
+            from . import store
+
+            if store.find(ref) is not None:  # no download now (a server, `qwen show`): the GGUF that is here
+                return None, (f"{choice.reason}, but only the GGUF is downloaded: llama.cpp"
+                              f" (qwen pull --backend torch {ref.display} for torch)")
             raise ModelNotFound(f"the safetensors build of {ref.display} is not downloaded",
                                 f"qwen pull --backend torch {ref.display}")
         from . import hub

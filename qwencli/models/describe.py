@@ -26,7 +26,7 @@ def describe(name: str, *, full_template: bool = False) -> str:
         local = store.find(ref)
         if local is None:
             found = store.matching(name)  # safetensors repos, or a clear "not downloaded"
-            return _describe_folder(found[0])
+            return _describe_folder(found[0], backend_choice(name, ref))
         path = local.path
     model = read_model(path)
     rows = [
@@ -38,6 +38,7 @@ def describe(name: str, *, full_template: bool = False) -> str:
         ("quantization", model.quantization),
         ("license", _license(model.metadata, path)),
         ("size", human_size(model.size)),
+        ("backend", backend_choice(name, ref)),
     ]
     lines = [f"{key:<15} {value}" for key, value in rows]
     lines.append("files")
@@ -56,7 +57,19 @@ def describe(name: str, *, full_template: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _describe_folder(local) -> str:
+def backend_choice(name: str, ref) -> str:
+    """Which backend `qwen run NAME` would use here, and why (no download, no network)."""
+    from ..errors import QwenError
+    from .backend_route import route
+
+    try:
+        _, reason = route(name, ref, backend="auto", pull=False)
+    except QwenError as exc:
+        return f"none: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+    return reason  # e.g. "a GGUF file: llama.cpp", "fits the RTX 4090's free memory: torch on CUDA"
+
+
+def _describe_folder(local, backend: str) -> str:
     import json
 
     config_path = local.path / "config.json"
@@ -68,7 +81,7 @@ def _describe_folder(local) -> str:
             ("architecture", ", ".join(config.get("architectures") or []) or "unknown"),
             ("context length", str(config.get("max_position_embeddings", "unknown"))),
             ("quantization", local.quant), ("license", _card_license(local.path) or "unknown"),
-            ("size", human_size(local.size))]
+            ("size", human_size(local.size)), ("backend", backend)]
     lines = [f"{key:<15} {value}" for key, value in rows] + ["files"] + [f"  {p}" for p in local.files]
     return "\n".join(lines) + "\n"
 
