@@ -63,7 +63,7 @@ def test_repl_remembers_turns_and_exits_on_ctrl_d(tiny_qwen2_hf):
 
 def test_serve_answers_the_openai_sdk(tiny_qwen2_hf, isolated_home):
     openai = pytest.importorskip("openai")
-    server, base = start_server(str(tiny_qwen2_hf))
+    server, base = start_server(str(tiny_qwen2_hf), "--backend", "torch", "--device", "cpu")
     try:
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
         assert "tiny-qwen2-hf" in [m.id for m in client.models.list().data]

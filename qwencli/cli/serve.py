@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
-from .options import Ctx, GpuLayers, Threads, Verbose
+from .options import Backend, Ctx, Device, GpuLayers, Threads, Verbose
 
 DEFAULT_PORT = 7936  # "QWEN" on a phone keypad; kept in step with qwencli.server.config
 NETWORK = "Network and security"
@@ -53,6 +53,8 @@ def serve(
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
+    backend: Backend = "auto",
+    device: Device = None,
     verbose: Verbose = False,
 ) -> None:
     """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
@@ -74,12 +76,13 @@ def parse_duration(text: str) -> Optional[float]:
 
 @handle_errors
 def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_alive, parallel, max_queue, ctx,
-           threads, gpu_layers, verbose) -> None:
+           threads, gpu_layers, backend="auto", device=None, verbose) -> None:
     from .. import settings
     from ..backends.base import LoadOptions
     from ..console import warn
     from ..errors import UsageError
     from ..server.config import ServerConfig, is_loopback
+    from .options import check_backend
 
     key = api_key or settings.load().api_key
     if not is_loopback(host):
@@ -100,7 +103,8 @@ def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_al
         parallel=parallel,
         max_queue=max_queue,
         keep_alive=parse_duration(keep_alive),
-        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose),
+        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device),
+        backend=check_backend(backend),
     )
     from ..server.run import run_server
 

@@ -46,6 +46,8 @@ class ServerConfig:
     #: Seconds an idle model stays loaded; None keeps it forever, 0 unloads it when idle.
     keep_alive: float | None = DEFAULT_KEEP_ALIVE
     load: LoadOptions = LoadOptions()
+    #: auto, llama or torch: which build of a model name the server loads.
+    backend: str = "auto"
     startup_models: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
     #: Idle models beyond this many are unloaded, least recently used first.

@@ -76,7 +76,7 @@ def run_server(config: ServerConfig, models: list[str], *, port: int = DEFAULT_P
     from .store_source import StoreSource
     from .. import settings
 
-    source = StoreSource(models)  # unknown start-up models fail here, before anything listens
+    source = StoreSource(models, backend=config.backend)  # unknown start-up models fail here, before anything listens
     config = _with_startup(config, source.startup_ids)
     sock = bind(config.host, port)
     status = {"code": 0}

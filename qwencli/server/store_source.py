@@ -8,7 +8,6 @@ given). A path from the network would let any client probe and load files on the
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 from pathlib import Path
 
@@ -26,12 +25,9 @@ def model_id(name: str, resolved: ResolvedModel) -> str:
     return name
 
 
-def resolve_local(name: str) -> ResolvedModel:
+def resolve_local(name: str, backend: str = "auto") -> ResolvedModel:
     """`name` from the store or the disk, never from the network."""
-    resolve = resolve_module.resolve
-    if "pull" in inspect.signature(resolve).parameters:
-        return resolve(name, pull=False)
-    return resolve(name)  # before the store existed: paths only
+    return resolve_module.resolve(name, pull=False, backend=backend)
 
 
 def _names_a_file(name: str) -> bool:
@@ -40,11 +36,12 @@ def _names_a_file(name: str) -> bool:
 
 
 class StoreSource:
-    def __init__(self, startup: list[str] | tuple[str, ...] = ()):
+    def __init__(self, startup: list[str] | tuple[str, ...] = (), *, backend: str = "auto"):
+        self._backend = backend
         self._named: dict[str, ResolvedModel] = {}
         self.startup_ids: list[str] = []
         for name in startup:
-            resolved = resolve_local(name)
+            resolved = resolve_local(name, backend)
             ident = model_id(name, resolved)
             resolved = dataclasses.replace(resolved, name=ident)
             self._named[ident] = resolved
@@ -61,7 +58,7 @@ class StoreSource:
         if is_hosted(name):  # fronting a hosted model spends the operator's key: only when named at start
             raise ModelNotFound(f"{name!r} is not served here", f"start the server with: qwen serve {name}")
         try:
-            resolved = resolve_local(name)
+            resolved = resolve_local(name, self._backend)
         except (UsageError, OSError, ValueError):  # a name that does not even parse is just as unknown
             raise ModelNotFound(f"unknown model {name!r}") from None
         if resolved.path is not None and resolved.repo is None:
