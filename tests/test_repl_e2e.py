@@ -47,7 +47,7 @@ def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, 
 
     ask(repl, "/set max_tokens 4000")  # a reply still being written when Ctrl-C comes
     repl.sendline("Write a very long story about a dragon.")
-    repl.expect(r"dragon\.\r?\n")  # the echo of what was typed
+    repl.expect(r"dragon\.[^\n]*\n")  # the echo of what was typed (a busy terminal may redraw it)
     repl.expect(r"\w+\W+\w+\W+\w+", timeout=60)  # three words of the answer: it is being written
     repl.sendintr()
     repl.expect(PROMPT)
