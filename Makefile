@@ -16,7 +16,7 @@ QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
 
 PROMPT ?=
 
-.PHONY: run test bench bench-serve bench-remote completions install install-dev models clean
+.PHONY: run test bench bench-serve bench-remote bench-pull completions install install-dev models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ bench-serve: install-dev models
 
 bench-remote: install-dev models
 	$(BIN)/python -m tests.bench.remote_bench
+
+bench-pull: install-dev models
+	$(BIN)/python -m tests.bench.pull_bench
 
 # Generated from the Typer app (its own completion protocol); tests fail when these are stale.
 completions: install
