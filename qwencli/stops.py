@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Sequence
 
 
+def partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a proper start of `tag`: text to hold back,
+    because the next piece may complete the tag (or stop string)."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
 class StopFilter:
     def __init__(self, stops: Sequence[str]):
         self.stops = tuple(s for s in stops if s)
@@ -23,12 +32,7 @@ class StopFilter:
             self.stopped = True
             self._held = ""
             return buf[: min(hits)]
-        hold = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(buf)), hold, -1):
-                if buf.endswith(stop[:n]):
-                    hold = n
-                    break
+        hold = max(partial_suffix(buf, stop) for stop in self.stops)
         self._held = buf[len(buf) - hold :] if hold else ""
         return buf[: len(buf) - hold]
 

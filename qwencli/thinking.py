@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterator, Literal
 
 from .chat import Chunk
+from .stops import partial_suffix
 
 OPEN, CLOSE = "<think>", "</think>"
 Mode = Literal["detect", "reasoning", "text"]
@@ -25,14 +26,6 @@ def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
     if tail.endswith(CLOSE):  # Qwen3 with enable_thinking=False pre-fills an empty block
         return "text"
     return "detect"
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that is a proper start of `tag`."""
-    for n in range(min(len(tag) - 1, len(text)), 0, -1):
-        if text.endswith(tag[:n]):
-            return n
-    return 0
 
 
 class ThinkingSplitter:
@@ -70,7 +63,7 @@ class ThinkingSplitter:
                     if body:
                         yield Chunk(body, kind="reasoning")
                     continue
-                hold = _partial_suffix(self._buf, CLOSE)
+                hold = partial_suffix(self._buf, CLOSE)
                 body = self._buf[: len(self._buf) - hold]
                 # Trailing newlines may be the layout before `</think>`: hold them too.
                 kept = body.rstrip("\n")

@@ -154,8 +154,8 @@ class LlamaCppBackend:
         self._threads = load.threads or physical_cores()
         self._engine.call(self._load_on_engine, n_ctx, load)
 
-    def _load_on_engine(self, n_ctx: int, load: LoadOptions) -> None:
-        import io
+    def _prepare_load(self, load: LoadOptions) -> None:
+        """Before a load (on the engine thread): our log callback, and how many layers go to the GPU."""
         import llama_cpp
 
         with _LOG_LOCK:
@@ -166,6 +166,12 @@ class LlamaCppBackend:
             self._gpu_layers = load.gpu_layers
         else:
             self._gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+    def _load_on_engine(self, n_ctx: int, load: LoadOptions) -> None:
+        import io
+        import llama_cpp
+
+        self._prepare_load(load)
         if self._llama is not None:
             self._llama.close()
             self._llama = None
@@ -292,7 +298,7 @@ class LlamaCppBackend:
                 "shorten the input or raise the context with --ctx",
             )
         # At least the last prompt token is evaluated again: its logits give the first reply token.
-        cached = min(_common_prefix(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
+        cached = min(common_prefix(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
         budget = self._n_ctx - n_prompt
         if options.max_tokens is not None:
             budget = min(budget, options.max_tokens)
@@ -358,7 +364,7 @@ class LlamaCppBackend:
             self._engine.close(timeout=5)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:

@@ -33,7 +33,8 @@ from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, Usag
 from ..hardware import available_memory
 from ..models.gguf_file import read_model
 from .base import LoadOptions
-from .llamacpp import _LOG, _LOG_LOCK, LlamaCppBackend, choose_context_length
+from .engine_thread import EngineThread
+from .llamacpp import _LOG, LlamaCppBackend, common_prefix, choose_context_length
 from .pipeline import TextPipeline
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
@@ -43,17 +44,15 @@ PENALTY_WINDOW = 64  # llama-cpp-python's default `last_n_tokens_size`
 _END = object()
 
 
-class StepEngine:
-    """One thread for every llama.cpp call of a model: calls in FIFO order, and between them,
-    while there is work, decode steps."""
+class StepEngine(EngineThread):
+    """The engine thread of a batched model: calls in FIFO order, and between them, while there
+    is work, decode steps."""
 
     def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
         self.step: Callable[[], bool] = lambda: False
         self.on_step_error: Callable[[BaseException], None] = lambda exc: None
         self._stepping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        super().__init__(name)  # starts the thread, which reads the fields above
 
     def _run(self) -> None:
         while True:
@@ -79,29 +78,6 @@ class StepEngine:
 
     def _start_stepping(self) -> None:
         self._stepping = True
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        done = threading.Event()
-        box: list[Any] = [None, None]
-
-        def job() -> None:
-            try:
-                box[0] = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the caller
-                box[1] = exc
-            finally:
-                done.set()
-
-        self._jobs.put(job)
-        done.wait()
-        if box[1] is not None:
-            raise box[1]
-        return box[0]
-
-    def close(self, timeout: float | None = None) -> None:
-        self._jobs.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
 
 
 class _Handle:
@@ -215,14 +191,7 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         import llama_cpp
         from llama_cpp import _internals
 
-        with _LOG_LOCK:
-            if _LOG._callback is None:
-                _LOG.install()
-            _LOG.verbose = load.verbose
-        if load.gpu_layers is not None:
-            self._gpu_layers = load.gpu_layers
-        else:
-            self._gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        self._prepare_load(load)
         if self._llama is not None:
             self._fail_all(BackendUnavailable("the model was reloaded"))
             self._llama.close()
@@ -323,8 +292,8 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
             )
         sampler = self._sampler(request.options)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
-        slot = max(self._free, key=lambda s: (_common_prefix(s.cached, tokens), -s.last_used))
-        keep = min(_common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
+        slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
+        keep = min(common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
         import llama_cpp
 
         if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
@@ -486,12 +455,3 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
         request.out.put(_END)
         request.finished.set()
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

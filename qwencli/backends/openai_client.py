@@ -13,11 +13,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+import httpx  # this module loads only when a remote model is used
+
 from ..errors import AuthenticationError, ContextOverflow, ModelNotFound, NetworkError, QwenError, RateLimited, RemoteError
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..models.hosted import Endpoint
 
 #: Attempts for a request the server asks us to repeat later (429, 503), and the longest wait.
@@ -35,8 +35,6 @@ class StreamCut(RemoteError):
 class OpenAIClient:
     def __init__(self, endpoint: Endpoint, *, sleep: Callable[[float], None] = time.sleep,
                  on_retry: Callable[[str], None] | None = None, read_timeout: float = READ_TIMEOUT):
-        import httpx
-
         self.endpoint = endpoint
         self._sleep = sleep
         self._on_retry = on_retry
@@ -91,7 +89,7 @@ class OpenAIClient:
             if not done:
                 raise StreamCut(f"the stream from {self._where()} ended before the answer was complete",
                                 "the server or the connection dropped it; run it again")
-        except _transport_errors() as exc:
+        except httpx.TransportError as exc:
             raise StreamCut(f"the stream from {self._where()} was cut before the answer was complete"
                             f" ({_reason(exc)})", "run it again") from None
         finally:
@@ -99,8 +97,6 @@ class OpenAIClient:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send, retrying what the server asks to retry later; return the open (streaming) response."""
-        import httpx
-
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 request = self._http.build_request(method, path, **kwargs)
@@ -156,7 +152,7 @@ class OpenAIClient:
         raise RemoteError(f"{where} failed with {status}{detail}", "the server had trouble; try again later")
 
     def _where(self) -> str:
-        return self.endpoint.display_url
+        return self.endpoint.base_url
 
     def _redact(self, text: str) -> str:
         key = self.endpoint.api_key
@@ -214,12 +210,6 @@ def _error_message(body: Any) -> str | None:
 def _in_band(error: Any, where: str) -> QwenError:
     message = _error_message({"error": error}) or "unknown error"
     return RemoteError(f"{where} stopped the answer with an error: {' '.join(message.split())[:300]}")
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx
-
-    return (httpx.TransportError,)
 
 
 def _reason(exc: BaseException) -> str:

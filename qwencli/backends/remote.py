@@ -60,12 +60,12 @@ class RemoteBackend:
             listed = ", ".join(close or ids[:5])
             raise ModelNotFound(f"{self.endpoint.base_url} does not serve {self.endpoint.model!r}",
                                 f"it serves: {listed}" + (" …" if len(ids) > 5 and not close else ""))
-        for m in models:
-            if m.get("id") == self.endpoint.model:
-                for key in ("context_length", "max_model_len", "n_ctx"):
-                    value = m.get(key) or (m.get("meta") or {}).get("n_ctx_train")
-                    if isinstance(value, int) and value > 0:
-                        return value
+        entry = next((m for m in models if m.get("id") == self.endpoint.model), {})
+        # vLLM says max_model_len; llama-server says meta.n_ctx_train.
+        for value in (entry.get("context_length"), entry.get("max_model_len"), entry.get("n_ctx"),
+                      (entry.get("meta") or {}).get("n_ctx_train")):
+            if isinstance(value, int) and value > 0:
+                return value
         return None
 
     # -- the protocol ------------------------------------------------------------------------

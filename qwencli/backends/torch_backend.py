@@ -34,7 +34,7 @@ from ..templates import ChatTemplate
 from ..thinking import initial_mode
 from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .llamacpp import DEFAULT_CONTEXT, END_OF_TURN_TEXTS, _common_prefix
+from .llamacpp import DEFAULT_CONTEXT, END_OF_TURN_TEXTS, common_prefix
 from .pipeline import TextPipeline, token_chunks
 
 #: Tokens the repetition penalties look back at (llama.cpp's repeat_last_n).
@@ -449,7 +449,7 @@ class TorchBackend:
         At least one prompt token is always evaluated again, for the logits of the next token."""
         from transformers import DynamicCache
 
-        cached = min(_common_prefix(self._cached_ids, ids), len(ids) - 1)
+        cached = min(common_prefix(self._cached_ids, ids), len(ids) - 1)
         if self._cache is not None and cached > 0:
             drop = len(self._cached_ids) - cached
             if drop and not getattr(self._cache, "is_croppable", True):

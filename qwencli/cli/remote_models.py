@@ -10,13 +10,11 @@ from .errors import handle_errors
 
 @handle_errors
 def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
-    from .. import settings
     from ..backends.openai_client import OpenAIClient
     from ..errors import RemoteError
-    from ..models.hosted import Endpoint, normalize_url
+    from ..models.hosted import host_endpoint
 
-    endpoint = Endpoint(base_url=normalize_url(host, flag="--host"), model="", provider="openai",
-                        api_key=api_key or settings.load().api_key, key_source="--api-key or QWEN_API_KEY")
+    endpoint = host_endpoint(host, api_key)
     client = OpenAIClient(endpoint)
     try:
         models = client.models()

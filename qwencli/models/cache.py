@@ -12,10 +12,12 @@ goes through the checks here, and every path is confirmed to stay inside the rep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
 
 from ..errors import DownloadError
 from .names import valid_repo_id
@@ -102,6 +104,22 @@ class RepoCache:
     def lock(self, etag: str) -> Path:
         self.blob(etag)
         return self.lock_dir / f"{etag}.lock"
+
+    @contextlib.contextmanager
+    def locked(self, key: str, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold the lock file `key` across processes; `on_wait` runs if someone else holds it."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.lock(key)), mode=0o664)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            on_wait()
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def snapshot(self, commit: str) -> Path:
         if not COMMIT.fullmatch(commit):

@@ -52,20 +52,9 @@ def fetch(cache: RepoCache, commit: str, file: RepoFile, progress: PullProgress)
         )
     blob = cache.blob(etag)
     size = meta.size if meta.size is not None else file.size
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(cache.lock(etag)), mode=0o664)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress.note(f"waiting for another download of {file.path} to finish…")
-        lock.acquire()
-    try:
-        if blob.exists():  # another process finished it while we waited
-            return blob
-        _download(cache, etag, meta.location, size, file.path, progress)
-    finally:
-        lock.release()
+    with cache.locked(etag, lambda: progress.note(f"waiting for another download of {file.path} to finish…")):
+        if not blob.exists():  # else another process finished it while we waited
+            _download(cache, etag, meta.location, size, file.path, progress)
     return blob
 
 

@@ -37,10 +37,6 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
     key_source: str = HOST_KEY  # the variable (or flag) a user fixes when the key is refused
 
-    @property
-    def display_url(self) -> str:
-        return self.base_url
-
 
 def is_hosted(name: str) -> bool:
     return name.lower() in ALIASES or bool(HOSTED.fullmatch(name.lower()))
@@ -54,13 +50,7 @@ def resolve(name: str, *, host: str | None = None, api_key: str | None = None, b
     if not name or not name.strip() or any(ord(c) < 32 for c in name):
         raise UsageError("no model name given", "e.g. qwen run qwen-max, or qwen list --host URL")
     if host is not None:
-        endpoint = Endpoint(
-            base_url=normalize_url(host, flag="--host"),
-            model=name.strip(),
-            provider="openai",
-            api_key=api_key or config.api_key,
-            key_source="--api-key or QWEN_API_KEY",
-        )
+        endpoint = host_endpoint(host, api_key, model=name.strip())
         reason = f"--host {endpoint.base_url}"
         return ResolvedModel(name=endpoint.model, format="remote", endpoint=endpoint, reason=reason)
     if not is_hosted(name):
@@ -82,6 +72,14 @@ def resolve(name: str, *, host: str | None = None, api_key: str | None = None, b
     hints = {"context": CONTEXT.get(tier.group(1)) if tier else None, "family": "qwen-hosted"}
     return ResolvedModel(name=name, format="remote", endpoint=endpoint, hints=hints,
                          reason=f"{name} is hosted: Model Studio at {url}")
+
+
+def host_endpoint(host: str, api_key: str | None, *, model: str = "") -> Endpoint:
+    """An OpenAI-compatible server given with --host; the key from --api-key, else QWEN_API_KEY."""
+    from .. import settings
+
+    return Endpoint(base_url=normalize_url(host, flag="--host"), model=model, provider="openai",
+                    api_key=api_key or settings.load().api_key, key_source=f"--api-key or {HOST_KEY}")
 
 
 def normalize_url(text: str, *, flag: str) -> str:

@@ -89,19 +89,9 @@ def _up_to_date(cache: RepoCache, commit: str, choice: select.GGUFChoice, progre
 def _one_pull_at_a_time(cache: RepoCache, choice: select.GGUFChoice, progress: PullProgress) -> Iterator[None]:
     """Concurrent pulls of one model take turns: a second one would otherwise join a byte-split set
     whose parts the first is deleting. The per-file locks in `download` still guard each blob."""
-    from filelock import FileLock, Timeout
-
     key = hashlib.sha256(f"pull\0{choice.entry_path}".encode()).hexdigest()
-    lock = FileLock(str(cache.lock(key)), mode=0o664)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress.note(f"waiting for another pull of {choice.entry_path} to finish…")
-        lock.acquire()
-    try:
+    with cache.locked(key, lambda: progress.note(f"waiting for another pull of {choice.entry_path} to finish…")):
         yield
-    finally:
-        lock.release()
 
 
 def _fetch_card(cache: RepoCache, commit: str, card: select.RepoFile, progress: PullProgress) -> None:

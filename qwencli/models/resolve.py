@@ -33,12 +33,6 @@ class ResolvedModel:
     reason: str = ""
 
 
-def looks_like_path(name: str) -> bool:
-    from .names import looks_like_path as check
-
-    return check(name)
-
-
 def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False,
             backend: str = "auto", host: str | None = None, api_key: str | None = None,
             base_url: str | None = None) -> ResolvedModel:

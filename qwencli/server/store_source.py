@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..errors import ModelNotFound, UsageError
 from ..models import resolve as resolve_module
-from ..models.resolve import ResolvedModel, looks_like_path
+from ..models.names import looks_like_path
+from ..models.resolve import ResolvedModel
 
 log = logging.getLogger("qwencli.server")
 

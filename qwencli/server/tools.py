@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, Union
 
 from ..chat import ToolCall
+from ..stops import partial_suffix
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -53,14 +54,6 @@ def parse_call(body: str) -> ToolCall | None:
     return ToolCall(id=new_call_id(), name=data["name"], arguments=json.dumps(arguments, ensure_ascii=False))
 
 
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that is a proper start of `tag`."""
-    for n in range(min(len(tag) - 1, len(text)), 0, -1):
-        if text.endswith(tag[:n]):
-            return n
-    return 0
-
-
 class ToolCallStream:
     """Text pieces in; text and tool calls out, in order.
 
@@ -92,7 +85,7 @@ class ToolCallStream:
                 self._in_call = True
                 yield from self._text(before)
                 continue
-            hold = _partial_suffix(self._buf, OPEN)
+            hold = partial_suffix(self._buf, OPEN)
             out = self._buf[: len(self._buf) - hold]
             self._buf = self._buf[len(self._buf) - hold :]
             yield from self._text(out)

@@ -15,54 +15,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import selectors
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from tests.bench.run_bench import MODEL, STORY
+from tests.processes import start_server, stop_server
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 GEN_TOKENS = 128
-STORY = "Write a very long story about a dragon who learns to fly over the sea."
 CLIENTS = (1, 4, 8)
 TIMEOUT = 300.0
 
 
 class Server:
+    """`qwen serve` on the benchmark model, in its own process (tests/processes.py)."""
+
     def __init__(self, threads: int, parallel: int):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qwencli", "serve", str(MODEL), "--port", "0", "--threads", str(threads),
-             "--parallel", str(parallel), "--ctx", "2048", "--keep-alive", "-1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        if not selector.select(60):
-            self.stop()
-            raise SystemExit("qwen serve printed no address within 60 s")
-        self.base = self.proc.stdout.readline().decode().strip().removesuffix("/v1")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/health", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit("qwen serve did not become ready within 120 s")
+        self.proc, self.base = start_server(str(MODEL), "--threads", str(threads), "--parallel", str(parallel),
+                                            "--ctx", "2048", "--keep-alive", "-1")
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_server(self.proc)
 
 
 async def stream_one(http: httpx.AsyncClient, base: str) -> tuple[int, float, float]:
