@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Iterator, Optional, TypeVar
 from starlette.responses import Response
 
 from ..chat import Chunk
-from .generation import END, Generation
+from .generation import END, GONE, Generation
 from .jobs import Job
 from .openai_errors import as_api_error
 from .registry import Checkout, Registry
@@ -60,6 +60,7 @@ class GenerationResponse(Response):
         self.checkout = checkout
         self.job = job
         self._gone = asyncio.Event()
+        self._generation: Optional[Generation] = None
 
     async def _until_gone(self, awaitable: Awaitable[T]) -> T:
         """`awaitable`'s result, or ClientGone as soon as the client disconnects."""
@@ -79,7 +80,17 @@ class GenerationResponse(Response):
             message = await receive()
             if message["type"] == "http.disconnect":
                 self._gone.set()
+                if self._generation is not None:
+                    self._generation.interrupt()
                 return
+
+    async def _next(self, generation: Generation) -> Any:
+        """The generation's next event; ClientGone once the client has gone (no task a token:
+        the watcher interrupts the generation instead)."""
+        event = await generation.next()
+        if event is GONE:
+            raise ClientGone()
+        return event
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
@@ -104,10 +115,12 @@ class GenerationResponse(Response):
                 scheduler.record(time.monotonic() - started)
                 scheduler.release(ticket)
 
-            generation = Generation(lambda: produce(self.checkout, self.job), name=f"gen {self.job.model}",
-                                    on_done=release).start()
+            generation = self._generation = Generation(
+                lambda: produce(self.checkout, self.job), name=f"gen {self.job.model}", on_done=release).start()
+            if self._gone.is_set():
+                raise ClientGone()
             assembler = Assembler(self.job, self.job.model)
-            first = await self._until_gone(generation.next())
+            first = await self._next(generation)
             if isinstance(first, BaseException):
                 await send_error(tracked_send, as_api_error(first))
                 return
@@ -147,7 +160,7 @@ class GenerationResponse(Response):
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                     out = []
-            event = await self._until_gone(generation.next())
+            event = await self._next(generation)
         await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
 
     async def _collect(self, send: Send, generation: Generation, assembler: Assembler, first: Any) -> None:
@@ -158,7 +171,7 @@ class GenerationResponse(Response):
                 await send_error(send, as_api_error(event))
                 return
             deltas += assembler.feed(event)
-            event = await self._until_gone(generation.next())
+            event = await self._next(generation)
         body = json.dumps(assembler.collected(deltas), ensure_ascii=False).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

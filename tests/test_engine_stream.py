@@ -1,0 +1,171 @@
+"""The hand-over from an engine thread: `EngineStream` (pull or push) and the server's `Generation`.
+
+Fakes stand in for the engine's token loop; the real engines run through these paths in the
+backend and server tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from qwencli.backends.engine_thread import EngineThread
+from qwencli.chat import Chunk
+from qwencli.server.generation import END, GONE, Generation
+
+
+def counting(n: int, *, fail_at: int | None = None, pause_after: int | None = None, pause: float = 0.0):
+    """A producer like the token loop: checks `cancel` between items; records what happened."""
+    seen = {"produced": 0, "cancelled": False, "thread": None, "stopped": threading.Event()}
+
+    def produce(cancel: threading.Event):
+        seen["thread"] = threading.current_thread().name
+        try:
+            for i in range(n):
+                if cancel.is_set():
+                    seen["cancelled"] = True
+                    return
+                if i == fail_at:
+                    raise ValueError("engine failed")
+                seen["produced"] += 1
+                yield Chunk(f"t{i} ")
+                if i == pause_after:
+                    time.sleep(pause)
+            yield Chunk(finish_reason="stop")
+        finally:
+            seen["stopped"].set()
+
+    return produce, seen
+
+
+@pytest.fixture
+def engine():
+    engine = EngineThread("test engine")
+    yield engine
+    engine.close(timeout=5)
+
+
+def test_iterating_yields_in_order_and_raises_the_engine_error(engine):
+    produce, seen = counting(3)
+    assert [c.text for c in engine.stream(produce)] == ["t0 ", "t1 ", "t2 ", ""]
+    assert seen["thread"] == "test engine"
+    produce, _ = counting(5, fail_at=2)
+    stream = engine.stream(produce)
+    assert next(stream).text == "t0 "
+    with pytest.raises(ValueError, match="engine failed"):
+        list(stream)
+
+
+def test_dropping_a_half_read_stream_stops_the_producer_before_the_next_call(engine):
+    produce, seen = counting(10_000)
+    stream = engine.stream(produce)
+    next(stream)
+    del stream  # like a generator left by `break`
+    assert seen["stopped"].is_set() and seen["cancelled"]
+    assert seen["produced"] < 10_000
+    assert engine.call(lambda: threading.current_thread().name) == "test engine"
+
+
+def test_nothing_runs_before_it_is_consumed(engine):
+    produce, seen = counting(3)
+    stream = engine.stream(produce)
+    engine.call(lambda: None)  # the engine has drained its queue
+    assert seen["thread"] is None
+    stream.close()
+    assert seen["thread"] is None
+
+
+def test_push_delivers_on_the_engine_thread_then_ends(engine):
+    produce, _ = counting(3)
+    items, ends, threads = [], [], set()
+    done = threading.Event()
+
+    def on_item(item):
+        threads.add(threading.current_thread().name)
+        items.append(item.text)
+
+    def on_end(error):
+        ends.append(error)
+        done.set()
+
+    engine.stream(produce).push_to(on_item, on_end)
+    assert done.wait(5)
+    assert items == ["t0 ", "t1 ", "t2 ", ""] and ends == [None] and threads == {"test engine"}
+
+    produce, _ = counting(5, fail_at=1)
+    done.clear()
+    engine.stream(produce).push_to(lambda item: None, on_end)
+    assert done.wait(5) and isinstance(ends[-1], ValueError)
+
+
+async def drain(generation: Generation) -> list:
+    events = []
+    while True:
+        event = await asyncio.wait_for(generation.next(), 10)
+        events.append(event)
+        if event is END or event is GONE:
+            return events
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["pushed", "pulled"])
+def test_generation_delivers_every_chunk_in_order_then_end_then_frees(engine, push):
+    async def main():
+        produce, _ = counting(500)
+        done = asyncio.Event()
+
+        def stream():
+            s = engine.stream(produce)
+            return s if push else iter(s)  # a plain iterator has no push_to: the worker pulls it
+
+        generation = Generation(stream, on_done=done.set).start()
+        events = await drain(generation)
+        await asyncio.wait_for(done.wait(), 5)
+        return events
+
+    events = asyncio.run(main())
+    assert [e.text for e in events[:-2]] == [f"t{i} " for i in range(500)]
+    assert events[-2].finish_reason == "stop" and events[-1] is END
+
+
+def test_a_slow_next_token_does_not_hold_back_the_one_before(engine):
+    """Chunks are collected on a pace, not only when the next one arrives."""
+    async def main():
+        produce, _ = counting(3, pause_after=1, pause=2.0)
+        generation = Generation(lambda: engine.stream(produce)).start()
+        started = time.monotonic()
+        got = [await generation.next(), await generation.next()]
+        return got, time.monotonic() - started, await drain(generation)
+
+    (first, second), waited, rest = asyncio.run(main())
+    assert (first.text, second.text) == ("t0 ", "t1 ")
+    assert waited < 1.5, "t1 waited for t2"
+    assert rest[-1] is END
+
+
+def test_interrupt_answers_gone_at_once_and_stops_the_engine(engine):
+    async def main():
+        produce, seen = counting(10**9)
+        stopped = asyncio.Event()
+        generation = Generation(lambda: engine.stream(produce), on_done=stopped.set).start()
+        await generation.next()
+        generation.interrupt()
+        assert await asyncio.wait_for(generation.next(), 1) is GONE
+        await asyncio.wait_for(stopped.wait(), 5)  # the slot frees only once the engine stopped
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen["cancelled"] and seen["stopped"].is_set()
+
+
+def test_an_error_building_the_stream_reaches_the_loop():
+    async def main():
+        def broken():
+            raise RuntimeError("no such model")
+
+        return await drain(Generation(broken).start())
+
+    error, end = asyncio.run(main())
+    assert isinstance(error, RuntimeError) and end is END
