@@ -124,10 +124,55 @@ def test_detokenization_is_utf8_safe_across_tokens(qwen2):
     assert qwen2._piece(qwen2.tokenizer.convert_tokens_to_ids("<|im_start|>")) == b""  # control: nothing
 
 
-def test_json_format_is_refused_with_a_clear_usage_error(qwen2):
-    with pytest.raises(UsageError, match="cannot constrain output to JSON") as caught:
-        qwen2.chat(HI, GREEDY.replace(response_format="json"))
-    assert caught.value.param == "response_format" and "--backend llama" in caught.value.hint
+ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}, "sure": {"type": "boolean"}},
+                 "required": ["answer", "sure"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("model", ["qwen2", "qwen3"])
+def test_a_json_schema_holds_even_a_model_that_would_write_something_else(model, request):
+    """The tiny models answer "Hello world" / think "Reason": the grammar alone makes this JSON."""
+    backend = request.getfixturevalue(model)
+    reply = collect(backend.chat(HI, GREEDY.replace(response_format=ANSWER_SCHEMA, max_tokens=60)))
+    assert reply.finish_reason == "stop" and reply.reasoning == ""  # ended by the grammar, no <think>
+    data = json.loads(reply.text)
+    assert set(data) == {"answer", "sure"} and data["answer"] in ("yes", "no") and isinstance(data["sure"], bool)
+
+
+def test_json_format_gives_an_object_from_the_first_character(qwen2):
+    reply = collect(qwen2.chat(HI, GREEDY.replace(response_format="json", max_tokens=12)))
+    assert reply.text.startswith('{"') and "Hello" not in reply.text
+
+
+def test_a_forced_tool_call_grammar_gives_a_call_that_parses(qwen2):
+    from qwencli.server.tools import forced_call_grammar, parse_call
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"unit": {"enum": ["c", "f"]}}, "required": ["unit"]}}}]
+    reply = collect(qwen2.chat(HI, GREEDY.replace(grammar=forced_call_grammar(tools, several=False), max_tokens=40),
+                               tools=tools))
+    body = reply.text.strip().removeprefix("<tool_call>").removesuffix("</tool_call>")
+    call = parse_call(body)
+    assert call.name == "get_weather" and json.loads(call.arguments)["unit"] in ("c", "f")
+
+
+def test_a_schema_that_cannot_be_compiled_is_a_usage_error_and_the_model_carries_on(qwen2):
+    with pytest.raises(UsageError, match="grammar") as caught:
+        collect(qwen2.chat(HI, GREEDY.replace(response_format={"type": "object", "properties": {"a": {"$ref": "#/nope"}}})))
+    assert caught.value.param == "response_format"
+    assert collect(qwen2.chat(HI, GREEDY)).text == "Hello world"
+
+
+def test_without_xgrammar_constraints_say_what_to_install(tiny_qwen2_hf, monkeypatch):
+    import sys
+
+    from qwencli.backends.torch_grammar import Grammars
+
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # import fails, as when it is not installed
+    grammars = Grammars(tokenizer=None, vocab_size=10, end_tokens=[1])
+    with pytest.raises(BackendUnavailable, match="needs xgrammar") as caught:
+        grammars.constraint(GREEDY.replace(response_format="json"))
+    assert "qwencli[torch]" in caught.value.hint
+    assert grammars.constraint(GREEDY) is None  # nothing asked: nothing needed
 
 
 def test_same_messages_render_the_same_prompt_through_both_backends(qwen3, tiny_qwen3_gguf):

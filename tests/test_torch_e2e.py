@@ -37,9 +37,9 @@ def test_pipe_json_and_thinking(tiny_qwen3_hf):
     assert plain.returncode == 0 and plain.stdout == b"Answer\n", plain.stderr.decode()
 
 
-def test_json_format_and_llama_backend_on_a_folder_are_usage_errors(tiny_qwen2_hf):
-    fmt = run_qwen("run", tiny_qwen2_hf, "--format", "json", "hi")
-    assert fmt.returncode == 2 and b"cannot constrain output to JSON" in fmt.stderr
+def test_json_format_holds_and_llama_backend_on_a_folder_is_a_usage_error(tiny_qwen2_hf):
+    fmt = run_qwen("run", tiny_qwen2_hf, "--format", "json", "--temperature", "0", "-n", "8", "hi")
+    assert fmt.returncode == 0 and fmt.stdout.startswith(b'{"'), fmt.stderr.decode()  # not "Hello world"
     llama = run_qwen("run", tiny_qwen2_hf, "--backend", "llama", "hi", timeout=30)
     assert llama.returncode == 2 and b"Hugging Face folder" in llama.stderr
 
@@ -73,9 +73,24 @@ def test_serve_answers_the_openai_sdk(tiny_qwen2_hf, isolated_home):
         assert reply.usage.completion_tokens == 2
         stream = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello world"
-        with pytest.raises(openai.BadRequestError):
-            client.chat.completions.create(model="tiny-qwen2-hf", messages=messages,
-                                           response_format={"type": "json_object"})
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                  "additionalProperties": False}
+        held = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0, max_tokens=20,
+                                              response_format={"type": "json_schema",
+                                                               "json_schema": {"name": "r", "schema": schema}})
+        assert isinstance(json.loads(held.choices[0].message.content)["ok"], bool)
+        tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+            "type": "object", "properties": {"q": {"enum": ["a", "b"]}}, "required": ["q"]}}}]
+        called = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0, tools=tools,
+                                                tool_choice={"type": "function", "function": {"name": "lookup"}})
+        call = called.choices[0].message.tool_calls[0]
+        assert call.function.name == "lookup" and json.loads(call.function.arguments)["q"] in ("a", "b")
+        assert called.choices[0].finish_reason == "tool_calls"
+        with pytest.raises(openai.BadRequestError, match="grammar"):
+            client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, response_format={
+                "type": "json_schema", "json_schema": {"name": "r", "schema": {"$ref": "#/nowhere"}}})
+        again = client.chat.completions.create(model="tiny-qwen2-hf", messages=messages, temperature=0)
+        assert again.choices[0].message.content == "Hello world"
     finally:
         stop_server(server)
 

@@ -8,6 +8,8 @@ Its own decode loop instead of `model.generate` + a streamer: one forward per to
 `DynamicCache`, sampling on the top-k candidates only, and a cancellation check between tokens.
 The cache survives the request, so the next REPL turn re-evaluates only what changed.
 
+Output held to JSON, a schema or a tool-call grammar goes through xgrammar (`torch_grammar`).
+
 Safety: only `*.safetensors` weights load (pickle `.bin` files are refused) and never a repo's own
 Python code (`trust_remote_code` stays False). torch is imported in this module only.
 """
@@ -36,6 +38,7 @@ from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread
 from .llamacpp import DEFAULT_CONTEXT, END_OF_TURN_TEXTS, common_prefix
 from .pipeline import TextPipeline, token_chunks
+from .torch_grammar import Grammars
 
 #: Tokens the repetition penalties look back at (llama.cpp's repeat_last_n).
 PENALTY_WINDOW = 64
@@ -262,6 +265,7 @@ class TorchBackend:
         self.family = sampling.family_of(model_type, name or self.folder.name)
         self._generation_defaults = generation_defaults(self.folder)
         self._end_tokens = self._end_of_turn_tokens(config)
+        self._grammars = Grammars(self.tokenizer, self._logits_size, self._end_tokens)
         self._special = set(self.tokenizer.all_special_ids)
         self._byte_level = type(getattr(self.tokenizer, "backend_tokenizer", None) and
                                 self.tokenizer.backend_tokenizer.decoder).__name__ == "ByteLevel"
@@ -321,6 +325,7 @@ class TorchBackend:
             self.model.to("cpu")
         self.model.eval()
         self._parameters = sum(p.numel() for p in self.model.parameters())
+        self._logits_size = self.model.get_output_embeddings().weight.shape[0]  # ≥ the tokenizer's
         # transformers 5 renamed forward's `past_key_values` to `cache`.
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
@@ -358,7 +363,10 @@ class TorchBackend:
 
     def render(self, messages: Sequence[Message], options: GenerationOptions,
                tools: Sequence[dict] | None = None) -> str:
-        return self.template.render(messages, tools=tools, think=options.think)
+        think = options.think
+        if (options.response_format or options.grammar) and self.template.supports_thinking:
+            think = False  # a grammar leaves no room for <think>
+        return self.template.render(messages, tools=tools, think=think)
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -371,24 +379,14 @@ class TorchBackend:
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
              tools: Sequence[dict] | None = None) -> Iterator[Chunk]:
-        self._check_constraints(options)
         prompt = self.render(messages, options, tools)
         mode = initial_mode(self.template.supports_thinking, prompt[-40:])
+        if options.response_format or options.grammar:
+            mode = "text"
         return self._stream(prompt, options, mode)
 
     def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
-        self._check_constraints(options)
         return self._stream(prompt, options, "text")
-
-    @staticmethod
-    def _check_constraints(options: GenerationOptions) -> None:
-        # Constraining output to JSON needs a grammar engine; llama.cpp has one, transformers does not.
-        if options.response_format or options.grammar:
-            raise UsageError(
-                "the torch backend cannot constrain output to JSON (--format json, response_format, forced tool calls)",
-                "use the GGUF build of the model with --backend llama",
-                param="response_format",
-            )
 
     def _options(self, options: GenerationOptions) -> GenerationOptions:
         if not (self.family == "qwen3" and options.think is False):  # the repo's values are for thinking
@@ -413,6 +411,7 @@ class TorchBackend:
         if options.max_tokens is not None:
             budget = min(budget, options.max_tokens)
         sampler = Sampler(options, self.device)
+        constraint = self._grammars.constraint(options)
         pipeline = TextPipeline(mode, options.stop)
         model, device = self.model, self.device
         recent = list(ids[-PENALTY_WINDOW:]) if sampler.penalised else []
@@ -426,7 +425,10 @@ class TorchBackend:
             logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True, logits_to_keep=1).logits
             fed.extend(ids[cached:])
             while True:
-                token = sampler(logits[0, -1], recent)
+                row = logits[0, -1] if constraint is None else constraint.mask(logits[0, -1])
+                token = sampler(row, recent)
+                if constraint is not None and token not in end_tokens:
+                    constraint.accept(token)
                 yield token
                 if sampler.penalised:
                     recent.append(token)
