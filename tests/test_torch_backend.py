@@ -203,20 +203,55 @@ def _copy(src, dst):
     return dst
 
 
-def test_pickle_weights_are_refused(tiny_qwen2_hf, tmp_path):
-    folder = _copy(tiny_qwen2_hf, tmp_path / "m")
-    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    with pytest.raises(InvalidModelFile, match="pickle"):
-        check_folder(folder)
+def pickled(src, dst):
+    """The tiny model with its weights as a pickle (pytorch_model.bin) instead of safetensors."""
+    from safetensors.torch import load_file
+
+    folder = _copy(src, dst)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return folder
 
 
-def test_remote_code_is_never_run(tiny_qwen2_hf, tmp_path):
-    folder = _copy(tiny_qwen2_hf, tmp_path / "m")
+def with_remote_code(src, dst):
+    """The tiny model behind classes of its own (auto_map), as repos with custom code ship them."""
+    folder = _copy(src, dst)
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="evilformer", auto_map={"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"})
+    config.update(model_type="custom-qwen", architectures=["CustomForCausalLM"],
+                  auto_map={"AutoConfig": "configuration_custom.CustomConfig",
+                            "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"})
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedModel, match="trust_remote_code"):
-        check_folder(folder)
+    (folder / "configuration_custom.py").write_text(
+        "from transformers import Qwen2Config\n\n\nclass CustomConfig(Qwen2Config):\n    model_type = 'custom-qwen'\n")
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import Qwen2ForCausalLM\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "class CustomForCausalLM(Qwen2ForCausalLM):\n    config_class = CustomConfig\n    ran_repo_code = True\n")
+    return folder
+
+
+def test_pickle_weights_are_refused_unless_allowed(tiny_qwen2_hf, tmp_path):
+    folder = pickled(tiny_qwen2_hf, tmp_path / "m")
+    with pytest.raises(InvalidModelFile, match="pickle") as caught:
+        TorchBackend(folder, LoadOptions(device="cpu"))
+    assert "--allow-pickle" in caught.value.hint
+    backend = TorchBackend(folder, LoadOptions(device="cpu", allow_pickle=True))
+    try:
+        assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
+    finally:
+        backend.close()
+
+
+def test_remote_code_runs_only_when_trusted(tiny_qwen2_hf, tmp_path):
+    folder = with_remote_code(tiny_qwen2_hf, tmp_path / "m")
+    with pytest.raises(UnsupportedModel, match="trust_remote_code") as caught:
+        TorchBackend(folder, LoadOptions(device="cpu"))
+    assert "--trust-remote-code" in caught.value.hint
+    backend = TorchBackend(folder, LoadOptions(device="cpu", trust_remote_code=True))
+    try:
+        assert getattr(backend.model, "ran_repo_code", False)  # the folder's class, not transformers' own
+        assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
+    finally:
+        backend.close()
 
 
 @pytest.mark.parametrize("method,package", [("awq", "gptqmodel"), ("gptq", "optimum")])

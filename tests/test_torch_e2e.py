@@ -115,8 +115,43 @@ def test_pull_backend_torch_downloads_only_what_transformers_needs(hub, tiny_qwe
     assert hub.log == []
 
 
-def test_pull_refuses_a_repo_with_only_pickle_weights(hub, tiny_qwen2_hf):
-    hub.add_repo("test/Pickled", {"config.json": tiny_qwen2_hf / "config.json", "pytorch_model.bin": b"x" * 100})
-    out = run_qwen("pull", "--backend", "torch", "test/Pickled", timeout=60)
-    assert out.returncode == 1 and b"pickle" in out.stderr
+def test_pickle_weights_are_pulled_and_run_only_when_allowed(hub, tiny_qwen2_hf, tmp_path):
+    from tests.test_torch_backend import pickled
+
+    folder = pickled(tiny_qwen2_hf, tmp_path / "pickled")
+    hub.add_repo("test/Pickled", {p.name: p for p in folder.iterdir()})
+    refused = run_qwen("pull", "--backend", "torch", "test/Pickled", timeout=60)
+    assert refused.returncode == 1 and b"pickle" in refused.stderr
+    assert b"qwen pull --backend torch --allow-pickle test/Pickled" in refused.stderr
     assert hub.bytes_sent("test/Pickled", "pytorch_model.bin") == 0
+
+    pulled = run_qwen("pull", "--backend", "torch", "--allow-pickle", "test/Pickled", timeout=60)
+    assert pulled.returncode == 0, pulled.stderr.decode()
+    listed = json.loads(run_qwen("list", "--json", timeout=30).stdout)
+    rows = listed["models"] if isinstance(listed, dict) else listed
+    assert [m["format"] for m in rows if m["repo"] == "test/Pickled"] == ["pickle"]
+
+    no = run_qwen("run", "test/Pickled", "--backend", "torch", "hi", env={"HF_HUB_OFFLINE": "1"})
+    assert no.returncode != 0 and b"--allow-pickle" in no.stderr and no.stdout == b""
+    yes = run_qwen("run", "test/Pickled", "--backend", "torch", "--allow-pickle", "--temperature", "0", "hi",
+                   env={"HF_HUB_OFFLINE": "1"})
+    assert yes.returncode == 0 and yes.stdout == b"Hello world\n", yes.stderr.decode()
+
+
+def test_repo_code_is_pulled_and_run_only_with_trust_remote_code(hub, tiny_qwen2_hf, tmp_path):
+    from tests.test_torch_backend import with_remote_code
+
+    folder = with_remote_code(tiny_qwen2_hf, tmp_path / "custom")
+    hub.add_repo("test/Custom", {p.name: p for p in folder.iterdir()})
+    plain = run_qwen("pull", "--backend", "torch", "test/Custom", timeout=60)
+    assert plain.returncode == 0, plain.stderr.decode()
+    assert hub.bytes_sent("test/Custom", "modeling_custom.py") == 0  # code is not fetched unasked
+    refused = run_qwen("run", "test/Custom", "--backend", "torch", "hi", env={"HF_HUB_OFFLINE": "1"})
+    assert refused.returncode != 0 and b"--trust-remote-code" in refused.stderr
+
+    trusted = run_qwen("pull", "--backend", "torch", "--trust-remote-code", "test/Custom", timeout=60)
+    assert trusted.returncode == 0, trusted.stderr.decode()
+    assert hub.bytes_sent("test/Custom", "modeling_custom.py") > 0
+    ran = run_qwen("run", "test/Custom", "--backend", "torch", "--trust-remote-code", "--temperature", "0", "hi",
+                   env={"HF_HUB_OFFLINE": "1"})
+    assert ran.returncode == 0 and ran.stdout == b"Hello world\n", ran.stderr.decode()

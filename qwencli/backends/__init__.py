@@ -15,7 +15,7 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
         from .llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(model.path, load, name=model.name)
-    if model.format == "safetensors" and model.path is not None:
+    if model.format in ("safetensors", "pickle") and model.path is not None:
         from .choose import require_torch
 
         require_torch()

@@ -24,6 +24,10 @@ class LoadOptions:
     verbose: bool = False
     #: torch only: "cuda", "cuda:1", "cpu"… (None: the best there is).
     device: str | None = None
+    #: torch only, both off unless the user says so: run a folder's own Python code (auto_map);
+    #: load pickle weights (*.bin) when there are no safetensors.
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ The cache survives the request, so the next REPL turn re-evaluates only what cha
 
 Output held to JSON, a schema or a tool-call grammar goes through xgrammar (`torch_grammar`).
 
-Safety: only `*.safetensors` weights load (pickle `.bin` files are refused) and never a repo's own
-Python code (`trust_remote_code` stays False). torch is imported in this module only.
+Safety: only `*.safetensors` weights load and never a folder's own Python code, unless the user
+says otherwise with `--allow-pickle` (pickle `.bin` weights, when there are no safetensors) or
+`--trust-remote-code` (a folder whose config maps to its own classes). torch is imported in this
+module only.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ QUANT_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
 _MODULE_NAMES = {"gptqmodel": "gptqmodel", "accelerate": "accelerate", "optimum": "optimum"}
 
 
-def check_folder(folder: Path) -> dict[str, Any]:
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def check_folder(folder: Path, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> dict[str, Any]:
     """The folder's config.json, after the safety and kernel checks; raise a QwenError otherwise."""
     config_path = folder / "config.json"
     if not folder.is_dir() or not config_path.is_file():
@@ -62,18 +67,20 @@ def check_folder(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise InvalidModelFile(f"{config_path} is not valid JSON: {exc}") from None
     if not any(folder.glob("*.safetensors")):
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        if pickles:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if not pickles:
+            raise InvalidModelFile(f"{folder.name} has no *.safetensors weights")
+        if not allow_pickle:
             raise InvalidModelFile(
-                f"{folder.name} has only pickle weights ({pickles[0]}); qwencli refuses them: "
+                f"{folder.name} has only pickle weights ({pickles[0]}); qwencli refuses them by default: "
                 "loading a pickle can run arbitrary code",
-                "use the repo's safetensors version, or convert the weights to safetensors yourself",
+                "use the repo's safetensors version, or --allow-pickle if you trust where the file came from",
             )
-        raise InvalidModelFile(f"{folder.name} has no *.safetensors weights")
-    if config.get("auto_map") and not _known_model_type(config.get("model_type")):
+    if config.get("auto_map") and not _known_model_type(config.get("model_type")) and not trust_remote_code:
         raise UnsupportedModel(
-            f"{folder.name} needs its own Python code (trust_remote_code), which qwencli does not run",
-            "use a model whose architecture transformers knows, or its GGUF build with --backend llama",
+            f"{folder.name} needs its own Python code (trust_remote_code), which qwencli does not run by default",
+            "read the folder's *.py files and pass --trust-remote-code if you trust them; "
+            "or run its GGUF build with --backend llama",
         )
     method = str((config.get("quantization_config") or {}).get("quant_method") or "").lower()
     if method:
@@ -242,7 +249,7 @@ class TorchBackend:
     def __init__(self, folder: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
         started = time.perf_counter()
         self.folder = Path(folder)
-        config = check_folder(self.folder)
+        config = check_folder(self.folder, allow_pickle=load.allow_pickle, trust_remote_code=load.trust_remote_code)
         self._load_options = load
         self.device = pick_device(load.device)
         quant = (config.get("quantization_config") or {}).get("quant_method")
@@ -253,7 +260,7 @@ class TorchBackend:
         self._cached_ids: list[int] = []
         self._pieces: dict[int, bytes] = {}
         try:
-            self._engine.call(self._load_on_engine, load.verbose)
+            self._engine.call(self._load_on_engine, load)
         except BaseException:
             self._engine.close(timeout=5)
             raise
@@ -299,23 +306,27 @@ class TorchBackend:
 
     # -- loading ---------------------------------------------------------------------------
 
-    def _load_on_engine(self, verbose: bool) -> None:
+    def _load_on_engine(self, load: LoadOptions) -> None:
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not verbose:
+        # check_folder has vetted both: pickles only when there are no safetensors and the user allowed them.
+        safetensors = any(self.folder.glob("*.safetensors")) or not load.allow_pickle
+        remote_code = load.trust_remote_code
+        if not load.verbose:
             transformers.logging.set_verbosity_error()
             transformers.logging.disable_progress_bar()
         if self.device == "cpu":
             torch.set_num_threads(self._threads)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True,
+                                                           trust_remote_code=remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
                 self.folder,
                 dtype=self.dtype,
                 device_map=self.device if self.device != "cpu" else None,
-                use_safetensors=True,
-                trust_remote_code=False,
+                use_safetensors=safetensors,
+                trust_remote_code=remote_code,
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:

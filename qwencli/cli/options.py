@@ -54,6 +54,17 @@ Device = Annotated[
                  show_default=False),
 ]
 
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option("--trust-remote-code", help="torch backend: run the Python code a model folder ships (auto_map). "
+                 "Only for code you have read or trust.", rich_help_panel="Safety"),
+]
+AllowPickle = Annotated[
+    bool,
+    typer.Option("--allow-pickle", help="torch backend: load (or pull) pickle weights (*.bin) when there are no "
+                 "safetensors. Loading a pickle can run code: only from sources you trust.", rich_help_panel="Safety"),
+]
+
 BACKENDS = ("auto", "llama", "torch", "remote")
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
+from .options import AllowPickle, TrustRemoteCode
 
 Quant = Annotated[
     Optional[str],
@@ -21,13 +22,17 @@ def pull(
     quant: Quant = None,
     force: Force = False,
     backend: Annotated[str, typer.Option("--backend", help="llama (GGUF, the default) or torch (safetensors).")] = "llama",
+    trust_remote_code: TrustRemoteCode = False,
+    allow_pickle: AllowPickle = False,
 ) -> None:
     """Download a model (resumes an interrupted pull; verifies every file's sha256)."""
-    _pull(model=model, quant=quant, force=force, backend=backend)
+    _pull(model=model, quant=quant, force=force, backend=backend, trust_remote_code=trust_remote_code,
+          allow_pickle=allow_pickle)
 
 
 @handle_errors
-def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama") -> None:
+def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama", trust_remote_code: bool = False,
+          allow_pickle: bool = False) -> None:
     from ..models import names
     from ..models.pull import pull as pull_model
 
@@ -37,7 +42,7 @@ def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama")
             from ..models.pull import merge_quant
             from ..models.pull_torch import pull_ref
 
-            pull_ref(merge_quant(ref, quant))
+            pull_ref(merge_quant(ref, quant), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         elif backend.strip().lower() not in ("llama", "auto"):
             from ..errors import UsageError
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
-from .options import ApiKey, Backend, BaseUrl, Ctx, Device, GpuLayers, Host, Threads, Verbose
+from .options import AllowPickle, ApiKey, Backend, BaseUrl, Ctx, Device, GpuLayers, Host, Threads, TrustRemoteCode, Verbose
 from .pull import Force as PullForce
 from .pull import Quant as PullQuant
 
@@ -47,6 +47,8 @@ def run(
     host: Host = None,
     api_key: ApiKey = None,
     base_url: BaseUrl = None,
+    trust_remote_code: TrustRemoteCode = False,
+    allow_pickle: AllowPickle = False,
 ) -> None:
     """Chat with a model, or answer one prompt (from the arguments and/or stdin)."""
     _run(**locals())
@@ -55,7 +57,7 @@ def run(
 @handle_errors
 def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed, think,
          format, json_output, ctx, threads, gpu_layers, verbose, quant=None, force=False, backend="auto",
-         device=None, host=None, api_key=None, base_url=None) -> None:
+         device=None, host=None, api_key=None, base_url=None, trust_remote_code=False, allow_pickle=False) -> None:
     from .. import settings as settings_module
     from ..backends import LoadOptions, load_backend
     from ..chat import GenerationOptions
@@ -77,7 +79,8 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
     )
     resolved = resolve(model, quant=quant, force=force, backend=check_backend(backend), host=host, api_key=api_key,
                        base_url=base_url)
-    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device)
+    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device,
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     backend = _load_with_status(resolved, load, load_backend)
     try:
         if verbose:

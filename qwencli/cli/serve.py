@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
-from .options import Backend, Ctx, Device, GpuLayers, Threads, Verbose
+from .options import AllowPickle, Backend, Ctx, Device, GpuLayers, Threads, TrustRemoteCode, Verbose
 
 DEFAULT_PORT = 7936  # "QWEN" on a phone keypad; kept in step with qwencli.server.config
 NETWORK = "Network and security"
@@ -55,6 +55,8 @@ def serve(
     gpu_layers: GpuLayers = None,
     backend: Backend = "auto",
     device: Device = None,
+    trust_remote_code: TrustRemoteCode = False,
+    allow_pickle: AllowPickle = False,
     verbose: Verbose = False,
 ) -> None:
     """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
@@ -76,7 +78,8 @@ def parse_duration(text: str) -> Optional[float]:
 
 @handle_errors
 def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_alive, parallel, max_queue, ctx,
-           threads, gpu_layers, backend="auto", device=None, verbose) -> None:
+           threads, gpu_layers, backend="auto", device=None, trust_remote_code=False, allow_pickle=False,
+           verbose) -> None:
     from .. import settings
     from ..backends.base import LoadOptions
     from ..console import warn
@@ -103,7 +106,8 @@ def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_al
         parallel=parallel,
         max_queue=max_queue,
         keep_alive=parse_duration(keep_alive),
-        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device),
+        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device,
+                         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle),
         backend=check_backend(backend),
     )
     from ..server.run import run_server

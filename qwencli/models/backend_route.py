@@ -70,7 +70,7 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
         assert repo is not None
         local = pull_torch(repo)
     hints.update(quant=local.quant, repo=local.repo)
-    return ResolvedModel(name=name, format="safetensors", path=local.path, repo=local.repo, hints=hints,
+    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
                          reason=choice.reason), choice.reason
 
 

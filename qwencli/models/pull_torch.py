@@ -3,7 +3,9 @@
 Only what transformers needs is fetched — config, tokenizer files, generation config, the chat
 template, `*.safetensors` and their index — through the same machinery as GGUF pulls
 (`download.fetch`: resumable, sha256-verified), and it becomes visible (snapshot links, then
-refs/main) only once every file is complete. Pickle weights (`*.bin`) are never downloaded.
+refs/main) only once every file is complete. Pickle weights (`*.bin`) are downloaded only with
+`--allow-pickle` and only when there are no safetensors; a repo's own Python code (`*.py`, for
+`auto_map`) only with `--trust-remote-code`.
 """
 
 from __future__ import annotations
@@ -25,17 +27,27 @@ NEEDED = frozenset({
 })
 
 
-def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str) -> list[RepoFile]:
-    """The files to pull from a repo listing; raise when it has no safetensors weights."""
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
+
+
+def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, allow_pickle: bool = False,
+                 trust_remote_code: bool = False) -> list[RepoFile]:
+    """The files to pull from a repo listing; raise when it has no weights we may fetch."""
     top = [f for f in files if "/" not in f.path]
     picked = [f for f in top if f.path in NEEDED or f.path.endswith(".safetensors")]
+    if trust_remote_code:
+        picked += [f for f in top if f.path.endswith(".py")]
     if not any(f.path.endswith(".safetensors") for f in picked):
-        pickles = [f.path for f in top if f.path.endswith((".bin", ".pt", ".pth"))]
-        if pickles:
-            raise InvalidModelFile(f"{repo} has only pickle weights ({pickles[0]}); qwencli refuses them: "
-                                   "loading a pickle can run arbitrary code",
-                                   "use a repo with safetensors weights, or its GGUF build with --backend llama")
-        raise InvalidModelFile(f"{repo} has no safetensors weights", "qwen pull without --backend torch takes a GGUF repo")
+        pickles = [f for f in top if f.path.endswith(PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
+        if not pickles:
+            raise InvalidModelFile(f"{repo} has no safetensors weights",
+                                   "qwen pull without --backend torch takes a GGUF repo")
+        if not allow_pickle:
+            raise InvalidModelFile(f"{repo} has only pickle weights ({pickles[0].path}); qwencli refuses them by "
+                                   "default: loading a pickle can run arbitrary code",
+                                   "use a repo with safetensors weights or its GGUF build (--backend llama); if you "
+                                   f"trust this repo: qwen pull --backend torch --allow-pickle {repo}")
+        picked += pickles
     if not any(f.path == "config.json" for f in picked):
         raise InvalidModelFile(f"{repo} has no config.json: it is not a transformers model")
     return picked
@@ -48,10 +60,11 @@ def find_local(repo: str | None, cache_dir: Path | None = None) -> store.LocalMo
     cache = RepoCache(cache_dir or hub_cache(), repo)
     if not cache.snapshots.is_dir():
         return None
-    return next((m for m in store.repo_models(cache) if m.format == store.SAFETENSORS), None)
+    return next((m for m in store.repo_models(cache) if m.format in store.TRANSFORMERS_FORMATS), None)
 
 
-def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None) -> store.LocalModel:
+def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None,
+         allow_pickle: bool = False, trust_remote_code: bool = False) -> store.LocalModel:
     """Download the safetensors build of `repo` (or find it up to date); return it as in the store."""
     started = time.monotonic()
     progress = progress or PullProgress()
@@ -59,7 +72,7 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
         progress.finish(f"{local.name} is downloaded (HF_HUB_OFFLINE=1: not checked for updates) → {local.path}")
         return local
     listing = hub.fetch_listing(repo)
-    files = wanted_files(listing.files, repo)
+    files = wanted_files(listing.files, repo, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     for file in files:
         safe_relpath(file.path)
     cache = RepoCache(cache_dir or hub_cache(), repo)
@@ -80,15 +93,15 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
     return model
 
 
-def pull_ref(ref) -> store.LocalModel:
+def pull_ref(ref, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> store.LocalModel:
     """`qwen pull --backend torch NAME`: the torch build the name stands for."""
     from .backend_route import torch_repo
 
-    return pull(torch_repo(ref))
+    return pull(torch_repo(ref), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
 
 
 def _found(cache: RepoCache, commit: str) -> store.LocalModel:
     for model in store.repo_models(cache):
-        if model.format == store.SAFETENSORS and model.commit == commit:
+        if model.format in store.TRANSFORMERS_FORMATS and model.commit == commit:
             return model
     raise DownloadError(f"the safetensors files were installed but cannot be found in {cache.folder}")

@@ -20,6 +20,8 @@ from .names import ModelRef
 from .select import GGUFChoice, RepoFile, gguf_models
 
 SAFETENSORS = "safetensors"
+PICKLE = "pickle"  # a transformers folder with only *.bin weights (pulled with --allow-pickle)
+TRANSFORMERS_FORMATS = (SAFETENSORS, PICKLE)
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,13 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
     for choice in gguf_models(entries):
         paths = tuple(files[f.path] for f in choice.files)
         models.append(_model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout))
-    if any(rel.endswith(".safetensors") for rel in files):
+    top = [rel for rel in files if "/" not in rel]
+    fmt = SAFETENSORS if any(rel.endswith(".safetensors") for rel in files) else \
+        PICKLE if "config.json" in files and any(rel.endswith(".bin") for rel in top) else None
+    if fmt is not None:
         paths = tuple(files.values())
-        models.append(_model(cache, commit, _safetensors_quant(cache, files), SAFETENSORS,
-                             cache.snapshot(commit), paths, "folder"))
+        models.append(_model(cache, commit, _safetensors_quant(cache, files), fmt, cache.snapshot(commit), paths,
+                             "folder"))
     return models
 
 
