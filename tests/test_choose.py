@@ -161,3 +161,24 @@ def test_without_downloading_the_gguf_that_is_here_is_used(hub, tiny_qwen2_gguf,
                            probe=lambda **_: BIG_GPU)
     assert routed is None and "only the GGUF is downloaded" in reason
     assert "qwen pull --backend torch qwen2.5-0.5b" in reason
+
+
+@pytest.mark.parametrize("hardware,ram,fits,where", [
+    (BIG_GPU, 1 * GB, True, None),  # 14 GB of bf16 weights + context in a 22 GB-free GPU
+    (Hardware(**CUDA_BUILD, gpus=(GPU(0, "RTX 3060", 12 * GB, 11 * GB),)), 64 * GB, False, "free GPU memory"),
+    (CPU_TORCH, 64 * GB, True, None),  # no GPU: torch runs on the CPU, from RAM
+    (CPU_TORCH, 8 * GB, False, "no CUDA GPU"),
+])
+def test_a_torch_pull_checks_the_memory_torch_would_run_in(monkeypatch, hardware, ram, fits, where):
+    from qwencli.models import fit, pull_torch
+    from qwencli.models.select import RepoFile
+
+    monkeypatch.setattr(fit, "available_memory", lambda: ram)
+    files = [RepoFile("config.json", 700), RepoFile("model-00001-of-00002.safetensors", 7 * GB),
+             RepoFile("model-00002-of-00002.safetensors", 7 * GB)]
+    if fits:
+        pull_torch.check_memory("Qwen/Qwen2.5-7B-Instruct", files, lambda: hardware)
+        return
+    with pytest.raises(fit.ModelTooLarge, match=where) as caught:
+        pull_torch.check_memory("Qwen/Qwen2.5-7B-Instruct", files, lambda: hardware)
+    assert "--force" in caught.value.hint and "GGUF" in caught.value.hint

@@ -42,7 +42,8 @@ def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama",
             from ..models.pull import merge_quant
             from ..models.pull_torch import pull_ref
 
-            pull_ref(merge_quant(ref, quant), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+            pull_ref(merge_quant(ref, quant), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                     force=force)
         elif backend.strip().lower() not in ("llama", "auto"):
             from ..errors import UsageError
 

@@ -21,7 +21,7 @@ TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "
                 "fp8": "fp8"}
 
 
-def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
+def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True, force: bool = False,
           probe: Callable | None = None) -> tuple[ResolvedModel | None, str]:
     from ..backends.choose import ModelFacts, choose, probe_hardware
 
@@ -68,7 +68,7 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
         from .pull_torch import pull as pull_torch
 
         assert repo is not None
-        local = pull_torch(repo)
+        local = pull_torch(repo, force=force, probe=probe)
     hints.update(quant=local.quant, repo=local.repo)
     return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
                          reason=choice.reason), choice.reason

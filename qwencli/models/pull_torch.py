@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DownloadError, InvalidModelFile
 from . import download, fit, hub, store
 from .cache import RepoCache, hub_cache, safe_relpath
+from .fit import ModelTooLarge
 from .progress import PullProgress, human_size
 from .select import GGUFChoice, RepoFile
 
@@ -53,6 +54,25 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
     return picked
 
 
+def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
+    """Before downloading: will the weights, and room for a context, fit where torch runs them —
+    the GPU's free memory with CUDA, else free RAM? Raises ModelTooLarge (pull --force skips this)."""
+    from ..backends.choose import FIT_CONTEXT, ModelFacts, context_room, probe_hardware
+
+    weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + PICKLE_WEIGHTS))
+    hardware = (probe or probe_hardware)()
+    if hardware.cuda_available:
+        where, available = "free GPU memory", hardware.free_gpu_bytes
+    else:
+        where, available = "memory available (no CUDA GPU: torch would run on the CPU)", fit.available_memory()
+    need = weights + context_room(ModelFacts(name=repo, has_gguf=False, has_safetensors=True, torch_bytes=weights))
+    if need > available:
+        raise ModelTooLarge(
+            f"{repo} needs about {human_size(need)} (weights and a {FIT_CONTEXT}-token context); "
+            f"this machine has {human_size(available)} of {where}",
+            "a GGUF build runs in far less (qwen pull NAME, for llama.cpp) — or --force to pull it anyway")
+
+
 def find_local(repo: str | None, cache_dir: Path | None = None) -> store.LocalModel | None:
     """The downloaded safetensors build of `repo` (None when there is none); no network."""
     if not repo:
@@ -64,7 +84,8 @@ def find_local(repo: str | None, cache_dir: Path | None = None) -> store.LocalMo
 
 
 def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None,
-         allow_pickle: bool = False, trust_remote_code: bool = False) -> store.LocalModel:
+         allow_pickle: bool = False, trust_remote_code: bool = False, force: bool = False,
+         probe=None) -> store.LocalModel:
     """Download the safetensors build of `repo` (or find it up to date); return it as in the store."""
     started = time.monotonic()
     progress = progress or PullProgress()
@@ -80,6 +101,8 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
         model = _found(cache, listing.commit)
         progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
         return model
+    if not force:
+        check_memory(repo, files, probe)
     fit.check_disk(cache, GGUFChoice("safetensors", "shards", tuple(files)))
     cache.prepare()
     with progress:
@@ -93,11 +116,12 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
     return model
 
 
-def pull_ref(ref, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> store.LocalModel:
+def pull_ref(ref, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+             force: bool = False) -> store.LocalModel:
     """`qwen pull --backend torch NAME`: the torch build the name stands for."""
     from .backend_route import torch_repo
 
-    return pull(torch_repo(ref), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    return pull(torch_repo(ref), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, force=force)
 
 
 def _found(cache: RepoCache, commit: str) -> store.LocalModel:

@@ -51,13 +51,13 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
         assert ref.path is not None
         if not ref.path.exists():
             raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file, or a model name (qwen list)")
-        routed, reason = _route(name, ref, backend, pull)
+        routed, reason = _route(name, ref, backend, pull, force)
         return routed or ResolvedModel(name=name, format="gguf", path=ref.path, reason=reason)
     if quant is not None:
         from .pull import merge_quant
 
         ref = merge_quant(ref, quant)
-    routed, reason = _route(name, ref, backend, pull)
+    routed, reason = _route(name, ref, backend, pull, force)
     if routed is not None:
         return routed
     local = store.find(ref)
@@ -79,11 +79,11 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
     return _resolved(name, ref, result.model, reason)
 
 
-def _route(name: str, ref, backend: str, pull: bool):
+def _route(name: str, ref, backend: str, pull: bool, force: bool):
     """(the torch build, reason) when torch runs it; (None, reason) when the GGUF path goes on."""
     from .backend_route import route
 
-    return route(name, ref, backend=backend, pull=pull)
+    return route(name, ref, backend=backend, pull=pull, force=force)
 
 
 def _resolved(name: str, ref, local, reason: str = "") -> ResolvedModel:
