@@ -229,26 +229,19 @@ def with_remote_code(src, dst):
     return folder
 
 
-def test_pickle_weights_are_refused_unless_allowed(tiny_qwen2_hf, tmp_path):
-    folder = pickled(tiny_qwen2_hf, tmp_path / "m")
-    with pytest.raises(InvalidModelFile, match="pickle") as caught:
+@pytest.mark.parametrize("make,refusal,flag,allow", [
+    (pickled, InvalidModelFile, "--allow-pickle", {"allow_pickle": True}),
+    (with_remote_code, UnsupportedModel, "--trust-remote-code", {"trust_remote_code": True}),
+], ids=["pickle weights", "repo code"])
+def test_unsafe_folders_are_refused_unless_the_user_allows_them(tiny_qwen2_hf, tmp_path, make, refusal, flag, allow):
+    folder = make(tiny_qwen2_hf, tmp_path / "m")
+    with pytest.raises(refusal) as caught:
         TorchBackend(folder, LoadOptions(device="cpu"))
-    assert "--allow-pickle" in caught.value.hint
-    backend = TorchBackend(folder, LoadOptions(device="cpu", allow_pickle=True))
+    assert flag in caught.value.hint
+    backend = TorchBackend(folder, LoadOptions(device="cpu", **allow))
     try:
-        assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
-    finally:
-        backend.close()
-
-
-def test_remote_code_runs_only_when_trusted(tiny_qwen2_hf, tmp_path):
-    folder = with_remote_code(tiny_qwen2_hf, tmp_path / "m")
-    with pytest.raises(UnsupportedModel, match="trust_remote_code") as caught:
-        TorchBackend(folder, LoadOptions(device="cpu"))
-    assert "--trust-remote-code" in caught.value.hint
-    backend = TorchBackend(folder, LoadOptions(device="cpu", trust_remote_code=True))
-    try:
-        assert getattr(backend.model, "ran_repo_code", False)  # the folder's class, not transformers' own
+        if make is with_remote_code:
+            assert getattr(backend.model, "ran_repo_code", False)  # the folder's class, not transformers' own
         assert collect(backend.chat(HI, GREEDY)).text == "Hello world"
     finally:
         backend.close()

@@ -120,10 +120,14 @@ class Generation:
         """The end of a pushed stream (on the engine thread, which is free once this returns)."""
         if error is not None:
             self._put(error)
+        self._end()
+
+    def _end(self) -> None:
+        """Off the loop, once the backend has stopped: END for the reader, then free the slot."""
         self._put(END)
         try:
             self._loop.call_soon_threadsafe(self._finished)
-        except RuntimeError:
+        except RuntimeError:  # the loop is closed
             pass
 
     def _run(self) -> None:
@@ -154,8 +158,4 @@ class Generation:
                     close()  # waits until the engine has stopped
             except BaseException as exc:
                 self._put(exc)
-            self._put(END)
-            try:
-                self._loop.call_soon_threadsafe(self._finished)
-            except RuntimeError:
-                pass
+            self._end()
