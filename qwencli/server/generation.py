@@ -31,8 +31,11 @@ END = object()
 GONE = object()  # the client went away: what `next()` returns from then on
 Event = Union[Chunk, BaseException, object]
 
-#: How often the loop collects chunks of a running generation: below a 60 Hz frame.
-PACE = 0.015
+#: How often the loop collects chunks of a running generation: ~33 writes a second, so text still
+#: flows, and a fast model's tokens go out a few at a time. Every write wakes the server's loop and
+#: the client, which on 2 cores slows llama.cpp's threads: 15 ms measured 0.91–0.94 of in-process
+#: speed (`make bench-serve`), 30 ms 0.97–0.98.
+PACE = 0.03
 
 
 class Generation:
