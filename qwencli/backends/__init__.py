@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnsupportedModel
+from ..models.store import TRANSFORMERS_FORMATS
 from ..models.resolve import ResolvedModel
 from .base import Backend, LoadOptions, ModelInfo
 
@@ -15,7 +16,7 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
         from .llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(model.path, load, name=model.name)
-    if model.format in ("safetensors", "pickle") and model.path is not None:
+    if model.format in TRANSFORMERS_FORMATS and model.path is not None:
         from .choose import require_torch
 
         require_torch()

@@ -23,10 +23,9 @@ from ..errors import ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory, physical_cores
 from ..models.gguf_file import GGUFModel, read_model
 from ..templates import ChatTemplate
-from ..thinking import initial_mode
 from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .pipeline import TextPipeline, token_chunks
+from .pipeline import TextPipeline, chat_prompt, reply_mode, token_chunks
 
 #: Default context ceiling when the user sets none: enough for long chats, cheap in KV memory.
 #: A prompt that needs more raises it (see `ensure_context`), up to the trained length.
@@ -251,10 +250,7 @@ class LlamaCppBackend:
     def render(
         self, messages: Sequence[Message], options: GenerationOptions, tools: Sequence[dict] | None = None
     ) -> str:
-        think = options.think
-        if (options.response_format or options.grammar) and self.template.supports_thinking:
-            think = False  # a grammar leaves no room for <think>
-        return self.template.render(messages, tools=tools, think=think)
+        return chat_prompt(self.template, messages, options, tools)
 
     def _tokenize(self, text: str) -> list[int]:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
@@ -272,10 +268,7 @@ class LlamaCppBackend:
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> Iterator[Chunk]:
         prompt = self.render(messages, options, tools)
-        mode = initial_mode(self.template.supports_thinking, prompt[-40:])
-        if options.response_format or options.grammar:
-            mode = "text"
-        return self._stream(prompt, options, mode)
+        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
     def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
         return self._stream(prompt, options, "text")

@@ -1,7 +1,8 @@
-"""From decoded text pieces to chunks: split thinking, apply stop strings.
+"""What the local backends share around their engines: the chat prompt and where its reply
+starts, and the way from decoded text pieces to chunks (split thinking, apply stop strings).
 
-Shared by the local backends; it runs on the engine thread so that a stop string ends the token
-loop at once and the usage in the final chunk counts what was really generated.
+The token loop runs on the engine thread so that a stop string ends it at once and the usage in
+the final chunk counts what was really generated.
 """
 
 from __future__ import annotations
@@ -11,9 +12,27 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ..chat import Chunk, Timings, Usage
+from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
 from ..stops import StopFilter
-from ..thinking import Mode, ThinkingSplitter
+from ..templates import ChatTemplate
+from ..thinking import Mode, ThinkingSplitter, initial_mode
+
+
+def _constrained(options: GenerationOptions) -> bool:
+    return bool(options.response_format or options.grammar)
+
+
+def chat_prompt(template: ChatTemplate, messages: Sequence[Message], options: GenerationOptions,
+                tools: Sequence[dict] | None = None) -> str:
+    """A chat turn's prompt. A constrained reply is rendered with thinking off: the grammar
+    leaves no room for <think>."""
+    think = False if _constrained(options) and template.supports_thinking else options.think
+    return template.render(messages, tools=tools, think=think)
+
+
+def reply_mode(template: ChatTemplate, prompt: str, options: GenerationOptions) -> Mode:
+    """Where the reply to `prompt` starts: thinking, text, or to be detected."""
+    return "text" if _constrained(options) else initial_mode(template.supports_thinking, prompt[-40:])
 
 
 class TextPipeline:

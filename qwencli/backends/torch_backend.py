@@ -35,11 +35,10 @@ from ..chat import Chunk, GenerationOptions, Message
 from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedModel, UsageError
 from ..hardware import physical_cores
 from ..templates import ChatTemplate
-from ..thinking import initial_mode
 from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread
 from .llamacpp import DEFAULT_CONTEXT, END_OF_TURN_TEXTS, common_prefix
-from .pipeline import TextPipeline, token_chunks
+from .pipeline import TextPipeline, chat_prompt, reply_mode, token_chunks
 from .torch_grammar import Grammars
 
 #: Tokens the repetition penalties look back at (llama.cpp's repeat_last_n).
@@ -374,10 +373,7 @@ class TorchBackend:
 
     def render(self, messages: Sequence[Message], options: GenerationOptions,
                tools: Sequence[dict] | None = None) -> str:
-        think = options.think
-        if (options.response_format or options.grammar) and self.template.supports_thinking:
-            think = False  # a grammar leaves no room for <think>
-        return self.template.render(messages, tools=tools, think=think)
+        return chat_prompt(self.template, messages, options, tools)
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -391,10 +387,7 @@ class TorchBackend:
     def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
              tools: Sequence[dict] | None = None) -> Iterator[Chunk]:
         prompt = self.render(messages, options, tools)
-        mode = initial_mode(self.template.supports_thinking, prompt[-40:])
-        if options.response_format or options.grammar:
-            mode = "text"
-        return self._stream(prompt, options, mode)
+        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
     def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
         return self._stream(prompt, options, "text")

@@ -28,9 +28,6 @@ NEEDED = frozenset({
 })
 
 
-PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
-
-
 def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, allow_pickle: bool = False,
                  trust_remote_code: bool = False) -> list[RepoFile]:
     """The files to pull from a repo listing; raise when it has no weights we may fetch."""
@@ -39,7 +36,7 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
     if trust_remote_code:
         picked += [f for f in top if f.path.endswith(".py")]
     if not any(f.path.endswith(".safetensors") for f in picked):
-        pickles = [f for f in top if f.path.endswith(PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
+        pickles = [f for f in top if f.path.endswith(store.PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
         if not pickles:
             raise InvalidModelFile(f"{repo} has no safetensors weights",
                                    "qwen pull without --backend torch takes a GGUF repo")
@@ -59,7 +56,7 @@ def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
     the GPU's free memory with CUDA, else free RAM? Raises ModelTooLarge (pull --force skips this)."""
     from ..backends.choose import FIT_CONTEXT, ModelFacts, context_room, probe_hardware
 
-    weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + PICKLE_WEIGHTS))
+    weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + store.PICKLE_WEIGHTS))
     hardware = (probe or probe_hardware)()
     if hardware.cuda_available:
         where, available = "free GPU memory", hardware.free_gpu_bytes

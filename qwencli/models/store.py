@@ -20,8 +20,10 @@ from .names import ModelRef
 from .select import GGUFChoice, RepoFile, gguf_models
 
 SAFETENSORS = "safetensors"
-PICKLE = "pickle"  # a transformers folder with only *.bin weights (pulled with --allow-pickle)
+PICKLE = "pickle"  # a transformers folder with only pickle weights (pulled with --allow-pickle)
 TRANSFORMERS_FORMATS = (SAFETENSORS, PICKLE)
+#: Pickle weight files transformers loads (`pull --backend torch --allow-pickle` fetches these).
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
         models.append(_model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout))
     top = [rel for rel in files if "/" not in rel]
     fmt = SAFETENSORS if any(rel.endswith(".safetensors") for rel in files) else \
-        PICKLE if "config.json" in files and any(rel.endswith(".bin") for rel in top) else None
+        PICKLE if "config.json" in files and any(rel.endswith(PICKLE_WEIGHTS) for rel in top) else None
     if fmt is not None:
         paths = tuple(files.values())
         models.append(_model(cache, commit, _safetensors_quant(cache, files), fmt, cache.snapshot(commit), paths,
