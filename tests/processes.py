@@ -77,6 +77,16 @@ def at_prompt() -> None:
     time.sleep(0.5)
 
 
+def expect_answer_begun(child, asked: str, words: int = 3, timeout: float = 60) -> None:
+    """Wait until `words` words of the model's answer to `asked` have been printed.
+
+    Words of `asked` do not count: prompt_toolkit may redraw the typed line, and matching its
+    echo would send the next key while the terminal is still raw (the key is then lost). Words
+    starting with a digit do not count either: they come from escape sequences."""
+    typed = "|".join(sorted(set(re.findall(r"\w+", asked)), key=len, reverse=True))
+    child.expect(rf"\b(?!(?:{typed})\b)(?![0-9])\w+(?:\W+\w+){{{words - 1}}}", timeout=timeout)
+
+
 def leave_repl(child) -> int:
     """Ctrl-D at the prompt; the exit status."""
     import pexpect
