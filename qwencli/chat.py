@@ -127,6 +127,8 @@ class Timings:
     prompt_seconds: float = 0.0
     generation_seconds: float = 0.0
     first_token_seconds: float = 0.0
+    #: CPU threads the reply ended with, when fewer than the backend started with (a busy CPU).
+    threads: int | None = None
 
     def rates(self, usage: Usage) -> dict[str, float]:
         def rate(tokens: int, seconds: float) -> float:

@@ -135,4 +135,6 @@ def stats_line(completion: Completion, load_seconds: float | None = None) -> str
     cached = f", {usage.cached_tokens} cached" if usage.cached_tokens else ""
     parts.append(f"prompt {evaluated} tokens{cached} {rates['prompt_tokens_per_second']:.1f} t/s")
     parts.append(f"generation {usage.completion_tokens} tokens {rates['generation_tokens_per_second']:.1f} t/s")
+    if t.threads:
+        parts.append(f"{t.threads} CPU threads (the CPU was busy)")
     return " · ".join(parts)

@@ -55,6 +55,7 @@ def run_once(
                 "prompt_seconds": round(completion.timings.prompt_seconds, 4),
                 "generation_seconds": round(completion.timings.generation_seconds, 4),
                 **completion.timings.rates(usage),
+                **({"threads": completion.timings.threads} if completion.timings.threads else {}),
             },
         }
         writer.out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -58,6 +60,35 @@ def test_head_ends_quietly_and_generation_stops(smollm2):
     assert b"Traceback" not in result.stderr and b"BrokenPipe" not in result.stderr
     assert b"status=0" in result.stderr
     assert elapsed < 20  # 4000 tokens would take about 30 s at this machine's speed
+
+
+def test_a_busy_cpu_does_not_stall_the_answer(smollm2):
+    """Other programs keeping every core busy: llama.cpp at one thread per core would spin at its
+    barriers for seconds per token (raw llama-cpp-python here: 48 tokens in over a minute);
+    qwen gives up threads while the CPU is crowded, and the answer stays the same."""
+    pexpect = pytest.importorskip("pexpect")
+    from qwencli.hardware import physical_cores
+
+    if physical_cores() < 2:
+        pytest.skip("one core: one thread already")
+    args = ["run", str(smollm2), *PARIS, "-n", "64", "--verbose", "Write a story about a dragon."]
+    quiet = run_qwen(*args)
+    assert quiet.returncode == 0, quiet.stderr.decode()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, (os.cpu_count() or 2) - 1))]
+    try:
+        # On a terminal, as people read answers (its reader is one more program wanting a core).
+        # About 5 s here; a stalled engine takes 40 s and more.
+        child = pexpect.spawn(QWEN[0], [*QWEN[1:], *args], cwd=str(ROOT), encoding="utf-8", timeout=30)
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    shown = child.before.replace("\r\n", "\n")
+    assert child.exitstatus == 0, shown
+    assert quiet.stdout.decode() in shown  # the same answer, whole
+    assert "CPU threads (the CPU was busy)" in shown  # --verbose says why it ran on fewer
 
 
 def test_ctrl_c_exits_130_without_traceback(smollm2):

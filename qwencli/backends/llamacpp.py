@@ -21,6 +21,7 @@ from .. import sampling
 from ..chat import Chunk, GenerationOptions, Message
 from ..errors import ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory, physical_cores
+from .cpu_contention import ThreadGovernor
 from ..models.gguf_file import GGUFModel, read_model
 from ..templates import ChatTemplate
 from .base import LoadOptions, ModelInfo
@@ -200,6 +201,10 @@ class LlamaCppBackend:
             sys.stderr = saved
         self._llama.verbose = load.verbose
         self._n_ctx = n_ctx
+        ctx = self._llama.ctx
+        # A thread count the user gave is kept as given.
+        self._governor = ThreadGovernor(self._threads, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n),
+                                        fixed=load.threads is not None)
 
     def ensure_context(self, needed: int) -> bool:
         """Grow the context to hold `needed` tokens if the user did not fix it; True if it does."""
@@ -324,9 +329,11 @@ class LlamaCppBackend:
             grammar=grammar,
         )
         try:
-            yield from token_chunks(generator, pipeline, piece=self._piece,
+            governor = self._governor
+            yield from token_chunks(governor.watch(generator), pipeline, piece=self._piece,
                                     is_end=lambda token: token in end_tokens or is_eog(vocab, token),
-                                    cancel=cancel, budget=budget, started=started, n_prompt=n_prompt, cached=cached)
+                                    cancel=cancel, budget=budget, started=started, n_prompt=n_prompt, cached=cached,
+                                    lowered_threads=lambda: governor.threads if governor.threads < governor.full else None)
         except RuntimeError as exc:  # llama_decode failed
             raise InvalidModelFile(f"llama.cpp failed while generating: {exc}") from None
         finally:

@@ -67,7 +67,8 @@ class TextPipeline:
 
 def token_chunks(tokens: Iterable[int], pipeline: TextPipeline, *, piece: Callable[[int], bytes],
                  is_end: Callable[[int], bool], cancel: threading.Event, budget: int, started: float,
-                 n_prompt: int, cached: int) -> Iterator[Chunk]:
+                 n_prompt: int, cached: int, lowered_threads: Callable[[], int | None] = lambda: None
+                 ) -> Iterator[Chunk]:
     """The local backends' token loop: each token's bytes decoded once (UTF-8 safe across tokens),
     through the pipeline, stopping at an end token, a stop string, `cancel` or the budget; then the
     last chunk with usage and timings. Stopping simply stops pulling from `tokens`."""
@@ -103,5 +104,5 @@ def token_chunks(tokens: Iterable[int], pipeline: TextPipeline, *, piece: Callab
         finish_reason=finish,
         usage=Usage(prompt_tokens=n_prompt, completion_tokens=n_out, cached_tokens=cached),
         timings=Timings(prompt_seconds=first - started, generation_seconds=ended - first,
-                        first_token_seconds=first - started),
+                        first_token_seconds=first - started, threads=lowered_threads()),
     )

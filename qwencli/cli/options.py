@@ -13,7 +13,7 @@ Ctx = Annotated[
 ]
 Threads = Annotated[
     Optional[int],
-    typer.Option("--threads", min=1, help="CPU threads (default: physical cores).", show_default=False),
+    typer.Option("--threads", min=1, help="CPU threads (default: physical cores, fewer while other programs keep the CPU busy).", show_default=False),
 ]
 GpuLayers = Annotated[
     Optional[int],
