@@ -18,7 +18,7 @@ class Machine:
     step_seconds: float = WINDOW
     now: float = 0.0
     waited_ns: int = 0
-    idle_seconds: float = 0.0
+    idle_total: float = 0.0
     available: bool = True
     cores: int = 2
     others: list[int] = field(default_factory=list)  # other programs' runnable threads, one per look
@@ -35,13 +35,13 @@ class Machine:
     def thread_wait(self):
         return self.waited_ns if self.available else None
 
-    def idle_cores(self):
-        return (self.idle_seconds, 1e6) if self.available else None
+    def idle_seconds(self):
+        return self.idle_total if self.available else None
 
     def step(self, i: int) -> None:
         self.now += self.step_seconds
         self.waited_ns += int((self.waits[i] if i < len(self.waits) else 0.0) * self.step_seconds * 1e9)
-        self.idle_seconds += (self.idle[i] if i < len(self.idle) else 0.0) * self.step_seconds
+        self.idle_total += (self.idle[i] if i < len(self.idle) else 0.0) * self.step_seconds
 
 
 def run(machine: Machine, full: int, tokens: int, **kwargs) -> tuple[list[int], ThreadGovernor]:

@@ -32,6 +32,7 @@ T = TypeVar("T")
 WINDOW = 0.5  # seconds of generation between two looks
 CROWDED = 0.25  # share of the window the engine thread waited for a core (quiet: 0.00–0.02; crowded: 0.38–0.50)
 FREE = 0.8  # cores idle in the window, per thread we would add back
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
 class CpuCounters:
@@ -64,16 +65,14 @@ class CpuCounters:
             return None
         return max(0, running - ours)
 
-    def idle_cores(self) -> Optional[tuple[float, float]]:
-        """(idle, total) CPU seconds of the whole machine so far."""
+    def idle_seconds(self) -> Optional[float]:
+        """CPU seconds the whole machine has sat idle so far (all cores)."""
         try:
             with open("/proc/stat", "rb") as f:
-                fields = [int(x) for x in f.readline().split()[1:9]]
-        except (OSError, ValueError):
+                fields = f.readline().split()
+            return (int(fields[4]) + int(fields[5])) / _CLOCK_TICKS  # idle + iowait
+        except (OSError, ValueError, IndexError):
             return None
-        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        idle = fields[3] + fields[4]  # idle + iowait
-        return idle / hz, sum(fields) / hz
 
 
 class ThreadGovernor:
@@ -95,14 +94,14 @@ class ThreadGovernor:
             yield from tokens
             return
         self._fit_free_cores()
-        since, waited, cpu = self._clock(), self._counters.thread_wait(), self._counters.idle_cores()
+        since, waited, idle = self._clock(), self._counters.thread_wait(), self._counters.idle_seconds()
         for token in tokens:
             yield token
             now = self._clock()
             if now - since >= WINDOW:
-                waited_now, cpu_now = self._counters.thread_wait(), self._counters.idle_cores()
-                self._look(now - since, waited, waited_now, cpu, cpu_now)
-                since, waited, cpu = self._clock(), waited_now, cpu_now
+                waited_now, idle_now = self._counters.thread_wait(), self._counters.idle_seconds()
+                self._look(now - since, waited, waited_now, idle, idle_now)
+                since, waited, idle = self._clock(), waited_now, idle_now
 
     def _fit_free_cores(self) -> None:
         """As many threads as other programs leave cores free, when two looks agree on the way
@@ -122,15 +121,19 @@ class ThreadGovernor:
         elif min(targets) > self.threads:
             self._set(min(targets))
 
+    @property
+    def lowered(self) -> Optional[int]:
+        """The thread count when below the start, else None."""
+        return self.threads if self.threads < self.full else None
+
     def _look(self, seconds: float, waited: Optional[int], waited_now: Optional[int],
-              cpu: Optional[tuple[float, float]], cpu_now: Optional[tuple[float, float]]) -> None:
+              idle: Optional[float], idle_now: Optional[float]) -> None:
         if waited is not None and waited_now is not None and self.threads > 1:
             if (waited_now - waited) / 1e9 / seconds >= CROWDED:
                 self._set(self.threads - 1)
                 return
-        if self.threads < self.full and cpu is not None and cpu_now is not None:
-            idle_cores = (cpu_now[0] - cpu[0]) / seconds
-            if idle_cores >= FREE:
+        if self.threads < self.full and idle is not None and idle_now is not None:
+            if (idle_now - idle) / seconds >= FREE:  # idle cores over the window
                 self._set(self.threads + 1)
 
     def _set(self, threads: int) -> None:

@@ -333,7 +333,7 @@ class LlamaCppBackend:
             yield from token_chunks(governor.watch(generator), pipeline, piece=self._piece,
                                     is_end=lambda token: token in end_tokens or is_eog(vocab, token),
                                     cancel=cancel, budget=budget, started=started, n_prompt=n_prompt, cached=cached,
-                                    lowered_threads=lambda: governor.threads if governor.threads < governor.full else None)
+                                    lowered_threads=lambda: governor.lowered)
         except RuntimeError as exc:  # llama_decode failed
             raise InvalidModelFile(f"llama.cpp failed while generating: {exc}") from None
         finally:
