@@ -18,6 +18,10 @@ FAMILY_DEFAULTS: dict[str, GenerationOptions] = {
     "qwq": GenerationOptions(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0, repeat_penalty=1.0),
     "qwen3": GenerationOptions(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0, repeat_penalty=1.0),
     "qwen3-nothink": GenerationOptions(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.0),
+    # The embedded demo model, as its model card recommends. llama.cpp's 0.8 lets a 135M model
+    # ramble for hundreds of tokens; at 0.2 with top_p 0.9 a step whose top token leads by 0.5
+    # logits keeps only that token, so the demo's answers are the checked greedy ones.
+    "smollm": GenerationOptions(temperature=0.2, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.0),
 }
 
 
@@ -27,6 +31,8 @@ def family_of(architecture: str | None, name: str | None) -> str | None:
     label = (name or "").lower()
     if "qwq" in label:
         return "qwq"
+    if arch == "llama" and "smollm" in label:
+        return "smollm"
     if arch.startswith(("qwen3", "qwen35")):
         return "qwen3"
     if arch.startswith("qwen2") or arch == "qwen":

@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / ".cache" / "models"
 SMOLLM2 = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
 QWEN_TOKENIZER = MODELS / "qwen-tokenizer"
-#: With this system prompt at temperature 0, SmolLM2 answers "What is the capital of France?" with Paris.
-SMOLLM2_SYSTEM = "You are a helpful assistant."
 
 
 def _require(path: Path) -> Path:
@@ -32,6 +30,14 @@ def _require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     return _require(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_numeric_paths(smollm2) -> dict[str, Path]:
+    """The shipped SmolLM2 file and the same weights requantized (Q8_0, F32): other CPUs, simulated."""
+    from tests.fixtures.numerics import VARIANTS, variant
+
+    return {"Q4_1 (shipped)": smollm2, **{name: variant(smollm2, name, MODELS / "variants") for name in VARIANTS}}
 
 
 @pytest.fixture(scope="session")

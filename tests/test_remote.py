@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from tests.conftest import QWEN, ROOT, SMOLLM2_SYSTEM, run_qwen
+from tests.conftest import QWEN, ROOT, run_qwen
+from tests.greedy import PARIS as PARIS_ANSWER, SYSTEM
 from tests.fixtures.openai_fake import Failure, FakeOpenAI, Reply
 from tests.processes import leave_repl, spawn_repl, start_server, stop_server
 
 KEY = "sk-test-secret-4242"
-PARIS = ("-s", SMOLLM2_SYSTEM, "--temperature", "0", "What is the capital of France?")
+PARIS = ("-s", SYSTEM, "--temperature", "0", PARIS_ANSWER.question)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,8 @@ def test_host_answers_like_the_local_model(served, smollm2):
 
 def test_host_from_environment_pipes_and_json(served):
     url, model = served
-    result = run_qwen("run", model, "--json", "-s", SMOLLM2_SYSTEM, "--temperature", "0", "-n", "12",
-                      input="What is the capital of France?", env={"QWEN_HOST": url})
+    result = run_qwen("run", model, "--json", "-s", SYSTEM, "--temperature", "0", "-n", "12",
+                      input=PARIS_ANSWER.question, env={"QWEN_HOST": url})
     assert result.returncode == 0, err(result)
     record = json.loads(out(result))
     assert "Paris" in record["text"]
@@ -118,9 +119,9 @@ def test_host_with_api_key(smollm2):
 
 def test_repl_through_pty(served):
     url, model = served
-    child = spawn_repl("--host", url, model, "--system", SMOLLM2_SYSTEM, "--temperature", "0")
+    child = spawn_repl("--host", url, model, "--system", SYSTEM, "--temperature", "0")
     try:
-        child.sendline("What is the capital of France?")
+        child.sendline(PARIS_ANSWER.question)
         child.expect(">>> ")
         assert "Paris" in child.before
         child.sendline("/show")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import SMOLLM2_SYSTEM
+from tests.greedy import PARIS, PARIS_MULTILINE, SECRET_WORD, SYSTEM
 from tests.processes import at_prompt, expect_answer_begun, spawn_repl
 
 pexpect = pytest.importorskip("pexpect")
@@ -19,7 +19,7 @@ PROMPT = ">>> "
 @pytest.fixture
 def repl(smollm2, isolated_home):
     # Short replies (-n): a busy CI machine is slow; the Ctrl-C test raises the limit itself.
-    child = spawn_repl(smollm2, "--system", SMOLLM2_SYSTEM, "--temperature", "0", "-n", "48")
+    child = spawn_repl(smollm2, "--system", SYSTEM, "--temperature", "0", "-n", str(SECRET_WORD.max_tokens))
     yield child
     if child.isalive():
         child.terminate(force=True)
@@ -32,12 +32,12 @@ def ask(child, line: str) -> str:
 
 
 def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, tmp_path):
-    ask(repl, "My name is Bob. Remember it.")
-    assert "Bob" in ask(repl, "What is my name?")
+    told, asked = SECRET_WORD.turns
+    ask(repl, told)
+    assert SECRET_WORD.contains in ask(repl, asked)
     ask(repl, f"/save {tmp_path / 'chat.json'}")
     saved = json.loads((tmp_path / "chat.json").read_text())
-    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == [
-        "My name is Bob. Remember it.", "What is my name?"]
+    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == [told, asked]
 
     shown = ask(repl, "/show")
     assert re.search(r"context\s+\d+ / 8192 tokens", shown) and "turns        2" in shown
@@ -52,9 +52,12 @@ def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, 
     repl.sendintr()
     repl.expect(PROMPT)
     assert "(stopped)" in ANSI.sub("", repl.before)
+    assert "turns        1" in ask(repl, "/show")  # the interrupted story is kept as far as it went
 
-    assert "Paris" in ask(repl, "What is the capital of France?")
-    assert "turns        2" in ask(repl, "/show")  # the interrupted story is kept as far as it went
+    # A fresh conversation, so the question's prompt does not depend on where Ctrl-C landed.
+    ask(repl, "/clear")
+    assert "Paris" in ask(repl, PARIS.question)
+    assert "turns        1" in ask(repl, "/show")
 
     at_prompt()
     repl.sendintr()  # at the prompt: a hint, not an exit
@@ -66,13 +69,14 @@ def test_conversation_remembers_clears_and_survives_ctrl_c(repl, isolated_home, 
     repl.close()
     assert repl.exitstatus == 0
     history = (isolated_home / "qwen" / "history").read_text()
-    assert "What is the capital of France?" in history
+    assert PARIS.question in history
 
 
 def test_multiline_block_and_bye(repl):
+    first, second = PARIS_MULTILINE.question.split("\n")
     repl.sendline('"""')
-    repl.sendline("What is the capital")
-    repl.sendline('of France?"""')
+    repl.sendline(first)
+    repl.sendline(f'{second}"""')
     repl.expect(PROMPT)
     assert "Paris" in ANSI.sub("", repl.before)
     repl.sendline("/bye")

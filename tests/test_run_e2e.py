@@ -11,24 +11,25 @@ import time
 
 import pytest
 
-from tests.conftest import QWEN, ROOT, SMOLLM2_SYSTEM, run_qwen
+from tests.conftest import QWEN, ROOT, run_qwen
+from tests.greedy import PARIS, SYSTEM
 
-PARIS = ("--system", SMOLLM2_SYSTEM, "--temperature", "0")
+GREEDY = ("--system", SYSTEM, "--temperature", "0")
 
 
 def test_smollm2_answers_paris_and_stdout_holds_only_the_answer(smollm2, tmp_path):
     out = tmp_path / "out.txt"
     with open(out, "wb") as stdout:
-        result = subprocess.run([*QWEN, "run", str(smollm2), *PARIS, "--verbose", "What is the capital of France?"],
+        result = subprocess.run([*QWEN, "run", str(smollm2), *GREEDY, "--verbose", PARIS.question],
                                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr.decode()
-    assert out.read_bytes() == b"The capital of France is Paris.\n"
+    assert out.read_bytes() == f"{PARIS.answer}\n".encode()
     stderr = result.stderr.decode()
     assert "first token" in stderr and "t/s" in stderr  # --verbose statistics, on stderr only
 
 
 def test_piped_stdin_is_the_prompt(smollm2):
-    result = run_qwen("run", smollm2, *PARIS, input="What is the capital of France?\n")
+    result = run_qwen("run", smollm2, *GREEDY, input=f"{PARIS.question}\n")
     assert result.returncode == 0 and b"Paris" in result.stdout
 
 
@@ -71,7 +72,7 @@ def test_a_busy_cpu_does_not_stall_the_answer(smollm2):
 
     if physical_cores() < 2:
         pytest.skip("one core: one thread already")
-    args = ["run", str(smollm2), *PARIS, "-n", "64", "--verbose", "Write a story about a dragon."]
+    args = ["run", str(smollm2), *GREEDY, "-n", "64", "--verbose", "Write a story about a dragon."]
     quiet = run_qwen(*args)
     assert quiet.returncode == 0, quiet.stderr.decode()
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, (os.cpu_count() or 2) - 1))]

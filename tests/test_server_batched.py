@@ -24,18 +24,20 @@ from qwencli.errors import BackendUnavailable, ContextOverflow
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.registry import StaticSource
-from tests.conftest import SMOLLM2, SMOLLM2_SYSTEM, _require
+from tests.conftest import SMOLLM2, _require
+from tests.greedy import LONG_FACTS, PARIS, ROME, SYSTEM as SYSTEM_PROMPT, TOKYO
 from tests.serving import RunningServer
 
-SYSTEM = Message("system", SMOLLM2_SYSTEM)
-QUESTIONS = ["What is the capital of France?", "Count from 1 to 5.", "What is 2+2?"]
+SYSTEM = Message("system", SYSTEM_PROMPT)
+# Batching changes the order of float sums, and llama.cpp is not batch-invariant: a greedy reply
+# that rests on a near-tie may fork between batch shapes (llama-server has the same). So texts are
+# compared only for prompts whose greedy path has a clear margin at every step (tests/greedy.py
+# checks it); a reply without one ("Count from 1 to 10.") is compared by what cannot flip.
+QUESTIONS = [PARIS.question, ROME.question, TOKYO.question]
+# Long enough to be read in several slices (~860 tokens of prompt); a difference means a misread prompt.
+LONG = LONG_FACTS.question
+RUNNING = "Count from 1 to 10."
 GREEDY = GenerationOptions(temperature=0, max_tokens=24)
-# Long enough to be read in several slices; its question has an answer with a clear margin.
-# Several decode steps of prompt (~860 tokens). The question must have a clear answer: with a
-# near-tie, differently shaped batches round differently and a greedy reply may fork (llama.cpp is
-# not batch-invariant); "Paris" here has a wide margin, so any difference means a misread prompt.
-LONG = ("Here are some facts. " + " ".join(f"Fact {i}: the sky is blue and water is wet." for i in range(60))
-        + " Now answer: What is the capital of France?")
 
 
 def chat(backend, question: str, options: GenerationOptions = GREEDY):
@@ -93,8 +95,8 @@ def test_concurrent_requests_each_get_their_own_greedy_reply(batched, reference)
 def test_a_long_prompt_is_read_in_slices_beside_a_running_reply(batched, reference):
     n = batched.count_prompt_tokens([SYSTEM, Message("user", LONG)], GREEDY)
     assert n > STEP_TOKENS * 2  # it really takes several steps
-    results = run_concurrently(lambda q: chat(batched, q), [(QUESTIONS[1],), (LONG,)])
-    assert results[0].text == reference[QUESTIONS[1]]
+    results = run_concurrently(lambda q: chat(batched, q), [(RUNNING,), (LONG,)])
+    assert results[0].finish_reason in ("stop", "length") and results[0].usage.completion_tokens > 0
     assert results[1].text == reference[LONG] and "Paris" in reference[LONG]
     assert results[1].usage.prompt_tokens == n
 
@@ -183,7 +185,7 @@ def test_server_with_parallel_slots_runs_requests_together(reference):
         def ask(question):
             stream = client.chat.completions.create(
                 model="smollm2", temperature=0, max_tokens=24, stream=True,
-                messages=[{"role": "system", "content": SMOLLM2_SYSTEM}, {"role": "user", "content": question}])
+                messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}])
             text = ""
             for chunk in stream:
                 if chunk.choices:

@@ -19,11 +19,12 @@ import pytest
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.registry import StaticSource
-from tests.conftest import SMOLLM2, SMOLLM2_SYSTEM, _build_tiny, _require, QWEN_TOKENIZER
+from tests.conftest import SMOLLM2, _build_tiny, _require, QWEN_TOKENIZER
+from tests.greedy import PARIS as PARIS_EXPECTED, SYSTEM
 from tests.serving import RunningServer, wait_until
 
-PARIS = [{"role": "system", "content": SMOLLM2_SYSTEM}, {"role": "user", "content": "What is the capital of France?"}]
-PARIS_ANSWER = "The capital of France is Paris."
+PARIS = PARIS_EXPECTED.messages()
+PARIS_ANSWER = PARIS_EXPECTED.answer
 HI = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
@@ -353,7 +354,7 @@ def _stream_text(client: openai.OpenAI, messages, max_tokens: int, out: dict, ke
 def test_concurrent_streams_all_complete_in_fifo_order_with_their_own_text(server, client):
     questions = ["What is the capital of France?", "What is 2+2?", "Name a color.", "Say hello.",
                  "What is the capital of Italy?", "Count to three.", "Name an animal.", "What day follows Monday?"]
-    chats = [[{"role": "system", "content": SMOLLM2_SYSTEM}, {"role": "user", "content": q}] for q in questions]
+    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in questions]
     expected = [client.chat.completions.create(model="smollm2", messages=m, temperature=0, max_tokens=8)
                 .choices[0].message.content for m in chats]
     assert len(set(expected)) > 4
