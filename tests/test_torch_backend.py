@@ -263,7 +263,7 @@ def test_quantized_repo_without_kernels_names_the_package(tiny_qwen2_hf, tmp_pat
 
 def test_missing_torch_says_how_to_install_it(monkeypatch, tiny_qwen2_hf):
     from qwencli.backends import choose, load_backend
-    from qwencli.models.resolve import ResolvedModel
+    from qwencli.resolved import ResolvedModel
 
     monkeypatch.setattr(choose, "find_spec", lambda name: None if name in ("torch", "transformers") else object())
     with pytest.raises(BackendUnavailable) as caught:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnsupportedModel
-from ..models.store import TRANSFORMERS_FORMATS
-from ..models.resolve import ResolvedModel
+from ..resolved import TRANSFORMERS_FORMATS, ResolvedModel
 from .base import Backend, LoadOptions, ModelInfo
 
 __all__ = ["Backend", "LoadOptions", "ModelInfo", "load_backend"]

@@ -15,8 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
 from ..errors import ModelNotFound, UsageError
-from ..models.hosted import Endpoint
-from ..models.resolve import ResolvedModel
+from ..resolved import Endpoint, ResolvedModel
 from .base import LoadOptions, ModelInfo
 from .openai_client import OpenAIClient
 from .pipeline import TextPipeline

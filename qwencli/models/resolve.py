@@ -7,30 +7,8 @@ and allowed (`pull=True`; the server passes `pull=False` and never downloads).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
 from ..errors import ModelNotFound
-
-if TYPE_CHECKING:
-    from .hosted import Endpoint
-
-Format = Literal["gguf", "safetensors", "remote"]
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    name: str  # as the user wrote it
-    format: Format
-    path: Path | None = None
-    repo: str | None = None
-    #: Facts the catalog knows before the file is opened (family, sampling, context).
-    hints: dict = field(default_factory=dict)
-    #: Where a remote model is served (format "remote"); holds the API key, so never printed.
-    endpoint: "Endpoint | None" = field(default=None, repr=False)
-    #: Why this backend was chosen (shown by --verbose and `qwen show`).
-    reason: str = ""
+from ..resolved import ResolvedModel
 
 
 def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False,

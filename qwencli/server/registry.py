@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
 from ..errors import ModelNotFound, QwenError
-from ..models.resolve import ResolvedModel
+from ..resolved import ResolvedModel
 from .config import ServerConfig
 from .openai_errors import ApiError, bad_request, model_not_found
 from .probe import Prober
