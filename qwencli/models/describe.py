@@ -13,7 +13,7 @@ TEMPLATE_LINES = 8
 
 def describe(name: str, *, full_template: bool = False) -> str:
     from . import names, store
-    from .gguf_file import read_model
+    from ..formats.gguf import read_model
 
     ref = names.parse(name)
     if ref.kind == "path":

@@ -176,7 +176,7 @@ class Registry:
     def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, Optional[int]]:
         kv = None
         if resolved.format == "gguf" and resolved.path is not None:
-            from ..models.gguf_file import read_model
+            from ..formats.gguf import read_model
 
             kv = read_model(resolved.path).kv_bytes_per_token()  # validates the header first
             if self.prober is not None:
