@@ -16,7 +16,7 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
 
         return LlamaCppBackend(model.path, load, name=model.name)
     if model.format in TRANSFORMERS_FORMATS and model.path is not None:
-        from .choose import require_torch
+        from ..hardware import require_torch
 
         require_torch()
         from .torch_backend import TorchBackend

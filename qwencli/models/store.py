@@ -88,6 +88,16 @@ def find(ref: ModelRef, cache_dir: Path | None = None) -> LocalModel | None:
     return max(models, key=lambda m: m.modified)  # the one pulled last
 
 
+def find_torch_build(repo: str | None, cache_dir: Path | None = None) -> LocalModel | None:
+    """The downloaded safetensors (or pickle) build of `repo`; None when there is none. No network."""
+    if not repo:
+        return None
+    cache = RepoCache(cache_dir or hub_cache(), repo)
+    if not cache.snapshots.is_dir():
+        return None
+    return next((m for m in repo_models(cache) if m.format in TRANSFORMERS_FORMATS), None)
+
+
 def _commits(cache: RepoCache) -> list[str]:
     """Snapshot commits, the one refs/main names first, then newest first."""
     try:
