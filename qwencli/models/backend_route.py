@@ -3,8 +3,8 @@
 
 `choose(requested, facts, probe)` is a pure function of the request, what is known about the model
 (`ModelFacts`) and the machine; `probe` is called only when the answer depends on it (a GGUF-only
-model never probes), and tests pass a fake. `route()` gathers those facts for a name — catalog
-rows, what is downloaded, sizes — and asks `choose()`; `resolve.route()` acts on the answer.
+model never probes), and tests pass a fake. `decide()` gathers those facts for a name — catalog
+rows, what is downloaded, sizes — and asks `choose()`; `resolve.route()` acts on the decision.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def choose(requested: str, facts: ModelFacts, probe: Union[Hardware, Callable[[]
 
 
 @dataclass(frozen=True)
-class Route:
+class Decision:
     """`choose()`'s answer for a name, with what `resolve()` needs to hand out the torch build."""
 
     backend: Name
@@ -129,19 +129,19 @@ class Route:
     entry: CatalogEntry | None = None  # its catalog row
 
 
-def route(name: str, ref: ModelRef, backend: str = "auto",
-          probe: Union[Hardware, Callable[[], Hardware], None] = None) -> Route:
+def decide(name: str, ref: ModelRef, backend: str = "auto",
+           probe: Union[Hardware, Callable[[], Hardware], None] = None) -> Decision:
     """The backend `--backend backend` runs `ref` on here. Raises when the request cannot be met."""
     probe = probe or probe_hardware
     if ref.kind == "path":
-        return _route_path(name, ref, backend, probe)
+        return _decide_path(name, ref, backend, probe)
     if backend not in ("auto", "torch"):
-        return Route("llama", f"--backend {backend}")
+        return Decision("llama", f"--backend {backend}")
     if ref.quant and ref.quant not in TORCH_QUANTS:
         if backend == "torch":
             raise UsageError(f"{ref.quant} is a GGUF quantization; the torch backend loads safetensors builds",
                              f"--quant takes {', '.join(TORCH_QUANTS)} with --backend torch")
-        return Route("llama", f"{ref.quant} is a GGUF quantization: llama.cpp")
+        return Decision("llama", f"{ref.quant} is a GGUF quantization: llama.cpp")
     entry = torch_entry(ref)
     repo = entry.repo if entry is not None else ref.repo
     local = find_torch_build(repo)
@@ -153,19 +153,19 @@ def route(name: str, ref: ModelRef, backend: str = "auto",
     facts = ModelFacts(name=ref.display, has_gguf=has_gguf, has_safetensors=has_torch, torch_bytes=torch_bytes or None,
                        kv_bytes=kv_cache_bytes(local.path) if local is not None else None, downloaded=local is not None)
     choice = choose(backend, facts, probe)
-    return Route(choice.backend, choice.reason, repo=repo, local=local, entry=entry)
+    return Decision(choice.backend, choice.reason, repo=repo, local=local, entry=entry)
 
 
-def _route_path(name: str, ref: ModelRef, backend: str, probe) -> Route:
+def _decide_path(name: str, ref: ModelRef, backend: str, probe) -> Decision:
     path = ref.path
     assert path is not None
     if not path.is_dir():
         if backend == "torch":
             raise UsageError(f"the torch backend loads Hugging Face folders (safetensors), and {name} is a file",
                              "give the model's folder, or run the GGUF with --backend llama")
-        return Route("llama", "a GGUF file: llama.cpp")
+        return Decision("llama", "a GGUF file: llama.cpp")
     if not (path / "config.json").is_file():
-        return Route("llama", "not a Hugging Face folder: the GGUF loader explains")  # "… is a directory"
+        return Decision("llama", "not a Hugging Face folder: the GGUF loader explains")  # "… is a directory"
     if backend == "llama":
         raise UsageError(f"llama.cpp runs GGUF files, and {name} is a Hugging Face folder",
                          "use --backend torch (or auto), or give the model's .gguf file")
@@ -173,7 +173,7 @@ def _route_path(name: str, ref: ModelRef, backend: str, probe) -> Route:
     facts = ModelFacts(name=name, has_gguf=False, has_safetensors=True, torch_bytes=size or None,
                        kv_bytes=kv_cache_bytes(path), downloaded=True)
     choice = choose(backend, facts, probe)
-    return Route(choice.backend, choice.reason)
+    return Decision(choice.backend, choice.reason)
 
 
 def _has_gguf(ref: ModelRef, torch_local: bool) -> bool:

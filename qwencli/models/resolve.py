@@ -70,7 +70,7 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
     from ..hardware import probe_hardware
 
     probe = probe or probe_hardware
-    decided = backend_route.route(name, ref, backend, probe)
+    decided = backend_route.decide(name, ref, backend, probe)
     if decided.backend == "llama":
         return None, decided.reason
     if ref.kind == "path":
