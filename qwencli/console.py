@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
 from typing import TextIO
 
 from .chat import Chunk, Completion, Usage
+from .stderr import notice, stderr_console  # noqa: F401 - notice is part of this module's API
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
 
 class OutputClosed(Exception):
     """stdout went away (`qwen run … | head -n 1`): stop generating and exit quietly."""
-
-
-@lru_cache(maxsize=1)
-def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ, soft_wrap=True)
-
-
-def notice(message: str) -> None:
-    """A one-line note for the user (stderr)."""
-    stderr_console().print(message, style="dim", markup=False)
 
 
 def warn(message: str) -> None:

@@ -1,7 +1,7 @@
 """What `qwen doctor` reports: the machine, the engines installed, and which backend runs what, and why.
 
 Versions come from package metadata (no import); only llama-cpp-python is imported, to ask its
-build about GPU offload and CPU features. torch is never imported here (see `backends.choose`).
+build about GPU offload and CPU features. torch is never imported here (see `hardware`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _cpu_name() -> str:
 
 def model_kinds() -> list[tuple[str, Any]]:
     """Example models of each kind, as `choose` sees them."""
-    from .backends.choose import ModelFacts
+    from .models.backend_route import ModelFacts
     from .models.catalog import load
 
     catalog = load()
@@ -58,9 +58,10 @@ def model_kinds() -> list[tuple[str, Any]]:
 
 def gather(hardware=None) -> dict[str, Any]:
     """Everything `qwen doctor` prints, as JSON-ready data. `hardware` is injectable for tests."""
-    from .backends.choose import LLAMA_CUDA_INSTALL, TORCH_INSTALL, _nvidia_present, choose, llama_features, probe_hardware
     from .errors import QwenError
-    from .hardware import physical_cores, total_memory, available_memory
+    from .hardware import (LLAMA_CUDA_INSTALL, TORCH_INSTALL, available_memory, llama_features, nvidia_present,
+                           physical_cores, probe_hardware, total_memory)
+    from .models.backend_route import choose
 
     hw = hardware or probe_hardware(llama=True)
     llama = llama_features()
@@ -75,10 +76,10 @@ def gather(hardware=None) -> dict[str, Any]:
     install = []
     if not hw.torch_usable:
         install.append({"for": "the torch backend (safetensors models, CUDA GPUs)", "command": TORCH_INSTALL})
-    elif hw.torch_cuda is None and _nvidia_present():
+    elif hw.torch_cuda is None and nvidia_present():
         install.append({"for": "torch on this NVIDIA GPU (the installed torch is CPU-only)",
                         "command": "pip install --force-reinstall torch  (a CUDA build: see pytorch.org/get-started)"})
-    if _nvidia_present() and llama.get("installed") and not llama.get("gpu_offload"):
+    if nvidia_present() and llama.get("installed") and not llama.get("gpu_offload"):
         install.append({"for": "llama.cpp on this NVIDIA GPU", "command": LLAMA_CUDA_INSTALL})
     if hw.torch_usable and not all(versions[p] for p in ("gptqmodel", "optimum", "accelerate")):
         install.append({"for": "AWQ/GPTQ-quantized safetensors models", "command": QUANT_INSTALL})

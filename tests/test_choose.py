@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from qwencli.backends.choose import GPU, FIT_CONTEXT, Hardware, ModelFacts, choose, context_room
 from qwencli.errors import BackendUnavailable, UnsupportedModel
+from qwencli.hardware import GPU, Hardware
+from qwencli.models.backend_route import FIT_CONTEXT, ModelFacts, choose, context_room
 from tests.conftest import ROOT
 
 GB = 10**9
@@ -96,7 +97,7 @@ def test_the_probe_is_not_called_when_the_answer_does_not_depend_on_it():
 
 PROBE = """
 import json, sys
-from qwencli.backends.choose import probe_hardware
+from qwencli.hardware import probe_hardware
 from qwencli.models.resolve import resolve
 hw = probe_hardware()
 resolve(sys.argv[1])
@@ -126,20 +127,20 @@ def test_real_probe_and_a_gguf_resolve_do_not_import_torch(tiny_qwen2_gguf):
 ])
 def test_torch_builds_by_name_route_to_their_repos(typed, repo, isolated_home):
     from qwencli.errors import ModelNotFound
-    from qwencli.models.backend_route import route
+    from qwencli.models.resolve import route
     from qwencli.models.names import parse
 
     with pytest.raises(ModelNotFound) as caught:  # not downloaded, and a server/pull=False never fetches
         route(typed, parse(typed), backend="auto", pull=False, probe=lambda **_: BIG_GPU)
     assert "qwen pull --backend torch" in caught.value.hint
-    from qwencli.models.backend_route import torch_repo
+    from qwencli.models.catalog import torch_repo
 
     assert torch_repo(parse(typed)) == repo
 
 
 def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
     from qwencli.errors import QwenError
-    from qwencli.models.backend_route import route
+    from qwencli.models.resolve import route
     from qwencli.models.names import parse
 
     with pytest.raises(QwenError) as caught:
@@ -150,7 +151,7 @@ def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
 def test_without_downloading_the_gguf_that_is_here_is_used(hub, tiny_qwen2_gguf, isolated_home):
     """A server or `qwen show` never downloads: when torch would be chosen but only the GGUF is
     downloaded, the GGUF runs (and the reason says how to get the torch build)."""
-    from qwencli.models.backend_route import route
+    from qwencli.models.resolve import route
     from qwencli.models.names import parse
     from tests.conftest import run_qwen
 

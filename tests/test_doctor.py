@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from qwencli.backends.choose import GPU, TORCH_INSTALL, Hardware
+from qwencli.hardware import GPU, TORCH_INSTALL, Hardware
 from qwencli.diagnose import gather, render
 from tests.conftest import run_qwen
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qwencli.errors import InvalidModelFile, ModelNotFound, UnsupportedModel
-from qwencli.models.gguf_file import ArraySummary, read_model
+from qwencli.formats.gguf import ArraySummary, read_model
 
 
 @pytest.mark.parametrize("fixture", ["smollm2", "tiny_qwen3_gguf"])

@@ -292,7 +292,7 @@ def test_bad_urls_are_usage_errors():
 
 def _client(api: FakeOpenAI, **kwargs):
     from qwencli.backends.openai_client import OpenAIClient
-    from qwencli.models.hosted import Endpoint
+    from qwencli.resolved import Endpoint
 
     return OpenAIClient(Endpoint(base_url=api.url + "/v1", model="qwen-max", provider="openai", api_key=KEY), **kwargs)
 
@@ -322,8 +322,7 @@ def test_backend_stops_reading_when_closed(api):
     """Closing the chunk iterator (Ctrl-C, a closed pipe) closes the connection at once."""
     from qwencli.backends.remote import RemoteBackend
     from qwencli.chat import GenerationOptions, Message
-    from qwencli.models.hosted import Endpoint
-    from qwencli.models.resolve import ResolvedModel
+    from qwencli.resolved import Endpoint, ResolvedModel
 
     api.script(Reply(pieces=[f"w{i}" for i in range(100)], delay=0.05))
     endpoint = Endpoint(base_url=api.url + "/v1", model="qwen-max", provider="openai", api_key=KEY)

@@ -16,7 +16,7 @@ import pytest
 
 from qwencli.backends.base import ModelInfo
 from qwencli.chat import Chunk
-from qwencli.models.resolve import ResolvedModel
+from qwencli.resolved import ResolvedModel
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.registry import StaticSource

@@ -262,10 +262,11 @@ def test_quantized_repo_without_kernels_names_the_package(tiny_qwen2_hf, tmp_pat
 
 
 def test_missing_torch_says_how_to_install_it(monkeypatch, tiny_qwen2_hf):
-    from qwencli.backends import choose, load_backend
-    from qwencli.models.resolve import ResolvedModel
+    from qwencli import hardware
+    from qwencli.backends import load_backend
+    from qwencli.resolved import ResolvedModel
 
-    monkeypatch.setattr(choose, "find_spec", lambda name: None if name in ("torch", "transformers") else object())
+    monkeypatch.setattr(hardware, "find_spec", lambda name: None if name in ("torch", "transformers") else object())
     with pytest.raises(BackendUnavailable) as caught:
         load_backend(ResolvedModel(name="m", format="safetensors", path=tiny_qwen2_hf))
     assert "pip install 'qwencli[torch]'" in caught.value.hint
@@ -303,7 +304,8 @@ def test_cuda_loads_in_bf16_or_fp16_and_answers(tiny_qwen2_hf):
 @pytest.mark.cuda
 @cuda
 def test_cuda_probe_sees_the_gpu_and_auto_picks_torch_for_a_small_model():
-    from qwencli.backends.choose import ModelFacts, choose, probe_hardware
+    from qwencli.hardware import probe_hardware
+    from qwencli.models.backend_route import ModelFacts, choose
 
     hw = probe_hardware()
     assert hw.cuda_available and hw.free_gpu_bytes > 0

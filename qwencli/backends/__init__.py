@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnsupportedModel
-from ..models.store import TRANSFORMERS_FORMATS
-from ..models.resolve import ResolvedModel
+from ..resolved import TRANSFORMERS_FORMATS, ResolvedModel
 from .base import Backend, LoadOptions, ModelInfo
 
 __all__ = ["Backend", "LoadOptions", "ModelInfo", "load_backend"]
@@ -17,7 +16,7 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
 
         return LlamaCppBackend(model.path, load, name=model.name)
     if model.format in TRANSFORMERS_FORMATS and model.path is not None:
-        from .choose import require_torch
+        from ..hardware import require_torch
 
         require_torch()
         from .torch_backend import TorchBackend

@@ -22,7 +22,7 @@ from ..chat import Chunk, GenerationOptions, Message
 from ..errors import ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory, physical_cores
 from .cpu_contention import ThreadGovernor
-from ..models.gguf_file import GGUFModel, read_model
+from ..formats.gguf import GGUFModel, read_model
 from ..templates import ChatTemplate
 from .base import LoadOptions, ModelInfo
 from .engine_thread import EngineThread

@@ -31,7 +31,7 @@ from .. import sampling
 from ..chat import Chunk, GenerationOptions, Timings, Usage
 from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory
-from ..models.gguf_file import read_model
+from ..formats.gguf import read_model
 from .base import LoadOptions
 from .engine_thread import EngineThread
 from .llamacpp import _LOG, LlamaCppBackend, common_prefix, choose_context_length

@@ -11,14 +11,12 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx  # this module loads only when a remote model is used
 
 from ..errors import AuthenticationError, ContextOverflow, ModelNotFound, NetworkError, QwenError, RateLimited, RemoteError
-
-if TYPE_CHECKING:
-    from ..models.hosted import Endpoint
+from ..resolved import Endpoint
 
 #: Attempts for a request the server asks us to repeat later (429, 503), and the longest wait.
 ATTEMPTS = 4

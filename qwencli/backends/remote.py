@@ -15,8 +15,8 @@ from typing import Any, Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
 from ..errors import ModelNotFound, UsageError
-from ..models.hosted import Endpoint
-from ..models.resolve import ResolvedModel
+from ..resolved import Endpoint, ResolvedModel
+from ..stderr import notice
 from .base import LoadOptions, ModelInfo
 from .openai_client import OpenAIClient
 from .pipeline import TextPipeline
@@ -30,7 +30,7 @@ class RemoteBackend:
             raise UsageError(f"{model.name} has no server to talk to")
         started = time.monotonic()
         self.endpoint: Endpoint = model.endpoint
-        self._client = client or OpenAIClient(self.endpoint, on_retry=_notice)
+        self._client = client or OpenAIClient(self.endpoint, on_retry=notice)
         context = model.hints.get("context") or 0
         if self.endpoint.provider == "openai":
             context = self._check_model() or context
@@ -185,9 +185,3 @@ def _usage(data: dict[str, Any]) -> Usage:
     cached = details.get("cached_tokens") if isinstance(details, dict) else 0
     return Usage(prompt_tokens=count("prompt_tokens"), completion_tokens=count("completion_tokens"),
                  cached_tokens=cached if isinstance(cached, int) else 0)
-
-
-def _notice(text: str) -> None:
-    from ..console import notice
-
-    notice(text)

@@ -1,8 +1,8 @@
 """The catalog: Qwen model names → hub repos and defaults, shipped as data (`qwencli/data/catalog.tsv`).
 
 The catalog is a hint; at pull time the repo's file listing decides which files exist. One name has
-a row per format (gguf, safetensors, awq, gptq-int4, gptq-int8, fp8): this issue pulls GGUF, the
-torch backend will pick the other rows by `format`.
+a row per format (gguf, safetensors, awq, gptq-int4, gptq-int8, fp8): llama.cpp pulls the GGUF row,
+the torch backend the others, picked by `format` (`torch_entry`, `torch_repo`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Protocol
+
+from ..errors import ModelNotFound
 
 GGUF = "gguf"
 #: Formats the torch backend loads (safetensors weights, possibly quantized).
 TORCH_FORMATS = ("safetensors", "awq", "gptq-int4", "gptq-int8", "fp8")
+#: `--quant` values that pick a torch build of a catalog name, and the catalog format they name.
+TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "gptq_int8": "gptq-int8",
+                "fp8": "fp8"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,43 @@ class Catalog:
         """GGUF entries of the same family, smallest first (for "a smaller size fits" hints)."""
         rows = [e for e in self.entries if e.family == entry.family and e.format == GGUF and e.approx_bytes]
         return sorted(rows, key=lambda e: e.approx_bytes)
+
+
+class Ref(Protocol):
+    """What the catalog reads of a `names.ModelRef` (names imports the catalog, not the reverse)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def repo(self) -> str | None: ...
+    @property
+    def quant(self) -> str | None: ...
+    @property
+    def entry(self) -> CatalogEntry | None: ...
+    @property
+    def display(self) -> str: ...
+
+
+def torch_entry(ref: Ref, catalog: Catalog | None = None) -> CatalogEntry | None:
+    """The catalog's torch row for `ref` (bf16 safetensors unless a torch quant is named)."""
+    catalog = catalog or load()
+    if ref.kind == "repo" and ref.repo:
+        entry = catalog.by_repo(ref.repo)
+        return entry if entry is not None and entry.format != GGUF else None
+    if ref.kind != "catalog" or ref.entry is None:
+        return None
+    wanted = TORCH_QUANTS.get(ref.quant or "bf16", "safetensors")
+    return next((e for e in catalog.rows(ref.entry.name) if e.format == wanted), None)
+
+
+def torch_repo(ref: Ref) -> str:
+    """The repo `qwen pull --backend torch` downloads for `ref`."""
+    entry = torch_entry(ref)
+    if entry is not None:
+        return entry.repo
+    if ref.kind == "repo" and ref.repo:
+        return ref.repo
+    raise ModelNotFound(f"{ref.display} has no safetensors build in the catalog", f"qwen pull {ref.display}")
 
 
 def parse_catalog(text: str) -> Catalog:

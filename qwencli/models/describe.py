@@ -13,7 +13,7 @@ TEMPLATE_LINES = 8
 
 def describe(name: str, *, full_template: bool = False) -> str:
     from . import names, store
-    from .gguf_file import read_model
+    from ..formats.gguf import read_model
 
     ref = names.parse(name)
     if ref.kind == "path":
@@ -60,7 +60,7 @@ def describe(name: str, *, full_template: bool = False) -> str:
 def backend_choice(name: str, ref) -> str:
     """Which backend `qwen run NAME` would use here, and why (no download, no network)."""
     from ..errors import QwenError
-    from .backend_route import route
+    from .resolve import route
 
     try:
         _, reason = route(name, ref, backend="auto", pull=False)

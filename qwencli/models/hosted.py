@@ -8,15 +8,13 @@ Resolving one is local: it checks the name, the URL and that a key is there, and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import AuthenticationError, UsageError
+from ..resolved import HOST_KEY, Endpoint, ResolvedModel
 
 DASHSCOPE_MAINLAND = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 DASHSCOPE_KEY = "DASHSCOPE_API_KEY"
-HOST_KEY = "QWEN_API_KEY"
 
 #: Names Model Studio serves: `qwen-max`, `qwen-max-latest`, dated snapshots such as
 #: `qwen-max-2025-01-25` or `qwen-max-0428`. The service decides which snapshots still exist.
@@ -27,23 +25,12 @@ ALIASES = {"qwen2.5-max": "qwen-max-2025-01-25"}
 CONTEXT = {"max": 32768, "plus": 131072, "turbo": 1000000}
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to reach a remote model. The key is never part of a repr or a message."""
-
-    base_url: str  # up to and including /v1 (or /compatible-mode/v1)
-    model: str  # the id sent in requests
-    provider: Literal["dashscope", "openai"]
-    api_key: str | None = field(default=None, repr=False)
-    key_source: str = HOST_KEY  # the variable (or flag) a user fixes when the key is refused
-
-
 def is_hosted(name: str) -> bool:
     return name.lower() in ALIASES or bool(HOSTED.fullmatch(name.lower()))
 
 
-def resolve(name: str, *, host: str | None = None, api_key: str | None = None, base_url: str | None = None):
-    from .resolve import ResolvedModel
+def resolve(name: str, *, host: str | None = None, api_key: str | None = None,
+            base_url: str | None = None) -> ResolvedModel:
     from .. import settings
 
     config = settings.load()

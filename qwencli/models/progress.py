@@ -47,7 +47,7 @@ class PullProgress:
     """A pull's progress display. Use as a context manager around the downloads."""
 
     def __init__(self, *, enabled: bool | None = None):
-        from ..console import stderr_console
+        from ..stderr import stderr_console
 
         self.console = stderr_console()
         self.enabled = self.console.is_terminal if enabled is None else enabled

@@ -143,7 +143,7 @@ def _found(cache: RepoCache, commit: str, choice: select.GGUFChoice) -> store.Lo
 
 def _join(cache: RepoCache, choice: select.GGUFChoice, parts: list[Path], progress: PullProgress) -> Path:
     """Concatenate a byte-split set (`x.gguf.a`, `.b`, …) into one blob named by its sha256."""
-    from .gguf_file import read_gguf_file
+    from ..formats.gguf import read_gguf_file
 
     # Called under _one_pull_at_a_time, so no other process writes this temporary file.
     key = hashlib.sha256("".join(download.expected_etag(f) or "" for f in choice.files).encode()).hexdigest()

@@ -14,8 +14,12 @@ import time
 from pathlib import Path
 
 from ..errors import DownloadError, InvalidModelFile
+from ..hardware import probe_hardware
+from ..resolved import TRANSFORMERS_FORMATS
 from . import download, fit, hub, store
+from .backend_route import FIT_CONTEXT, ModelFacts, context_room
 from .cache import RepoCache, hub_cache, safe_relpath
+from .catalog import torch_repo
 from .fit import ModelTooLarge
 from .progress import PullProgress, human_size
 from .select import GGUFChoice, RepoFile
@@ -54,8 +58,6 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
 def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
     """Before downloading: will the weights, and room for a context, fit where torch runs them —
     the GPU's free memory with CUDA, else free RAM? Raises ModelTooLarge (pull --force skips this)."""
-    from ..backends.choose import FIT_CONTEXT, ModelFacts, context_room, probe_hardware
-
     weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + store.PICKLE_WEIGHTS))
     hardware = (probe or probe_hardware)()
     if hardware.cuda_available:
@@ -70,23 +72,13 @@ def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
             "a GGUF build runs in far less (qwen pull NAME, for llama.cpp) — or --force to pull it anyway")
 
 
-def find_local(repo: str | None, cache_dir: Path | None = None) -> store.LocalModel | None:
-    """The downloaded safetensors build of `repo` (None when there is none); no network."""
-    if not repo:
-        return None
-    cache = RepoCache(cache_dir or hub_cache(), repo)
-    if not cache.snapshots.is_dir():
-        return None
-    return next((m for m in store.repo_models(cache) if m.format in store.TRANSFORMERS_FORMATS), None)
-
-
 def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None,
          allow_pickle: bool = False, trust_remote_code: bool = False, force: bool = False,
          probe=None) -> store.LocalModel:
     """Download the safetensors build of `repo` (or find it up to date); return it as in the store."""
     started = time.monotonic()
     progress = progress or PullProgress()
-    if hub.offline() and (local := find_local(repo, cache_dir)) is not None:
+    if hub.offline() and (local := store.find_torch_build(repo, cache_dir)) is not None:
         progress.finish(f"{local.name} is downloaded (HF_HUB_OFFLINE=1: not checked for updates) → {local.path}")
         return local
     listing = hub.fetch_listing(repo)
@@ -116,13 +108,11 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
 def pull_ref(ref, *, allow_pickle: bool = False, trust_remote_code: bool = False,
              force: bool = False) -> store.LocalModel:
     """`qwen pull --backend torch NAME`: the torch build the name stands for."""
-    from .backend_route import torch_repo
-
     return pull(torch_repo(ref), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, force=force)
 
 
 def _found(cache: RepoCache, commit: str) -> store.LocalModel:
     for model in store.repo_models(cache):
-        if model.format in store.TRANSFORMERS_FORMATS and model.commit == commit:
+        if model.format in TRANSFORMERS_FORMATS and model.commit == commit:
             return model
     raise DownloadError(f"the safetensors files were installed but cannot be found in {cache.folder}")

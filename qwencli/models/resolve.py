@@ -2,35 +2,18 @@
 
 A local `.gguf` path is used as it is. A name (`qwen2.5-7b`, `qwen:7b`, `owner/repo:Q8_0`) is looked
 up in the local store first — no network, no huggingface_hub import — and pulled only when missing
-and allowed (`pull=True`; the server passes `pull=False` and never downloads).
+and allowed (`pull=True`; the server passes `pull=False` and never downloads). Which build a name
+stands for, GGUF or safetensors, is the routing policy's answer (`backend_route`); `route()` here
+hands out the safetensors build when that answer is torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Callable
 
 from ..errors import ModelNotFound
-
-if TYPE_CHECKING:
-    from .hosted import Endpoint
-
-Format = Literal["gguf", "safetensors", "remote"]
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    name: str  # as the user wrote it
-    format: Format
-    path: Path | None = None
-    repo: str | None = None
-    #: Facts the catalog knows before the file is opened (family, sampling, context).
-    hints: dict = field(default_factory=dict)
-    #: Where a remote model is served (format "remote"); holds the API key, so never printed.
-    endpoint: "Endpoint | None" = field(default=None, repr=False)
-    #: Why this backend was chosen (shown by --verbose and `qwen show`).
-    reason: str = ""
+from ..resolved import ResolvedModel
+from .names import ModelRef
 
 
 def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False,
@@ -51,13 +34,13 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
         assert ref.path is not None
         if not ref.path.exists():
             raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file, or a model name (qwen list)")
-        routed, reason = _route(name, ref, backend, pull, force)
+        routed, reason = route(name, ref, backend=backend, pull=pull, force=force)
         return routed or ResolvedModel(name=name, format="gguf", path=ref.path, reason=reason)
     if quant is not None:
         from .pull import merge_quant
 
         ref = merge_quant(ref, quant)
-    routed, reason = _route(name, ref, backend, pull, force)
+    routed, reason = route(name, ref, backend=backend, pull=pull, force=force)
     if routed is not None:
         return routed
     local = store.find(ref)
@@ -79,11 +62,42 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
     return _resolved(name, ref, result.model, reason)
 
 
-def _route(name: str, ref, backend: str, pull: bool, force: bool):
-    """(the torch build, reason) when torch runs it; (None, reason) when the GGUF path goes on."""
-    from .backend_route import route
+def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True, force: bool = False,
+          probe: Callable | None = None) -> tuple[ResolvedModel | None, str]:
+    """(the safetensors build, reason) when torch runs `ref`, pulled first when missing and `pull`;
+    (None, reason) when the GGUF path of `resolve()` goes on."""
+    from . import backend_route
+    from ..hardware import probe_hardware
 
-    return route(name, ref, backend=backend, pull=pull, force=force)
+    probe = probe or probe_hardware
+    decided = backend_route.decide(name, ref, backend, probe)
+    if decided.backend == "llama":
+        return None, decided.reason
+    if ref.kind == "path":
+        return ResolvedModel(name=name, format="safetensors", path=ref.path, reason=decided.reason), decided.reason
+    local = decided.local
+    if local is None:
+        if not pull:
+            from . import store
+
+            if store.find(ref) is not None:  # no download now (a server, `qwen show`): the GGUF that is here
+                return None, (f"{decided.reason}, but only the GGUF is downloaded: llama.cpp"
+                              f" (qwen pull --backend torch {ref.display} for torch)")
+            raise ModelNotFound(f"the safetensors build of {ref.display} is not downloaded",
+                                f"qwen pull --backend torch {ref.display}")
+        from . import hub
+
+        if hub.offline():
+            raise ModelNotFound(f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
+                                f"unset HF_HUB_OFFLINE and run qwen pull --backend torch {ref.display}")
+        from .pull_torch import pull as pull_torch
+
+        assert decided.repo is not None
+        local = pull_torch(decided.repo, force=force, probe=probe)
+    hints = dict(decided.entry.hints) if decided.entry is not None else {}
+    hints.update(quant=local.quant, repo=local.repo)
+    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
+                         reason=decided.reason), decided.reason
 
 
 def _resolved(name: str, ref, local, reason: str = "") -> ResolvedModel:

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef
 from .select import GGUFChoice, RepoFile, gguf_models
 
-SAFETENSORS = "safetensors"
-PICKLE = "pickle"  # a transformers folder with only pickle weights (pulled with --allow-pickle)
-TRANSFORMERS_FORMATS = (SAFETENSORS, PICKLE)
 #: Pickle weight files transformers loads (`pull --backend torch --allow-pickle` fetches these).
 PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
 
@@ -33,7 +31,7 @@ class LocalModel:
     name: str  # "qwen2.5-0.5b:q4_k_m", or "owner/repo:quant" outside the catalog
     repo: str
     quant: str
-    format: str  # "gguf" or "safetensors"
+    format: Format  # "gguf", "safetensors" or "pickle"
     size: int  # bytes on disk (each blob counted once)
     modified: float  # POSIX time of the newest file
     path: Path  # what a backend loads: the .gguf (first shard) or the snapshot folder
@@ -90,6 +88,16 @@ def find(ref: ModelRef, cache_dir: Path | None = None) -> LocalModel | None:
     return max(models, key=lambda m: m.modified)  # the one pulled last
 
 
+def find_torch_build(repo: str | None, cache_dir: Path | None = None) -> LocalModel | None:
+    """The downloaded safetensors (or pickle) build of `repo`; None when there is none. No network."""
+    if not repo:
+        return None
+    cache = RepoCache(cache_dir or hub_cache(), repo)
+    if not cache.snapshots.is_dir():
+        return None
+    return next((m for m in repo_models(cache) if m.format in TRANSFORMERS_FORMATS), None)
+
+
 def _commits(cache: RepoCache) -> list[str]:
     """Snapshot commits, the one refs/main names first, then newest first."""
     try:
@@ -130,7 +138,7 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
         paths = tuple(files[f.path] for f in choice.files)
         models.append(_model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout))
     top = [rel for rel in files if "/" not in rel]
-    fmt = SAFETENSORS if any(rel.endswith(".safetensors") for rel in files) else \
+    fmt: Format | None = SAFETENSORS if any(rel.endswith(".safetensors") for rel in files) else \
         PICKLE if "config.json" in files and any(rel.endswith(PICKLE_WEIGHTS) for rel in top) else None
     if fmt is not None:
         paths = tuple(files.values())
@@ -139,7 +147,7 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
     return models
 
 
-def _model(cache: RepoCache, commit: str, quant: str, fmt: str, path: Path, files: tuple[Path, ...],
+def _model(cache: RepoCache, commit: str, quant: str, fmt: Format, path: Path, files: tuple[Path, ...],
            layout: str) -> LocalModel:
     blobs = {os.path.realpath(p): p for p in files}
     size = sum(_size(p) for p in blobs.values())

@@ -111,7 +111,7 @@ class Prober:
 def _child(path: str) -> int:
     """Open the model and evaluate one token. Prints one line on failure."""
     from ..errors import QwenError
-    from ..models.gguf_file import read_model
+    from ..formats.gguf import read_model
 
     try:
         model = read_model(Path(path))

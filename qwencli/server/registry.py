@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
 from ..errors import ModelNotFound, QwenError
-from ..models.resolve import ResolvedModel
+from ..resolved import ResolvedModel
 from .config import ServerConfig
 from .openai_errors import ApiError, bad_request, model_not_found
 from .probe import Prober
@@ -176,7 +176,7 @@ class Registry:
     def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, Optional[int]]:
         kv = None
         if resolved.format == "gguf" and resolved.path is not None:
-            from ..models.gguf_file import read_model
+            from ..formats.gguf import read_model
 
             kv = read_model(resolved.path).kv_bytes_per_token()  # validates the header first
             if self.prober is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ModelNotFound, UsageError
 from ..models import resolve as resolve_module
 from ..models.names import looks_like_path
-from ..models.resolve import ResolvedModel
+from ..resolved import ResolvedModel
 
 log = logging.getLogger("qwencli.server")
 
