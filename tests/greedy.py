@@ -113,7 +113,7 @@ class GreedyWalker:
     def __init__(self, path: Path, n_ctx: int = 2048):
         import llama_cpp
 
-        from qwencli.models.gguf_file import read_model
+        from qwencli.formats.gguf import read_model
         from qwencli.templates import ChatTemplate
 
         self._llama_cpp = llama_cpp
