@@ -24,7 +24,7 @@ from ..hardware import available_memory, physical_cores
 from .cpu_contention import ThreadGovernor
 from ..models.gguf_file import GGUFModel, read_model
 from ..templates import ChatTemplate
-from .base import LoadOptions, ModelInfo
+from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
 from .pipeline import TextPipeline, chat_prompt, reply_mode, token_chunks
 
@@ -102,7 +102,7 @@ def _grammar_text(options: GenerationOptions) -> tuple[str | None, str | None]:
     return None, None
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     backend_name = "llama.cpp"
 
     def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
@@ -271,14 +271,14 @@ class LlamaCppBackend:
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
-    ) -> Iterator[Chunk]:
+    ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
         return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
-    def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode) -> Iterator[Chunk]:
+    def _stream(self, prompt: str, options: GenerationOptions, mode) -> ChunkStream:
         options = sampling.resolve(options, self.family)
         return self._engine.stream(lambda cancel: self._generate(prompt, options, mode, cancel))
 

@@ -32,7 +32,7 @@ from ..chat import Chunk, GenerationOptions, Timings, Usage
 from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UsageError
 from ..hardware import available_memory
 from ..models.gguf_file import read_model
-from .base import LoadOptions
+from .base import LoadOptions, pull_into
 from .engine_thread import EngineThread
 from .llamacpp import _LOG, LlamaCppBackend, common_prefix, choose_context_length
 from .pipeline import TextPipeline
@@ -157,6 +157,11 @@ class BatchedStream:
     def cancel(self) -> None:
         self._request.cancelled.set()
 
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+        """Pulled on the caller's thread: the step engine serves several requests, so it does not
+        run anyone's callbacks."""
+        pull_into(self, on_item, on_end)
+
     def close(self) -> None:
         """Stop the request and wait until the engine has let go of it."""
         self._request.cancelled.set()
@@ -226,7 +231,7 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
 
     # -- requests --------------------------------------------------------------------------
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode) -> Iterator[Chunk]:
+    def _stream(self, prompt: str, options: GenerationOptions, mode) -> BatchedStream:
         request = _Request(prompt, sampling.resolve(options, self.family), mode)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._engine.wake()

@@ -35,7 +35,7 @@ from ..chat import Chunk, GenerationOptions, Message
 from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedModel, UsageError
 from ..hardware import physical_cores
 from ..templates import ChatTemplate
-from .base import LoadOptions, ModelInfo
+from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
 from .llamacpp import DEFAULT_CONTEXT, END_OF_TURN_TEXTS, common_prefix
 from .pipeline import TextPipeline, chat_prompt, reply_mode, token_chunks
@@ -242,7 +242,7 @@ class Sampler:
         return logits
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     backend_name = "torch"
 
     def __init__(self, folder: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
@@ -385,11 +385,11 @@ class TorchBackend:
     # -- generation ------------------------------------------------------------------------
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
-             tools: Sequence[dict] | None = None) -> Iterator[Chunk]:
+             tools: Sequence[dict] | None = None) -> ChunkStream:
         prompt = self.render(messages, options, tools)
         return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
-    def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
     def _options(self, options: GenerationOptions) -> GenerationOptions:
@@ -397,7 +397,7 @@ class TorchBackend:
             options = options.merged_over(self._generation_defaults)
         return sampling.resolve(options, self.family)
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode) -> Iterator[Chunk]:
+    def _stream(self, prompt: str, options: GenerationOptions, mode) -> ChunkStream:
         options = self._options(options)
         ids = self.tokenize(prompt)
         return self._engine.stream(lambda cancel: self._generate(ids, options, mode, cancel))

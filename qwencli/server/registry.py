@@ -75,7 +75,7 @@ class LoadedModel:
     def memory_bytes(self) -> int:
         """Weights plus KV cache, estimated from the file: what unloading would give back."""
         info = self.info
-        kv = (self.kv_bytes_per_token or 0) * info.context_length * max(getattr(self.backend, "slots", 1), 1)
+        kv = (self.kv_bytes_per_token or 0) * info.context_length * self.backend.slots
         return (info.size_bytes or 0) + kv
 
 
@@ -194,7 +194,7 @@ class Registry:
         per_token = model.kv_bytes_per_token
         if not per_token:
             return
-        slots = max(getattr(model.backend, "slots", 1), 1)
+        slots = model.backend.slots
         need = per_token * num_ctx * slots
         have = self._memory() + per_token * model.info.context_length * slots  # the old cache goes
         if need > have * KV_MEMORY_SHARE:
