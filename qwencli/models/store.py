@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..formats.hf_folder import PICKLE_WEIGHTS  # noqa: F401  (pull_torch reads it from here)
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef
@@ -22,8 +23,6 @@ from .select import GGUFChoice, RepoFile, gguf_models
 SAFETENSORS = "safetensors"
 PICKLE = "pickle"  # a transformers folder with only pickle weights (pulled with --allow-pickle)
 TRANSFORMERS_FORMATS = (SAFETENSORS, PICKLE)
-#: Pickle weight files transformers loads (`pull --backend torch --allow-pickle` fetches these).
-PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
 
 
 @dataclass(frozen=True)

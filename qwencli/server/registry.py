@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
+from ..backends.local import KV_SHARE_REQUESTED
 from ..errors import ModelNotFound, QwenError
 from ..models.resolve import ResolvedModel
 from .config import ServerConfig
@@ -27,9 +28,6 @@ from .probe import Prober
 from .scheduler import Scheduler, Ticket
 
 log = logging.getLogger("qwencli.server")
-
-#: Share of free memory a requested context's KV cache may take.
-KV_MEMORY_SHARE = 0.8
 
 
 class ModelSource(Protocol):
@@ -197,10 +195,10 @@ class Registry:
         slots = model.backend.slots
         need = per_token * num_ctx * slots
         have = self._memory() + per_token * model.info.context_length * slots  # the old cache goes
-        if need > have * KV_MEMORY_SHARE:
+        if need > have * KV_SHARE_REQUESTED:
             raise bad_request(
                 f"num_ctx {num_ctx} needs {need / 2**30:.1f} GiB for its KV cache but only "
-                f"{have * KV_MEMORY_SHARE / 2**30:.1f} GiB is available on the server",
+                f"{have * KV_SHARE_REQUESTED / 2**30:.1f} GiB is available on the server",
                 param="num_ctx",
             )
 

@@ -1,0 +1,1 @@
+"""File formats a model comes in, read without loading an engine."""
