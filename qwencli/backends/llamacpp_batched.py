@@ -31,54 +31,18 @@ from ..hardware import available_memory, physical_cores
 from ..models.gguf_file import read_model
 from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
-from .engine_thread import EngineThread
-from .llama_grammar import gbnf
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load
+from .llama_sampler import sampler_chain
 from .llama_vocab import LlamaVocab
-from .local import PENALTY_WINDOW, common_prefix, reply_budget
+from .local import common_prefix, reply_budget
 from .pipeline import chat_prompt, reply_mode
 from .reply import Reply
+from .step_engine import StepEngine
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
 #: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
 STEP_TOKENS = 256
 _END = object()
-
-
-class StepEngine(EngineThread):
-    """The engine thread of a batched model: calls in FIFO order, and between them, while there
-    is work, decode steps."""
-
-    def __init__(self, name: str):
-        self.step: Callable[[], bool] = lambda: False
-        self.on_step_error: Callable[[BaseException], None] = lambda exc: None
-        self._stepping = False
-        super().__init__(name)  # starts the thread, which reads the fields above
-
-    def _run(self) -> None:
-        while True:
-            if self._stepping:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    try:
-                        self._stepping = self.step()
-                    except BaseException as exc:  # a dead engine thread would hang every stream
-                        self._stepping = False
-                        self.on_step_error(exc)
-                    continue
-            else:
-                job = self._jobs.get()
-            if job is None:
-                return
-            job()
-
-    def wake(self) -> None:
-        """Start stepping (from any thread)."""
-        self._jobs.put(self._start_stepping)
-
-    def _start_stepping(self) -> None:
-        self._stepping = True
 
 
 @dataclass(eq=False)
@@ -289,7 +253,7 @@ class BatchedLlamaCppBackend(Backend):
 
         tokens = self._vocab.tokenize(request.prompt)
         budget = reply_budget(len(tokens), self._n_ctx, request.options)
-        sampler = self._sampler(request.options)
+        sampler = sampler_chain(request.options, self._vocab)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
         slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
         keep = min(common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
@@ -309,34 +273,6 @@ class BatchedLlamaCppBackend(Backend):
         self._running.append(slot)
         if slot.reply.finished:  # max_tokens 0
             self._finish(slot)
-
-    def _sampler(self, options: GenerationOptions) -> Any:
-        import llama_cpp
-        from llama_cpp import _internals
-
-        grammar = gbnf(options)
-        chain = _internals.LlamaSampler()
-        vocab = self._vocab.vocab
-        chain.add_penalties(self._vocab.size, PENALTY_WINDOW, options.repeat_penalty or 1.0,
-                            options.frequency_penalty or 0.0, options.presence_penalty or 0.0)
-        if grammar is not None:
-            grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
-                chain.close()
-                raise UsageError("cannot turn the response format into a grammar: llama.cpp rejected it",
-                                 param="response_format")
-            llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
-        temperature = options.temperature if options.temperature is not None else 0.8
-        if temperature <= 0:
-            chain.add_greedy()
-        else:
-            chain.add_top_k(options.top_k if options.top_k is not None else 40)
-            chain.add_typical(1.0, 1)
-            chain.add_top_p(options.top_p if options.top_p is not None else 0.95, 1)
-            chain.add_min_p(options.min_p if options.min_p is not None else 0.05, 1)
-            chain.add_temp(temperature)
-            chain.add_dist(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        return chain
 
     def _decode_and_sample(self) -> None:
         import llama_cpp
