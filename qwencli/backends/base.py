@@ -5,8 +5,8 @@ non-streaming answer is `qwencli.chat.collect()` of it. What every backend guara
 
 - the last chunk, and only it, has `finish_reason`, `usage` and `timings` ("cancelled" when the
   caller stopped it); an error ends the stream by raising instead;
-- `cancel()` (any thread) stops generation between two tokens; `close()` stops it too and returns
-  once the engine has let go, so the next request finds it free;
+- `cancel()` (any thread) stops generation between two tokens (a remote stream: two chunks);
+  `close()` stops it too and returns once the engine has let go, so the next request finds it free;
 - every call into a native engine runs on that model's one engine thread (`engine_thread`), so
   callers on any thread never race inside the engine.
 """
