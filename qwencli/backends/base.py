@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Optional, Protocol, Sequence
+from collections.abc import Generator
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
 
@@ -114,10 +115,10 @@ def pull_into(stream: ChunkStream, on_item: Callable[[Chunk], None],
 
 
 class PulledStream:
-    """A `ChunkStream` over a generator pulled on the consumer's thread (a remote server, a fake):
-    `cancel()` ends it before its next chunk, `close()` runs the generator's `finally`."""
+    """A `ChunkStream` over chunks pulled on the consumer's thread (a remote server, a fake):
+    `cancel()` ends it before its next chunk; `close()` closes a generator, running its `finally`."""
 
-    def __init__(self, chunks: Generator[Chunk, None, None]):
+    def __init__(self, chunks: Iterator[Chunk]):
         self._chunks = chunks
         self._cancelled = threading.Event()
 
@@ -126,12 +127,13 @@ class PulledStream:
 
     def __next__(self) -> Chunk:
         if self._cancelled.is_set():
-            self._chunks.close()
+            self.close()
             raise StopIteration
         return next(self._chunks)
 
     def close(self) -> None:
-        self._chunks.close()
+        if isinstance(self._chunks, Generator):
+            self._chunks.close()
 
     def cancel(self) -> None:
         self._cancelled.set()

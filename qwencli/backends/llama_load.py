@@ -11,7 +11,7 @@ import io
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 from .. import sampling
 from ..errors import InvalidModelFile
@@ -31,7 +31,7 @@ class _LlamaLog:
         self.verbose = False
         self.lines: collections.deque[str] = collections.deque(maxlen=50)
         self._partial = ""
-        self._callback = None
+        self._callback: Any = None
 
     def install(self) -> None:
         import llama_cpp

@@ -277,7 +277,9 @@ class BatchedLlamaCppBackend(Backend):
     def _decode_and_sample(self) -> None:
         import llama_cpp
 
-        batch = self._handles.batch.batch
+        handles = self._handles
+        assert handles is not None  # steps run only while the model is loaded
+        batch, ctx = handles.batch.batch, handles.ctx.ctx
         n = 0
         sample_at: list[tuple[_Slot, int]] = []
         placed: list[tuple[_Slot, list[int]]] = []
@@ -311,7 +313,7 @@ class BatchedLlamaCppBackend(Backend):
         if n == 0:
             return
         batch.n_tokens = n
-        status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
+        status = llama_cpp.llama_decode(ctx, batch)
         if status != 0:
             error = InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
             for slot, _ in placed:
@@ -322,7 +324,7 @@ class BatchedLlamaCppBackend(Backend):
         for slot, tokens in placed:
             slot.cached.extend(tokens)
         for slot, index in sample_at:
-            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._handles.ctx.ctx, index)
+            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
             self._emit(slot, token)
 
     def _emit(self, slot: _Slot, token: int) -> None:
