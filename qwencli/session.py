@@ -91,9 +91,7 @@ class Conversation:
                 finished = finished or chunk.finish_reason is not None
                 yield chunk
         finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()  # cancels generation if we got here early
+            stream.close()  # cancels generation if we got here early
             if text or reasoning or finished:
                 self.turns.append(Message("assistant", "".join(text), reasoning="".join(reasoning) or None))
             else:
@@ -111,8 +109,7 @@ class Conversation:
                 break
             user_turns = [i for i, m in enumerate(self.turns) if m.role == "user"]
             if len(user_turns) <= 1:
-                grow = getattr(self.backend, "ensure_context", None)
-                if grow and grow(used + reserve):
+                if self.backend.ensure_context(used + reserve):
                     self._notice(f"context raised to {self.backend.info.context_length} tokens for this prompt")
                     break
                 if used < ctx:

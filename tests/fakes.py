@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from qwencli.backends.base import ModelInfo
+from qwencli.backends.base import Backend, ChunkStream, ModelInfo, PulledStream
 from qwencli.chat import Chunk, GenerationOptions, Message, Timings, Usage
 
 
 @dataclass
-class FakeBackend:
+class FakeBackend(Backend):
     """Answers each chat with the next scripted reply, one word per chunk.
 
     Prompt size is counted as words of the messages (plus 4 a message), so context limits can
@@ -33,15 +33,16 @@ class FakeBackend:
                             tools: Any = None) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)
 
-    def chat(self, messages: Sequence[Message], options: GenerationOptions, *, tools: Any = None) -> Iterator[Chunk]:
+    def chat(self, messages: Sequence[Message], options: GenerationOptions, *, tools: Any = None) -> ChunkStream:
         self.calls.append((list(messages), options))
         reply = self.replies[(len(self.calls) - 1) % len(self.replies)]
-        return self._stream(reply, self.count_prompt_tokens(messages, options))
+        return PulledStream(self._stream(reply, self.count_prompt_tokens(messages, options)))
 
-    def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
-        return self._stream(self.replies[0], len(prompt.split()))
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
+        return PulledStream(self._stream(self.replies[0], len(prompt.split())))
 
     def _stream(self, reply: str, n_prompt: int) -> Iterator[Chunk]:
+        """The reply's chunks (a generator: subclasses wrap it)."""
         words = reply.split(" ")
         sent = 0
         try:

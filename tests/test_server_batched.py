@@ -23,7 +23,7 @@ from qwencli.chat import GenerationOptions, Message, collect
 from qwencli.errors import BackendUnavailable, ContextOverflow
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
-from qwencli.server.registry import StaticSource
+from qwencli.server.static_source import StaticSource
 from tests.conftest import SMOLLM2, _require
 from tests.greedy import LONG_FACTS, PARIS, ROME, SYSTEM as SYSTEM_PROMPT, TOKYO
 from tests.serving import RunningServer

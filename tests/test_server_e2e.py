@@ -18,7 +18,7 @@ import pytest
 
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
-from qwencli.server.registry import StaticSource
+from qwencli.server.static_source import StaticSource
 from tests.conftest import SMOLLM2, _build_tiny, _require, QWEN_TOKENIZER
 from tests.greedy import PARIS as PARIS_EXPECTED, SYSTEM
 from tests.serving import RunningServer, wait_until

@@ -19,7 +19,7 @@ from qwencli.chat import Chunk
 from qwencli.resolved import ResolvedModel
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
-from qwencli.server.registry import StaticSource
+from qwencli.server.static_source import StaticSource
 from tests.conftest import run_qwen
 from tests.fakes import FakeBackend
 from tests.serving import RunningServer, wait_until

@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from qwencli.backends.base import LoadOptions  # noqa: E402
-from qwencli.backends.torch_backend import TorchBackend, check_folder, generation_defaults  # noqa: E402
+from qwencli.backends.torch_backend import TorchBackend  # noqa: E402
+from qwencli.formats.hf_folder import check_folder, generation_defaults  # noqa: E402
 from qwencli.chat import GenerationOptions, Message, collect  # noqa: E402
 from qwencli.errors import BackendUnavailable, InvalidModelFile, UnsupportedModel, UsageError  # noqa: E402
 
@@ -108,10 +109,13 @@ def test_cancelled_stream_reports_cancelled_in_its_last_chunk(qwen2):
     ids = qwen2.tokenize("Loop")
     cancel = threading.Event()
     chunks = []
-    for chunk in qwen2._generate(ids, qwen2._options(GREEDY.replace(max_tokens=1000)), "text", cancel):
+
+    def emit(chunk):
         chunks.append(chunk)
         if len(chunks) == 4:
             cancel.set()
+
+    qwen2._generate(ids, qwen2._options(GREEDY.replace(max_tokens=1000)), "text", cancel, emit)
     assert chunks[-1].finish_reason == "cancelled" and chunks[-1].usage.completion_tokens == 4
 
 
@@ -249,13 +253,13 @@ def test_unsafe_folders_are_refused_unless_the_user_allows_them(tiny_qwen2_hf, t
 
 @pytest.mark.parametrize("method,package", [("awq", "gptqmodel"), ("gptq", "optimum")])
 def test_quantized_repo_without_kernels_names_the_package(tiny_qwen2_hf, tmp_path, monkeypatch, method, package):
-    from qwencli.backends import torch_backend
+    from qwencli.formats import hf_folder
 
     folder = _copy(tiny_qwen2_hf, tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
     config["quantization_config"] = {"quant_method": method, "bits": 4}
     (folder / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(torch_backend, "find_spec", lambda name: None)
+    monkeypatch.setattr(hf_folder, "find_spec", lambda name: None)
     with pytest.raises(BackendUnavailable) as caught:
         check_folder(folder)
     assert package in caught.value.message and "pip install" in caught.value.hint

@@ -1,15 +1,23 @@
-"""The backend protocol: what the CLI, the REPL and the server need from an engine.
+"""The engine contract: everything the CLI, the REPL and the server may rely on from a backend.
 
-Stream first: `chat()` and `complete()` return an iterator of `Chunk`s, the last one carrying
-finish reason, usage and timings; the non-streaming answer is `qwencli.chat.collect()` of it.
-Closing the iterator early (Ctrl-C, a closed pipe, a client that went away) stops generation.
+Stream first: `chat()` and `complete()` return a `ChunkStream`, an iterator of `Chunk`s; the
+non-streaming answer is `qwencli.chat.collect()` of it. What every backend guarantees:
+
+- the last chunk, and only it, has `finish_reason`, `usage` and `timings` ("cancelled" when the
+  caller stopped it); an error ends the stream by raising instead;
+- `cancel()` (any thread) stops generation between two tokens (a remote stream: two chunks);
+  `close()` stops it too and returns once the engine has let go, so the next request finds it free;
+- every call into a native engine runs on that model's one engine thread (`engine_thread`), so
+  callers on any thread never race inside the engine.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from collections.abc import Generator
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
 
@@ -66,8 +74,86 @@ class ModelInfo:
         return {k: v for k, v in out.items() if v is not None}
 
 
+class ChunkStream(Protocol):
+    """One reply's chunks, consumed once: iterated, or pushed with `push_to`."""
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+    def __next__(self) -> Chunk: ...
+
+    def close(self) -> None:
+        """Stop generating (if still running) and wait until the engine is free."""
+        ...
+
+    def cancel(self) -> None:
+        """Ask generation to stop at the next token (from any thread); does not wait."""
+        ...
+
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+        """Deliver the chunks to `on_item`, then call `on_end(error or None)` once generation has
+        stopped; instead of iterating. A local engine calls them from its engine thread and
+        returns at once (one thread hop less per token for the server); any other stream runs
+        them on the calling thread before returning. `cancel()` still applies."""
+        ...
+
+
+def pull_into(stream: ChunkStream, on_item: Callable[[Chunk], None],
+              on_end: Callable[[Optional[BaseException]], None]) -> None:
+    """`push_to` for a stream that is pulled: iterate on this thread, close, then `on_end`."""
+    error: Optional[BaseException] = None
+    try:
+        for chunk in stream:
+            on_item(chunk)
+    except BaseException as exc:  # handed to on_end, as an engine thread would hand it
+        error = exc
+    finally:
+        try:
+            stream.close()
+        except BaseException as exc:
+            error = error or exc
+    on_end(error)
+
+
+class PulledStream:
+    """A `ChunkStream` over chunks pulled on the consumer's thread (a remote server, a fake):
+    `cancel()` ends it before its next chunk; `close()` closes a generator, running its `finally`."""
+
+    def __init__(self, chunks: Iterator[Chunk]):
+        self._chunks = chunks
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> "PulledStream":
+        return self
+
+    def __next__(self) -> Chunk:
+        if self._cancelled.is_set():
+            self.close()
+            raise StopIteration
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if isinstance(self._chunks, Generator):
+            self._chunks.close()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+        pull_into(self, on_item, on_end)
+
+
 class Backend(Protocol):
+    """A loaded model. Backends subclass this for the defaults of `slots` and `ensure_context`."""
+
     info: ModelInfo
+    #: Requests the backend generates at once (`qwen serve --parallel`); the server's KV
+    #: estimates multiply by it.
+    slots: int = 1
+
+    def ensure_context(self, needed: int) -> bool:
+        """Make room for `needed` tokens if the backend can (raising its context); True if it
+        holds them. By default the context is what it is."""
+        return needed <= self.info.context_length
 
     def count_prompt_tokens(
         self,
@@ -85,8 +171,10 @@ class Backend(Protocol):
         options: GenerationOptions,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
-    ) -> Iterator[Chunk]: ...
+    ) -> ChunkStream: ...
 
-    def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]: ...
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free the model; streams still running end with an error."""
+        ...

@@ -51,7 +51,16 @@ class EngineThread:
 
     def stream(self, produce: Callable[[threading.Event], Iterator[T]]) -> "EngineStream[T]":
         """The items of the generator `produce(cancel)`, run on the engine thread (see EngineStream)."""
-        return EngineStream(self._jobs, produce)
+        def drive(cancel: threading.Event, emit: Callable[[T], None]) -> None:
+            for item in produce(cancel):
+                emit(item)
+
+        return EngineStream(self._jobs, drive)
+
+    def emitting(self, drive: Callable[[threading.Event, Callable[[T], None]], None]) -> "EngineStream[T]":
+        """The items `drive(cancel, emit)` emits, run on the engine thread: one generator frame
+        per item less than `stream`, for the token loops."""
+        return EngineStream(self._jobs, drive)
 
     def close(self, timeout: float | None = None) -> None:
         self._jobs.put(None)
@@ -73,9 +82,9 @@ class EngineStream(Iterator[T]):
     Nothing runs before the first `next()` or `push_to()`.
     """
 
-    def __init__(self, jobs: queue.SimpleQueue, produce: Callable[[threading.Event], Iterator[T]]):
+    def __init__(self, jobs: queue.SimpleQueue, drive: Callable[[threading.Event, Callable[[T], None]], None]):
         self._jobs = jobs
-        self._produce = produce
+        self._drive = drive
         self._cancel = threading.Event()
         self._out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._started = False
@@ -86,12 +95,11 @@ class EngineStream(Iterator[T]):
             raise RuntimeError("an engine stream can be consumed only once")
         self._started = True
 
-        produce, cancel = self._produce, self._cancel  # not `self`: dropping it must stop the job
+        drive, cancel = self._drive, self._cancel  # not `self`: dropping it must stop the job
 
         def job() -> None:
             try:
-                for item in produce(cancel):
-                    on_item(item)
+                drive(cancel, on_item)
             except BaseException as exc:
                 on_end(exc)
             else:

@@ -7,105 +7,49 @@ token of every running sequence — plus a slice of any prompt still being read 
 little more than one: that is how llama-server beats a one-at-a-time server with several
 clients, and it all stays on one thread (`StepEngine`), so no two OpenMP teams fight over cores.
 
-Everything around the token loop — loading, the chat template, tokenizing, thinking and stop
-strings — is `LlamaCppBackend`'s; this class replaces only the engine and the generation.
+It shares with the one-at-a-time backend what is not the engine: loading (`llama_load`), the
+template and tokens (`llama_vocab`), the grammar (`llama_grammar`) and the reply (`reply`).
 Each slot keeps its KV cache after a request, and a new request goes to the slot sharing the
 longest prefix with its prompt (a follow-up turn of a chat reuses its history).
 """
 
 from __future__ import annotations
 
-import codecs
 import collections
-import io
-import json
+import dataclasses
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Timings, Usage
-from ..errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UsageError
-from ..hardware import available_memory
+from ..chat import Chunk, FinishReason, GenerationOptions, Message
+from ..errors import BackendUnavailable, InvalidModelFile, UsageError
+from ..hardware import available_memory, physical_cores
 from ..formats.gguf import read_model
-from .base import LoadOptions
-from .engine_thread import EngineThread
-from .llamacpp import _LOG, LlamaCppBackend, common_prefix, choose_context_length
-from .pipeline import TextPipeline
+from ..thinking import Mode
+from .base import Backend, LoadOptions, pull_into
+from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load
+from .llama_sampler import sampler_chain
+from .llama_vocab import LlamaVocab
+from .local import common_prefix, reply_budget
+from .pipeline import chat_prompt, reply_mode
+from .reply import Reply
+from .step_engine import StepEngine
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
 #: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
 STEP_TOKENS = 256
-PENALTY_WINDOW = 64  # llama-cpp-python's default `last_n_tokens_size`
 _END = object()
-
-
-class StepEngine(EngineThread):
-    """The engine thread of a batched model: calls in FIFO order, and between them, while there
-    is work, decode steps."""
-
-    def __init__(self, name: str):
-        self.step: Callable[[], bool] = lambda: False
-        self.on_step_error: Callable[[BaseException], None] = lambda exc: None
-        self._stepping = False
-        super().__init__(name)  # starts the thread, which reads the fields above
-
-    def _run(self) -> None:
-        while True:
-            if self._stepping:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    try:
-                        self._stepping = self.step()
-                    except BaseException as exc:  # a dead engine thread would hang every stream
-                        self._stepping = False
-                        self.on_step_error(exc)
-                    continue
-            else:
-                job = self._jobs.get()
-            if job is None:
-                return
-            job()
-
-    def wake(self) -> None:
-        """Start stepping (from any thread)."""
-        self._jobs.put(self._start_stepping)
-
-    def _start_stepping(self) -> None:
-        self._stepping = True
-
-
-class _Handle:
-    """What `LlamaCppBackend` uses of a `llama_cpp.Llama`, over a context with N sequences."""
-
-    def __init__(self, model: Any, ctx: Any, batch: Any):
-        self._model = model
-        self.ctx = ctx
-        self.batch = batch
-        self.verbose = False
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return self._model.tokenize(text, add_bos, special)
-
-    def token_eos(self) -> int:
-        return self._model.token_eos()
-
-    def close(self) -> None:
-        self.batch.close()
-        self.ctx.close()
-        self._model.close()
 
 
 @dataclass(eq=False)
 class _Request:
     prompt: str
     options: GenerationOptions
-    mode: Any
+    mode: Mode
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -122,14 +66,7 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
     next_token: Optional[int] = None  # sampled, to be decoded next step
     sampler: Any = None
-    pipeline: Optional[TextPipeline] = None
-    decoder: Any = None
-    n_prompt: int = 0
-    n_cached: int = 0
-    n_out: int = 0
-    budget: int = 0
-    started: float = 0.0
-    first: float = 0.0
+    reply: Optional[Reply] = None
 
 
 class BatchedStream:
@@ -157,6 +94,11 @@ class BatchedStream:
     def cancel(self) -> None:
         self._request.cancelled.set()
 
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+        """Pulled on the caller's thread: the step engine serves several requests, so it does not
+        run anyone's callbacks."""
+        pull_into(self, on_item, on_end)
+
     def close(self) -> None:
         """Stop the request and wait until the engine has let go of it."""
         self._request.cancelled.set()
@@ -164,38 +106,43 @@ class BatchedStream:
         self._done = True
 
 
-class BatchedLlamaCppBackend(LlamaCppBackend):
-    backend_name = "llama.cpp"
-
+class BatchedLlamaCppBackend(Backend):
     def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, slots: int = 4):
         if slots < 1:
             raise UsageError("slots must be at least 1")
+        started = time.perf_counter()
         self.slots = slots
+        self.model = read_model(Path(path))
         if load.context_length is None:
             # Each slot gets the context one model would get from a share of the memory.
-            n_ctx, _ = choose_context_length(read_model(Path(path)), None, available_memory() // slots)
-            import dataclasses
-
+            n_ctx, _ = choose_context_length(self.model, None, available_memory() // slots)
             load = dataclasses.replace(load, context_length=n_ctx)
+        n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
+        self._load_options = load
+        self._threads = load.threads or physical_cores()
         self._free: list[_Slot] = [_Slot(i) for i in range(slots)]
         self._running: list[_Slot] = []
         self._waiting: collections.deque[_Request] = collections.deque()
-        super().__init__(path, load, name=name)
+        self._handles: Optional[_Handles] = None
+        self._engine = StepEngine("llama.cpp batched")
         self._engine.step = self._step
         self._engine.on_step_error = self._on_step_error
+        self._engine.call(self._load_on_engine, n_ctx)
+        self.template = self._vocab.template
+        self.info = model_info(self.model, self.template, name=name, n_ctx=n_ctx, reason=reason, started=started,
+                               threads=self._threads, gpu_layers=self._gpu_layers)
+        self.family = self.info.family
 
-    def _new_engine(self) -> StepEngine:  # type: ignore[override]
-        return StepEngine("llama.cpp batched")
-
-    def _load_on_engine(self, n_ctx: int, load: LoadOptions) -> None:
+    def _load_on_engine(self, n_ctx: int) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
-        self._prepare_load(load)
-        if self._llama is not None:
+        load = self._load_options
+        if self._handles is not None:
             self._fail_all(BackendUnavailable("the model was reloaded"))
-            self._llama.close()
-            self._llama = None
+            self._handles.close()
+            self._handles = None
+        self._gpu_layers = gpu_layers(load)
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = 0x7FFFFFFF if self._gpu_layers == -1 else self._gpu_layers
         ctx_params = llama_cpp.llama_context_default_params()
@@ -208,17 +155,12 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         # As `llama_cpp.Llama` (the one-at-a-time backend) sets it: llama.cpp's default "auto"
         # turns flash attention on, whose different rounding makes greedy replies differ.
         ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        saved, sys.stderr = sys.stderr, io.StringIO()  # see LlamaCppBackend._load_on_engine
-        try:
+        with quiet_load(self.model, load.verbose):
             model = _internals.LlamaModel(path_model=str(self.model.path), params=model_params, verbose=True)
             ctx = _internals.LlamaContext(model=model, params=ctx_params, verbose=True)
             batch = _internals.LlamaBatch(n_tokens=STEP_TOKENS + self.slots, embd=0, n_seq_max=1, verbose=True)
-        except Exception as exc:
-            detail = _LOG.last_error() or str(exc)
-            raise InvalidModelFile(f"llama.cpp could not load {self.model.path.name}: {detail}") from None
-        finally:
-            sys.stderr = saved
-        self._llama = _Handle(model, ctx, batch)
+        self._handles = _Handles(model, ctx, batch)
+        self._vocab = LlamaVocab(model.model, self.model)
         self._memory = llama_cpp.llama_get_memory(ctx.ctx)
         self._n_ctx = n_ctx
         for slot in self._free:
@@ -226,7 +168,24 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
 
     # -- requests --------------------------------------------------------------------------
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode) -> Iterator[Chunk]:
+    def render(self, messages: Sequence[Message], options: GenerationOptions,
+               tools: Sequence[dict] | None = None) -> str:
+        return chat_prompt(self.template, messages, options, tools)
+
+    def count_prompt_tokens(self, messages: Sequence[Message], options: GenerationOptions, *,
+                            tools: Sequence[dict] | None = None) -> int:
+        prompt = self.render(messages, options, tools)
+        return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
+
+    def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
+             tools: Sequence[dict] | None = None) -> BatchedStream:
+        prompt = self.render(messages, options, tools)
+        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+
+    def complete(self, prompt: str, options: GenerationOptions) -> BatchedStream:
+        return self._stream(prompt, options, "text")
+
+    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode) -> BatchedStream:
         request = _Request(prompt, sampling.resolve(options, self.family), mode)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._engine.wake()
@@ -255,10 +214,16 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
             slot.cached = []
 
     def close(self) -> None:
+        def free() -> None:
+            self._fail_all(BackendUnavailable("the model was unloaded"))
+            if self._handles is not None:
+                self._handles.close()
+                self._handles = None
+
         try:
-            self._engine.call(self._fail_all, BackendUnavailable("the model was unloaded"))
+            self._engine.call(free)
         finally:
-            super().close()
+            self._engine.close(timeout=5)
 
     # -- the step --------------------------------------------------------------------------
 
@@ -284,18 +249,14 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         return bool(self._running or self._waiting)
 
     def _admit(self, request: _Request) -> None:
-        tokens = self._tokenize(request.prompt)
-        if len(tokens) >= self._n_ctx:
-            raise ContextOverflow(
-                f"the prompt is {len(tokens)} tokens but the context holds {self._n_ctx}",
-                "shorten the input or ask for a larger context (num_ctx)",
-            )
-        sampler = self._sampler(request.options)
+        import llama_cpp
+
+        tokens = self._vocab.tokenize(request.prompt)
+        budget = reply_budget(len(tokens), self._n_ctx, request.options)
+        sampler = sampler_chain(request.options, self._vocab)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
         slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
         keep = min(common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
-        import llama_cpp
-
         if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
             keep = 0
@@ -305,59 +266,20 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         slot.pending = tokens[keep:]
         slot.next_token = None
         slot.sampler = sampler
-        slot.pipeline = TextPipeline(request.mode, request.options.stop)
-        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        slot.n_prompt, slot.n_cached, slot.n_out = len(tokens), keep, 0
-        budget = self._n_ctx - len(tokens)
-        if request.options.max_tokens is not None:
-            budget = min(budget, request.options.max_tokens)
-        slot.budget = budget
-        slot.started = slot.first = time.perf_counter()
+        vocab = self._vocab
+        slot.reply = Reply(request.out.put, mode=request.mode, stops=request.options.stop, piece=vocab.piece,
+                           is_end=vocab.is_end, cancel=request.cancelled, budget=budget, n_prompt=len(tokens),
+                           cached=keep)
         self._running.append(slot)
-        if budget <= 0:
-            self._finish(slot, reason="length")
-
-    def _sampler(self, options: GenerationOptions) -> Any:
-        import llama_cpp
-        from llama_cpp import _internals
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-        grammar = options.grammar
-        if grammar is None and options.response_format == "json":
-            from llama_cpp.llama_grammar import JSON_GBNF
-
-            grammar = JSON_GBNF
-        elif grammar is None and isinstance(options.response_format, dict):
-            try:
-                grammar = json_schema_to_gbnf(json.dumps(options.response_format))
-            except Exception as exc:
-                raise UsageError(f"cannot turn the JSON schema into a grammar: {exc}", param="response_format") from None
-        chain = _internals.LlamaSampler()
-        vocab = self._llama._model.vocab
-        chain.add_penalties(llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_WINDOW, options.repeat_penalty or 1.0,
-                            options.frequency_penalty or 0.0, options.presence_penalty or 0.0)
-        if grammar is not None:
-            grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
-                chain.close()
-                raise UsageError("the response format's grammar was rejected by llama.cpp", param="response_format")
-            llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
-        temperature = options.temperature if options.temperature is not None else 0.8
-        if temperature <= 0:
-            chain.add_greedy()
-        else:
-            chain.add_top_k(options.top_k if options.top_k is not None else 40)
-            chain.add_typical(1.0, 1)
-            chain.add_top_p(options.top_p if options.top_p is not None else 0.95, 1)
-            chain.add_min_p(options.min_p if options.min_p is not None else 0.05, 1)
-            chain.add_temp(temperature)
-            chain.add_dist(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        return chain
+        if slot.reply.finished:  # max_tokens 0
+            self._finish(slot)
 
     def _decode_and_sample(self) -> None:
         import llama_cpp
 
-        batch = self._llama.batch.batch
+        handles = self._handles
+        assert handles is not None  # steps run only while the model is loaded
+        batch, ctx = handles.batch.batch, handles.ctx.ctx
         n = 0
         sample_at: list[tuple[_Slot, int]] = []
         placed: list[tuple[_Slot, list[int]]] = []
@@ -391,7 +313,7 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         if n == 0:
             return
         batch.n_tokens = n
-        status = llama_cpp.llama_decode(self._llama.ctx.ctx, batch)
+        status = llama_cpp.llama_decode(ctx, batch)
         if status != 0:
             error = InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
             for slot, _ in placed:
@@ -402,52 +324,26 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         for slot, tokens in placed:
             slot.cached.extend(tokens)
         for slot, index in sample_at:
-            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._llama.ctx.ctx, index)
+            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
             self._emit(slot, token)
 
     def _emit(self, slot: _Slot, token: int) -> None:
-        import llama_cpp
+        if slot.reply.add(token):
+            self._finish(slot)
+        else:
+            slot.next_token = token
 
-        if slot.n_out == 0:
-            slot.first = time.perf_counter()
-        if token in self._end_tokens or llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token):
-            self._finish(slot, reason="stop")
-            return
-        slot.n_out += 1
-        out = slot.request.out
-        text = slot.decoder.decode(self._piece(token))
-        if text:
-            for chunk in slot.pipeline.feed(text):
-                out.put(chunk)
-            if slot.pipeline.stopped:
-                self._finish(slot, reason="stop")
-                return
-        if slot.n_out >= slot.budget:
-            self._finish(slot, reason="length")
-            return
-        slot.next_token = token
-
-    def _finish(self, slot: _Slot, *, reason: str = "stop", error: BaseException | None = None) -> None:
+    def _finish(self, slot: _Slot, *, reason: Optional[FinishReason] = None,
+                error: BaseException | None = None) -> None:
+        """End the slot's request — with its last chunk, or with `error` — and free the slot."""
         request = slot.request
         if error is not None:
             request.out.put(error)
         else:
-            if not slot.pipeline.stopped:
-                tail = slot.decoder.decode(b"", final=True)
-                for chunk in slot.pipeline.feed(tail) if tail else ():
-                    request.out.put(chunk)
-                for chunk in slot.pipeline.flush():
-                    request.out.put(chunk)
-            ended = time.perf_counter()
-            request.out.put(Chunk(
-                finish_reason=reason,
-                usage=Usage(prompt_tokens=slot.n_prompt, completion_tokens=slot.n_out, cached_tokens=slot.n_cached),
-                timings=Timings(prompt_seconds=slot.first - slot.started, generation_seconds=ended - slot.first,
-                                first_token_seconds=slot.first - slot.started),
-            ))
+            slot.reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.request = slot.sampler = slot.pipeline = slot.decoder = slot.next_token = None
+        slot.request = slot.sampler = slot.reply = slot.next_token = None
         slot.pending = []
         slot.last_used = time.monotonic()
         self._running.remove(slot)
@@ -455,3 +351,15 @@ class BatchedLlamaCppBackend(LlamaCppBackend):
         # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
         request.out.put(_END)
         request.finished.set()
+
+
+class _Handles:
+    """The llama.cpp objects of a batched load: the model, one context with N sequences, a batch."""
+
+    def __init__(self, model: Any, ctx: Any, batch: Any):
+        self.model, self.ctx, self.batch = model, ctx, batch
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()

@@ -17,14 +17,14 @@ from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
 from ..errors import ModelNotFound, UsageError
 from ..resolved import Endpoint, ResolvedModel
 from ..stderr import notice
-from .base import LoadOptions, ModelInfo
+from .base import Backend, ChunkStream, LoadOptions, ModelInfo, PulledStream
 from .openai_client import OpenAIClient
 from .pipeline import TextPipeline
 
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 
 
-class RemoteBackend:
+class RemoteBackend(Backend):
     def __init__(self, model: ResolvedModel, load: LoadOptions = LoadOptions(), *, client: OpenAIClient | None = None):
         if model.endpoint is None:
             raise UsageError(f"{model.name} has no server to talk to")
@@ -75,17 +75,17 @@ class RemoteBackend:
         return None  # only the server knows its tokenizer; it reports an overflow itself
 
     def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
-             tools: Sequence[dict[str, Any]] | None = None) -> Iterator[Chunk]:
+             tools: Sequence[dict[str, Any]] | None = None) -> ChunkStream:
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": [_message(m) for m in messages]}
         if tools:
             body["tools"] = list(tools)
         body.update(self._settings(options))
-        return self._generate("chat/completions", body, chat=True, options=options)
+        return PulledStream(self._generate("chat/completions", body, chat=True, options=options))
 
-    def complete(self, prompt: str, options: GenerationOptions) -> Iterator[Chunk]:
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         body: dict[str, Any] = {"model": self.endpoint.model, "prompt": prompt}
         body.update(self._settings(options, chat=False))
-        return self._generate("completions", body, chat=False, options=options)
+        return PulledStream(self._generate("completions", body, chat=False, options=options))
 
     def close(self) -> None:
         self._client.close()

@@ -10,13 +10,13 @@ reply ends there. It ships with the torch extra (`pip install 'qwencli[torch]'`)
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Optional
 
 import torch
 
 from ..chat import GenerationOptions
 from ..errors import BackendUnavailable, UsageError
+from .local import output_rule
 
 
 class Constraint:
@@ -53,16 +53,17 @@ class Grammars:
     def constraint(self, options: GenerationOptions) -> Optional[Constraint]:
         """The constraint `options` ask for, or None. Raises UsageError for a grammar or schema
         that cannot be compiled, BackendUnavailable without xgrammar."""
-        if not (options.grammar or options.response_format):
+        rule = output_rule(options)
+        if rule is None:
             return None
         compiler = self._compiler_or_raise()
         import xgrammar
 
         try:
-            if options.grammar:
-                compiled = compiler.compile_grammar(options.grammar)
-            elif isinstance(options.response_format, dict):
-                compiled = compiler.compile_json_schema(json.dumps(options.response_format), any_whitespace=False)
+            if rule.kind == "grammar":
+                compiled = compiler.compile_grammar(rule.text)
+            elif rule.kind == "schema":
+                compiled = compiler.compile_json_schema(rule.text, any_whitespace=False)
             else:  # any JSON object, as llama.cpp's JSON grammar (and OpenAI's json_object) allows
                 compiled = compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
         except (RuntimeError, ValueError) as exc:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import DownloadError, InvalidModelFile
+from ..formats.hf_folder import PICKLE_WEIGHTS
 from ..hardware import probe_hardware
 from ..resolved import TRANSFORMERS_FORMATS
 from . import download, fit, hub, store
@@ -40,7 +41,7 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
     if trust_remote_code:
         picked += [f for f in top if f.path.endswith(".py")]
     if not any(f.path.endswith(".safetensors") for f in picked):
-        pickles = [f for f in top if f.path.endswith(store.PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
+        pickles = [f for f in top if f.path.endswith(PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
         if not pickles:
             raise InvalidModelFile(f"{repo} has no safetensors weights",
                                    "qwen pull without --backend torch takes a GGUF repo")
@@ -58,7 +59,7 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
 def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
     """Before downloading: will the weights, and room for a context, fit where torch runs them —
     the GPU's free memory with CUDA, else free RAM? Raises ModelTooLarge (pull --force skips this)."""
-    weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + store.PICKLE_WEIGHTS))
+    weights = sum(f.size for f in files if f.path.endswith((".safetensors",) + PICKLE_WEIGHTS))
     hardware = (probe or probe_hardware)()
     if hardware.cuda_available:
         where, available = "free GPU memory", hardware.free_gpu_bytes

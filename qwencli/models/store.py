@@ -15,13 +15,12 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
+from ..formats.hf_folder import PICKLE_WEIGHTS
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef
 from .select import GGUFChoice, RepoFile, gguf_models
 
-#: Pickle weight files transformers loads (`pull --backend torch --allow-pickle` fetches these).
-PICKLE_WEIGHTS = (".bin", ".pt", ".pth")
 
 
 @dataclass(frozen=True)

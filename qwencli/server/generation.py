@@ -2,9 +2,9 @@
 
 A backend stream blocks between tokens, so it must never run on the event loop (`/health`
 and `/v1/models` answer while a model is busy). Each request starts on a worker thread, which
-builds the stream (rendering the prompt may take a while). A stream that can push (the local
-engines' `EngineStream`) then hands each chunk over from the engine thread itself and the
-worker leaves; any other stream (remote, batched) is pulled by the worker.
+builds the stream (rendering the prompt may take a while) and calls its `push_to`: a local
+engine's `EngineStream` then hands each chunk over from the engine thread itself and the worker
+leaves; any other stream (remote, batched) is pulled by the worker inside `push_to`.
 
 Handing over is where serving costs tokens/s, so it is paced. Waking the event loop is a
 syscall, and the woken loop takes the GIL (and a core) while the engine wants them back for
@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Callable, Optional, Union
 
+from ..backends.base import ChunkStream
 from ..chat import Chunk
 
 END = object()
@@ -39,7 +40,7 @@ PACE = 0.03
 
 
 class Generation:
-    def __init__(self, produce: Callable[[], Iterator[Chunk]], *, name: str = "generation",
+    def __init__(self, produce: Callable[[], ChunkStream], *, name: str = "generation",
                  on_done: Optional[Callable[[], None]] = None):
         self._produce = produce
         self._on_done = on_done
@@ -49,7 +50,7 @@ class Generation:
         self._polling = False  # the loop collects on its pace timer; _put need not wake it
         self._polled_empty = False
         self._cancel = threading.Event()
-        self._stream: Any = None
+        self._stream: Optional[ChunkStream] = None
         self._gone = False
         self.finished = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -62,10 +63,9 @@ class Generation:
         if self._cancel.is_set():
             return
         self._cancel.set()
-        # A stream that can stop mid-prompt (not only between tokens) offers cancel().
-        hook = getattr(self._stream, "cancel", None)
-        if callable(hook):
-            hook()
+        stream = self._stream
+        if stream is not None:  # else the worker sees _cancel before it starts the stream
+            stream.cancel()
 
     def interrupt(self) -> None:
         """The client went away (on the loop): `next()` returns GONE from now on, at once."""
@@ -134,31 +134,17 @@ class Generation:
             pass
 
     def _run(self) -> None:
-        stream = None
         try:
             stream = self._stream = self._produce()
-            push_to = getattr(stream, "push_to", None)
-            if push_to is not None and not self._cancel.is_set():
-                push_to(self._put, self._pushed_end)
-                return  # the engine thread delivers, and ends, from here on
         except BaseException as exc:
             self._put(exc)
-        self._pull(stream)
-
-    def _pull(self, stream: Optional[Iterator[Chunk]]) -> None:
-        try:
-            if stream is not None and not self._cancel.is_set():
-                for chunk in stream:
-                    self._put(chunk)
-                    if self._cancel.is_set():
-                        break
-        except BaseException as exc:  # handed to the loop, which decides what the client sees
-            self._put(exc)
-        finally:
+            self._end()
+            return
+        if self._cancel.is_set():  # cancelled while the stream was being built
             try:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # waits until the engine has stopped
+                stream.close()
             except BaseException as exc:
                 self._put(exc)
             self._end()
+            return
+        stream.push_to(self._put, self._pushed_end)

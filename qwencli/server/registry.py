@@ -1,7 +1,8 @@
 """The models a server has loaded: loading on first use, keep-alive, context reloads.
 
 Where names come from (`ModelSource`) and how a model loads (`Loader`) are injected, so tests
-give fixtures and fakes while `qwen serve` wires in the local store and the real backends.
+give fixtures (`static_source`) and fakes while `qwen serve` wires in the local store
+(`store_source`) and the real backends (`loader`).
 A name the source does not know is a 404: the server never downloads on a request.
 
 Loading blocks (a child-process probe, then llama.cpp), so it runs on a worker thread; several
@@ -16,20 +17,19 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
+from ..backends.local import KV_SHARE_REQUESTED
 from ..errors import ModelNotFound, QwenError
 from ..resolved import ResolvedModel
 from .config import ServerConfig
+from .loader import Loader, default_loader
 from .openai_errors import ApiError, bad_request, model_not_found
 from .probe import Prober
 from .scheduler import Scheduler, Ticket
 
 log = logging.getLogger("qwencli.server")
-
-#: Share of free memory a requested context's KV cache may take.
-KV_MEMORY_SHARE = 0.8
 
 
 class ModelSource(Protocol):
@@ -40,20 +40,6 @@ class ModelSource(Protocol):
     def names(self) -> list[str]:
         """Models a client may ask for (for `/v1/models`)."""
         ...
-
-
-#: (model, load options, parallel slots) → a loaded backend.
-Loader = Callable[[ResolvedModel, LoadOptions, int], Backend]
-
-
-def default_loader(model: ResolvedModel, load: LoadOptions, parallel: int) -> Backend:
-    from ..backends import load_backend
-
-    if parallel > 1 and model.format == "gguf" and model.path is not None:
-        from ..backends.llamacpp_batched import BatchedLlamaCppBackend
-
-        return BatchedLlamaCppBackend(model.path, load, name=model.name, slots=parallel)
-    return load_backend(model, load)
 
 
 @dataclass(eq=False)
@@ -75,7 +61,7 @@ class LoadedModel:
     def memory_bytes(self) -> int:
         """Weights plus KV cache, estimated from the file: what unloading would give back."""
         info = self.info
-        kv = (self.kv_bytes_per_token or 0) * info.context_length * max(getattr(self.backend, "slots", 1), 1)
+        kv = (self.kv_bytes_per_token or 0) * info.context_length * self.backend.slots
         return (info.size_bytes or 0) + kv
 
 
@@ -194,13 +180,13 @@ class Registry:
         per_token = model.kv_bytes_per_token
         if not per_token:
             return
-        slots = max(getattr(model.backend, "slots", 1), 1)
+        slots = model.backend.slots
         need = per_token * num_ctx * slots
         have = self._memory() + per_token * model.info.context_length * slots  # the old cache goes
-        if need > have * KV_MEMORY_SHARE:
+        if need > have * KV_SHARE_REQUESTED:
             raise bad_request(
                 f"num_ctx {num_ctx} needs {need / 2**30:.1f} GiB for its KV cache but only "
-                f"{have * KV_MEMORY_SHARE / 2**30:.1f} GiB is available on the server",
+                f"{have * KV_SHARE_REQUESTED / 2**30:.1f} GiB is available on the server",
                 param="num_ctx",
             )
 
@@ -290,26 +276,3 @@ def _available_memory() -> int:
     from ..hardware import available_memory
 
     return available_memory()
-
-
-class StaticSource:
-    """Models given by name → file, e.g. the ones named on the command line (and tests' fixtures)."""
-
-    def __init__(self, models: dict[str, Any]):
-        self._models: dict[str, ResolvedModel] = {}
-        for name, value in models.items():
-            if isinstance(value, ResolvedModel):
-                self._models[name] = value
-            else:
-                from pathlib import Path
-
-                self._models[name] = ResolvedModel(name=name, format="gguf", path=Path(value))
-
-    def resolve(self, name: str) -> ResolvedModel:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise ModelNotFound(f"unknown model {name!r}") from None
-
-    def names(self) -> list[str]:
-        return list(self._models)

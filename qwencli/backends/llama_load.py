@@ -1,0 +1,144 @@
+"""Loading a GGUF file into llama.cpp, as both llama.cpp backends do: the context it gets, the
+layers that go to the GPU, a quiet load whose failures are explained, and what the load reports.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import io
+import sys
+import threading
+import time
+from typing import Any, Iterator
+
+from .. import sampling
+from ..errors import InvalidModelFile
+from ..hardware import available_memory
+from ..formats.gguf import GGUFModel
+from ..templates import ChatTemplate
+from .base import LoadOptions, ModelInfo
+from .local import DEFAULT_CONTEXT, KV_SHARE_CHOSEN, MIN_CONTEXT
+
+BACKEND_NAME = "llama.cpp"
+
+
+class _LlamaLog:
+    """llama.cpp's log, kept off the terminal unless --verbose; the last lines explain load errors."""
+
+    def __init__(self) -> None:
+        self.verbose = False
+        self.lines: collections.deque[str] = collections.deque(maxlen=50)
+        self._partial = ""
+        self._callback: Any = None
+
+    def install(self) -> None:
+        import llama_cpp
+
+        @llama_cpp.llama_log_callback
+        def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            message = text.decode("utf-8", errors="replace")
+            if self.verbose:
+                sys.stderr.write(message)
+            self._partial += message
+            *done, self._partial = self._partial.split("\n")
+            self.lines.extend(line for line in done if line.strip())
+
+        self._callback = on_log  # keep the ctypes callback alive
+        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+
+    def last_error(self) -> str | None:
+        for line in reversed(self.lines):
+            if "error" in line.lower() or "failed" in line.lower():
+                return line.strip()
+        return None
+
+
+_LOG = _LlamaLog()
+_LOG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_load(model: GGUFModel, verbose: bool) -> Iterator[None]:
+    """Around a load (on the engine thread): llama.cpp's log through our callback, and a failure
+    raised as InvalidModelFile with the log line that explains it.
+
+    Load with llama-cpp-python's verbose=True: verbose=False dup2-s fds 1 and 2 to /dev/null,
+    which is process-wide and races with other threads; its own prints are caught here instead.
+    """
+    with _LOG_LOCK:
+        if _LOG._callback is None:
+            _LOG.install()
+        _LOG.verbose = verbose
+    saved, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        yield
+    except Exception as exc:
+        detail = _LOG.last_error() or str(exc)
+        raise InvalidModelFile(
+            f"llama.cpp could not load {model.path.name}: {detail}",
+            "the file may be damaged or need a newer llama-cpp-python (qwen doctor)",
+        ) from None
+    finally:
+        sys.stderr = saved
+
+
+def gpu_layers(load: LoadOptions) -> int:
+    """Layers to offload: as the user says, else all of them (-1) when llama.cpp can offload."""
+    import llama_cpp
+
+    if load.gpu_layers is not None:
+        return load.gpu_layers
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def _kv_fits(model: GGUFModel, free_memory: int) -> int:
+    """Tokens of KV cache our share of the free memory (after the weights) holds."""
+    per_token = max(model.kv_bytes_per_token(), 1)
+    return int(max(free_memory - model.size, 0) * KV_SHARE_CHOSEN // per_token)
+
+
+def choose_context_length(model: GGUFModel, requested: int | None, free_memory: int) -> tuple[int, str]:
+    """The context to allocate and why. Never llama-cpp-python's 512 default."""
+    trained = model.context_length
+    if requested:
+        if trained and requested > trained:
+            return requested, f"--ctx {requested} (above the trained {trained}; quality may drop)"
+        return requested, f"--ctx {requested}"
+    candidates = {"default": DEFAULT_CONTEXT, "free memory": _kv_fits(model, free_memory)}
+    if trained:
+        candidates["trained length"] = trained
+    reason, n_ctx = min(candidates.items(), key=lambda kv: kv[1])
+    n_ctx = max(MIN_CONTEXT, n_ctx // 256 * 256 if n_ctx >= 256 else n_ctx)
+    return n_ctx, f"{n_ctx} ({reason}; trained {trained or 'unknown'})"
+
+
+def raised_context(model: GGUFModel, needed: int) -> int | None:
+    """A context of at least `needed` tokens (rounded up to 1024) that the trained length and the
+    free memory allow, or None."""
+    trained = model.context_length or DEFAULT_CONTEXT
+    target = min(trained, _kv_fits(model, available_memory()), -(-needed // 1024) * 1024)
+    return target if target >= needed else None
+
+
+def model_info(model: GGUFModel, template: ChatTemplate, *, name: str | None, n_ctx: int, reason: str,
+               started: float, threads: int, gpu_layers: int) -> ModelInfo:
+    return ModelInfo(
+        name=name or model.path.name,
+        backend=BACKEND_NAME,
+        context_length=n_ctx,
+        trained_context=model.context_length,
+        family=sampling.family_of(model.architecture, model.name),
+        architecture=model.architecture,
+        path=model.path,
+        parameters=model.parameter_count,
+        quantization=model.quantization,
+        size_bytes=model.size,
+        supports_thinking=template.supports_thinking,
+        supports_tools=template.supports_tools,
+        load_seconds=time.perf_counter() - started,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        context_reason=reason,
+    )

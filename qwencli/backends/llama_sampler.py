@@ -1,0 +1,43 @@
+"""The sampler chain of one batched llama.cpp reply (the one-at-a-time backend samples inside
+`Llama.generate`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..chat import GenerationOptions
+from ..errors import UsageError
+from .llama_grammar import gbnf
+from .llama_vocab import LlamaVocab
+from .local import PENALTY_WINDOW
+
+
+def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
+    """A new chain for one reply (the caller closes it): penalties, the grammar if any, then
+    greedy or top-k → typical → top-p → min-p → temperature → draw, in `Llama.generate`'s order
+    and with its default values, so both llama.cpp backends answer alike."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    grammar = gbnf(options)
+    chain = _internals.LlamaSampler()
+    chain.add_penalties(vocab.size, PENALTY_WINDOW, options.repeat_penalty or 1.0,
+                        options.frequency_penalty or 0.0, options.presence_penalty or 0.0)
+    if grammar is not None:
+        grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
+        if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
+            chain.close()
+            raise UsageError("cannot turn the response format into a grammar: llama.cpp rejected it",
+                             param="response_format")
+        llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
+    temperature = options.temperature if options.temperature is not None else 0.8
+    if temperature <= 0:
+        chain.add_greedy()
+    else:
+        chain.add_top_k(options.top_k if options.top_k is not None else 40)
+        chain.add_typical(1.0, 1)
+        chain.add_top_p(options.top_p if options.top_p is not None else 0.95, 1)
+        chain.add_min_p(options.min_p if options.min_p is not None else 0.05, 1)
+        chain.add_temp(temperature)
+        chain.add_dist(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+    return chain
