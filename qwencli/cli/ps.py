@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..settings import DEFAULT_PORT
 from .errors import handle_errors
-from .serve import DEFAULT_PORT
 
 
 def ps(

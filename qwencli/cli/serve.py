@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..settings import DEFAULT_PORT
 from .errors import handle_errors
 from .options import AllowPickle, Backend, Ctx, Device, GpuLayers, Threads, TrustRemoteCode, Verbose
 
-DEFAULT_PORT = 7936  # "QWEN" on a phone keypad; kept in step with qwencli.server.config
 NETWORK = "Network and security"
 CAPACITY = "Models and capacity"
 
