@@ -34,7 +34,7 @@ def list_command(
 def _list(*, json_output: bool) -> None:
     import json
 
-    from ..models.progress import human_size
+    from ..console import human_size, table
     from ..models.store import list_models
 
     models = list_models()
@@ -48,11 +48,8 @@ def _list(*, json_output: bool) -> None:
         return
     rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT")]
     rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format) for m in models]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     total = sum(_unique_sizes(models))
-    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''}, {human_size(total)} on disk")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(table(rows) + f"{len(models)} model{'s' if len(models) != 1 else ''}, {human_size(total)} on disk\n")
 
 
 def _unique_sizes(models) -> list[int]:
@@ -102,8 +99,7 @@ def rm(
 
 @handle_errors
 def _rm(*, names: list[str], yes: bool) -> None:
-    from ..console import notice
-    from ..models.progress import human_size
+    from ..console import human_size, notice
     from ..models.store import matching, remove
 
     targets = [m for name in names for m in matching(name)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -28,6 +29,7 @@ def _ps(*, host: str, port: int, api_key: Optional[str], json_output: bool) -> N
     import httpx
 
     from .. import settings
+    from ..console import human_size, table
     from ..errors import NetworkError
 
     key = api_key or settings.load().api_key
@@ -51,20 +53,9 @@ def _ps(*, host: str, port: int, api_key: Optional[str], json_output: bool) -> N
         if m.get("loading"):
             rows.append((m["name"], "-", "-", "-", "loading"))
             continue
-        rows.append((m["name"], m["backend"], str(m["context"]), _size(m["memory"]), _until(m)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-
-
-def _size(n: Optional[int]) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return "-"
+        rows.append((m["name"], m["backend"], str(m["context"]), human_size(m["memory"]) if m["memory"] else "-",
+                     _until(m)))
+    sys.stdout.write(table(rows))
 
 
 def _until(m: dict) -> str:

@@ -11,6 +11,7 @@ from .errors import handle_errors
 @handle_errors
 def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
     from ..backends.openai_client import OpenAIClient
+    from ..console import table
     from ..errors import RemoteError
     from ..models.hosted import host_endpoint
 
@@ -26,7 +27,4 @@ def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
         sys.stdout.write(json.dumps(models, indent=2) + "\n")
         return
     rows = [("NAME", "OWNED BY")] + [(str(m.get("id", "")), str(m.get("owned_by", ""))) for m in models]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{name.ljust(width)}  {owner}".rstrip() for name, owner in rows]
-    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''} at {endpoint.base_url}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(table(rows) + f"{len(models)} model{'s' if len(models) != 1 else ''} at {endpoint.base_url}\n")

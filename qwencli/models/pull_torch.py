@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from ..errors import DownloadError, InvalidModelFile
+from ..sizes import human_size
 from . import download, fit, hub, store
 from .cache import RepoCache, hub_cache, safe_relpath
 from .fit import ModelTooLarge
-from .progress import PullProgress, human_size
+from .progress import PullProgress
 from .select import GGUFChoice, RepoFile
 
 #: Top-level files a transformers model needs besides its weights.
