@@ -13,6 +13,7 @@ from ..settings import DEFAULT_PORT
 from .errors import handle_errors
 
 
+@handle_errors
 def ps(
     host: Annotated[str, typer.Option(help="Host of the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the server.")] = DEFAULT_PORT,
@@ -21,11 +22,6 @@ def ps(
     json_output: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
 ) -> None:
     """Show the models a running qwen serve has loaded."""
-    _ps(host=host, port=port, api_key=api_key, json_output=json_output)
-
-
-@handle_errors
-def _ps(*, host: str, port: int, api_key: Optional[str], json_output: bool) -> None:
     import httpx
 
     from .. import settings

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import handle_errors
 
-
-@handle_errors
 def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
     from ..backends.openai_client import OpenAIClient
     from ..console import table
