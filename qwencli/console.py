@@ -131,6 +131,11 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 model`, `2 models`."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def stats_line(completion: Completion, load_seconds: float | None = None) -> str:
     usage: Usage = completion.usage
     t = completion.timings

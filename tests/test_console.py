@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwencli.console import human_size, table
+from qwencli.console import counted, human_size, table
 
 
 def test_table_pads_columns_with_two_spaces_and_no_trailing_blanks():
@@ -21,3 +21,7 @@ def test_a_header_alone_is_one_line():
                                      (4_700_000_000, "4.7 GB"), (2.5e15, "2500.0 TB")])
 def test_human_size_uses_decimal_units(n, text):
     assert human_size(n) == text
+
+
+def test_counted_says_one_without_a_plural():
+    assert (counted(1, "model"), counted(0, "model"), counted(2, "day")) == ("1 model", "0 models", "2 days")

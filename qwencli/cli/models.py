@@ -29,7 +29,7 @@ def list_command(
         return list_remote(host=host, api_key=api_key, json_output=json_output)
     import json
 
-    from ..console import human_size, table
+    from ..console import counted, human_size, table
     from ..models.store import list_models
 
     models = list_models()
@@ -44,7 +44,7 @@ def list_command(
     rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT")]
     rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format) for m in models]
     total = sum(_unique_sizes(models))
-    sys.stdout.write(table(rows) + f"{len(models)} model{'s' if len(models) != 1 else ''}, {human_size(total)} on disk\n")
+    sys.stdout.write(table(rows) + f"{counted(len(models), 'model')}, {human_size(total)} on disk\n")
 
 
 def _unique_sizes(models) -> list[int]:
@@ -61,11 +61,12 @@ def _unique_sizes(models) -> list[int]:
 
 
 def ago(timestamp: float) -> str:
+    from ..console import counted
+
     seconds = max(0, time.time() - timestamp)
     for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= length:
-            n = int(seconds // length)
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+            return f"{counted(int(seconds // length), unit)} ago"
     return "just now"
 
 

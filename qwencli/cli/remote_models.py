@@ -8,7 +8,7 @@ import sys
 
 def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
     from ..backends.openai_client import OpenAIClient
-    from ..console import table
+    from ..console import counted, table
     from ..errors import RemoteError
     from ..models.hosted import host_endpoint
 
@@ -24,4 +24,4 @@ def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
         sys.stdout.write(json.dumps(models, indent=2) + "\n")
         return
     rows = [("NAME", "OWNED BY")] + [(str(m.get("id", "")), str(m.get("owned_by", ""))) for m in models]
-    sys.stdout.write(table(rows) + f"{len(models)} model{'s' if len(models) != 1 else ''} at {endpoint.base_url}\n")
+    sys.stdout.write(table(rows) + f"{counted(len(models), 'model')} at {endpoint.base_url}\n")
