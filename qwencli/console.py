@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Sequence, TextIO
 
 from .chat import Chunk, Completion, Usage
+from .sizes import human_size as human_size  # the CLI's size formatter; models/ imports it from .sizes
 from .stderr import notice, stderr_console  # noqa: F401 - notice is part of this module's API
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -109,6 +110,18 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Plain columns for stdout (`qwen list`, `qwen ps`): the first row is the header; two spaces
+    between columns; each line ends in a newline. No Rich, so a pipe gets the same text."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in rows)
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 model`, `2 models`."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def stats_line(completion: Completion, load_seconds: float | None = None) -> str:

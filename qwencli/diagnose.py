@@ -109,7 +109,7 @@ def gather(hardware=None) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    from .models.progress import human_size
+    from .sizes import human_size
 
     s, g = report["system"], report["gpu"]
     lines = [

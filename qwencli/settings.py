@@ -30,22 +30,21 @@ VARIABLES: dict[str, str] = {
 #: Alibaba Cloud Model Studio's OpenAI-compatible endpoint, international region.
 DASHSCOPE_INTL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+#: `qwen serve`'s port, and where `qwen ps` looks: "QWEN" on a phone keypad. Ollama has 11434,
+#: LM Studio 1234, llama-server 8080, vLLM 8000.
+DEFAULT_PORT = 7936
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    debug: bool
+    #: The commands take QWEN_BACKEND and QWEN_HOST through --backend's and --host's envvar=;
+    #: these two are the same reading for code outside a command (and tests/test_settings.py).
     backend: str
     host: str | None
     api_key: str | None
     dashscope_api_key: str | None
     dashscope_base_url: str
-    no_color: bool
-    offline: bool
 
     @property
     def history_file(self) -> Path:
@@ -56,12 +55,9 @@ def load() -> Settings:
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Settings(
         home=Path(os.environ.get("QWEN_HOME") or Path(data_home) / "qwencli"),
-        debug=_flag("QWEN_DEBUG"),
         backend=os.environ.get("QWEN_BACKEND", "auto").strip().lower() or "auto",
         host=os.environ.get("QWEN_HOST") or None,
         api_key=os.environ.get("QWEN_API_KEY") or None,
         dashscope_api_key=os.environ.get("DASHSCOPE_API_KEY") or None,
         dashscope_base_url=os.environ.get("QWEN_DASHSCOPE_BASE_URL") or DASHSCOPE_INTL,
-        no_color="NO_COLOR" in os.environ,
-        offline=_flag("HF_HUB_OFFLINE"),
     )

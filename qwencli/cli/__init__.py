@@ -14,12 +14,10 @@ from . import serve as _serve
 
 app = typer.Typer(
     name="qwen",
-    help="Run Qwen models locally (GGUF via llama.cpp, or torch on CUDA) or through hosted APIs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
 
 
 @app.callback()

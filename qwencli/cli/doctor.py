@@ -9,15 +9,11 @@ import typer
 from .errors import handle_errors
 
 
+@handle_errors
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Check this machine: OS, CPU, memory, GPUs, engines, and which backend each kind of model would use."""
-    _doctor(json_output=json_output)
-
-
-@handle_errors
-def _doctor(*, json_output: bool) -> None:
     import json
 
     from ..diagnose import gather, render

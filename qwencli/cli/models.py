@@ -15,6 +15,7 @@ from .errors import handle_errors
 from .options import ApiKey, Host
 
 
+@handle_errors
 def list_command(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON array with every field.")] = False,
     host: Host = None,
@@ -25,16 +26,10 @@ def list_command(
     if host:
         from .remote_models import list_remote
 
-        list_remote(host=host, api_key=api_key, json_output=json_output)
-    else:
-        _list(json_output=json_output)
-
-
-@handle_errors
-def _list(*, json_output: bool) -> None:
+        return list_remote(host=host, api_key=api_key, json_output=json_output)
     import json
 
-    from ..models.progress import human_size
+    from ..console import counted, human_size, table
     from ..models.store import list_models
 
     models = list_models()
@@ -48,11 +43,8 @@ def _list(*, json_output: bool) -> None:
         return
     rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT")]
     rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format) for m in models]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     total = sum(_unique_sizes(models))
-    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''}, {human_size(total)} on disk")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(table(rows) + f"{counted(len(models), 'model')}, {human_size(total)} on disk\n")
 
 
 def _unique_sizes(models) -> list[int]:
@@ -69,44 +61,36 @@ def _unique_sizes(models) -> list[int]:
 
 
 def ago(timestamp: float) -> str:
+    from ..console import counted
+
     seconds = max(0, time.time() - timestamp)
     for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= length:
-            n = int(seconds // length)
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+            return f"{counted(int(seconds // length), unit)} ago"
     return "just now"
 
 
+@handle_errors
 def show(
     model: Annotated[str, typer.Argument(help="A downloaded model's name (see qwen list) or a .gguf path.")],
     template: Annotated[bool, typer.Option("--template", help="Print the whole chat template.")] = False,
 ) -> None:
     """Show a downloaded model's facts, read from its GGUF header (no network)."""
-    _show(model=model, template=template)
-
-
-@handle_errors
-def _show(*, model: str, template: bool) -> None:
     from ..models.describe import describe
 
     sys.stdout.write(describe(model, full_template=template))
 
 
+@handle_errors
 def rm(
     models: Annotated[list[str], typer.Argument(help="Names as qwen list shows them.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete downloaded models (a file another model shares stays)."""
-    _rm(names=models, yes=yes)
-
-
-@handle_errors
-def _rm(*, names: list[str], yes: bool) -> None:
-    from ..console import notice
-    from ..models.progress import human_size
+    from ..console import human_size, notice
     from ..models.store import matching, remove
 
-    targets = [m for name in names for m in matching(name)]
+    targets = [m for name in models for m in matching(name)]
     targets = list({m.path: m for m in targets}.values())
     if not yes and sys.stdin.isatty():
         listing = ", ".join(f"{m.name} ({human_size(m.size)})" for m in targets)

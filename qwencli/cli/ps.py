@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
 
+from ..settings import DEFAULT_PORT
 from .errors import handle_errors
-from .serve import DEFAULT_PORT
 
 
+@handle_errors
 def ps(
     host: Annotated[str, typer.Option(help="Host of the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the server.")] = DEFAULT_PORT,
@@ -20,14 +22,10 @@ def ps(
     json_output: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
 ) -> None:
     """Show the models a running qwen serve has loaded."""
-    _ps(host=host, port=port, api_key=api_key, json_output=json_output)
-
-
-@handle_errors
-def _ps(*, host: str, port: int, api_key: Optional[str], json_output: bool) -> None:
     import httpx
 
     from .. import settings
+    from ..console import human_size, table
     from ..errors import NetworkError
 
     key = api_key or settings.load().api_key
@@ -51,20 +49,9 @@ def _ps(*, host: str, port: int, api_key: Optional[str], json_output: bool) -> N
         if m.get("loading"):
             rows.append((m["name"], "-", "-", "-", "loading"))
             continue
-        rows.append((m["name"], m["backend"], str(m["context"]), _size(m["memory"]), _until(m)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-
-
-def _size(n: Optional[int]) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return "-"
+        rows.append((m["name"], m["backend"], str(m["context"]), human_size(m["memory"]) if m["memory"] else "-",
+                     _until(m)))
+    sys.stdout.write(table(rows))
 
 
 def _until(m: dict) -> str:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .errors import handle_errors
-from .options import AllowPickle, TrustRemoteCode
-
-Quant = Annotated[
-    Optional[str],
-    typer.Option("--quant", "-q", help="Quantization, e.g. q4_k_m or Q8_0; 'auto': the largest that fits in memory.",
-                 show_default=False),
-]
-Force = Annotated[bool, typer.Option("--force", help="Pull even when the model looks too big for this machine's memory.")]
+from .options import AllowPickle, Force, Quant, TrustRemoteCode
 
 
+@handle_errors
 def pull(
     model: Annotated[str, typer.Argument(help="A catalog name (qwen2.5-7b, qwen:7b), or owner/repo[:quant].")],
     quant: Quant = None,
@@ -26,13 +20,6 @@ def pull(
     allow_pickle: AllowPickle = False,
 ) -> None:
     """Download a model (resumes an interrupted pull; verifies every file's sha256)."""
-    _pull(model=model, quant=quant, force=force, backend=backend, trust_remote_code=trust_remote_code,
-          allow_pickle=allow_pickle)
-
-
-@handle_errors
-def _pull(*, model: str, quant: str | None, force: bool, backend: str = "llama", trust_remote_code: bool = False,
-          allow_pickle: bool = False) -> None:
     from ..models import names
     from ..models.pull import pull as pull_model
 

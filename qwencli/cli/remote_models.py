@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import handle_errors
 
-
-@handle_errors
 def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
     from ..backends.openai_client import OpenAIClient
+    from ..console import counted, table
     from ..errors import RemoteError
     from ..models.hosted import host_endpoint
 
@@ -26,7 +24,4 @@ def list_remote(*, host: str, api_key: str | None, json_output: bool) -> None:
         sys.stdout.write(json.dumps(models, indent=2) + "\n")
         return
     rows = [("NAME", "OWNED BY")] + [(str(m.get("id", "")), str(m.get("owned_by", ""))) for m in models]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{name.ljust(width)}  {owner}".rstrip() for name, owner in rows]
-    lines.append(f"{len(models)} model{'s' if len(models) != 1 else ''} at {endpoint.base_url}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(table(rows) + f"{counted(len(models), 'model')} at {endpoint.base_url}\n")

@@ -8,13 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import handle_errors
-from .options import AllowPickle, ApiKey, Backend, BaseUrl, Ctx, Device, GpuLayers, Host, Threads, TrustRemoteCode, Verbose
-from .pull import Force as PullForce
-from .pull import Quant as PullQuant
+from .options import ApiKey, BaseUrl, Force, Host, LoadFlags, Quant, load_flags, with_options
 
 SAMPLING = "Sampling (defaults follow the model's family)"
 
 
+@handle_errors
+@with_options(load=load_flags)
 def run(
     model: Annotated[str, typer.Argument(help="A model name or a path to a .gguf file.")],
     prompt: Annotated[
@@ -36,30 +36,17 @@ def run(
     ] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, usage, timings.")] = False,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    verbose: Verbose = False,
-    quant: PullQuant = None,
-    force: PullForce = False,
-    backend: Backend = "auto",
-    device: Device = None,
+    quant: Quant = None,
+    force: Force = False,
     host: Host = None,
     api_key: ApiKey = None,
     base_url: BaseUrl = None,
-    trust_remote_code: TrustRemoteCode = False,
-    allow_pickle: AllowPickle = False,
+    *,
+    load: LoadFlags,
 ) -> None:
     """Chat with a model, or answer one prompt (from the arguments and/or stdin)."""
-    _run(**locals())
-
-
-@handle_errors
-def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed, think,
-         format, json_output, ctx, threads, gpu_layers, verbose, quant=None, force=False, backend="auto",
-         device=None, host=None, api_key=None, base_url=None, trust_remote_code=False, allow_pickle=False) -> None:
     from .. import settings as settings_module
-    from ..backends import LoadOptions, load_backend
+    from ..backends import load_backend
     from ..chat import GenerationOptions
     from ..errors import UsageError
     from ..models.resolve import resolve
@@ -77,13 +64,11 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
             max_tokens=max_tokens, seed=seed, think=think, response_format=format,
         )
     )
-    resolved = resolve(model, quant=quant, force=force, backend=check_backend(backend), host=host, api_key=api_key,
-                       base_url=base_url)
-    load = LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device,
-                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    backend = _load_with_status(resolved, load, load_backend)
+    resolved = resolve(model, quant=quant, force=force, backend=check_backend(load.backend), host=host,
+                       api_key=api_key, base_url=base_url)
+    backend = _load_with_status(resolved, load.options, load_backend)
     try:
-        if verbose:
+        if load.verbose:
             _describe(backend.info, resolved.reason)
         if interactive:
             from ..console import notice
@@ -91,12 +76,12 @@ def _run(*, model, prompt, system, temperature, top_p, top_k, min_p, repeat_pena
             from ..session import Conversation
 
             conversation = Conversation(backend, system=system, options=options, notice=notice)
-            run_repl(conversation, history_file=settings_module.load().history_file, verbose=verbose)
+            run_repl(conversation, history_file=settings_module.load().history_file, verbose=load.verbose)
         else:
             from ..oneshot import run_once
 
             run_once(backend, text or "", system=system, options=options, json_output=json_output,
-                     show_thinking=think is True, verbose=verbose)
+                     show_thinking=think is True, verbose=load.verbose)
     finally:
         backend.close()
 

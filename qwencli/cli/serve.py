@@ -7,14 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..settings import DEFAULT_PORT
 from .errors import handle_errors
-from .options import AllowPickle, Backend, Ctx, Device, GpuLayers, Threads, TrustRemoteCode, Verbose
+from .options import LoadFlags, load_flags, with_options
 
-DEFAULT_PORT = 7936  # "QWEN" on a phone keypad; kept in step with qwencli.server.config
 NETWORK = "Network and security"
 CAPACITY = "Models and capacity"
 
 
+@handle_errors
+@with_options(load=load_flags)
 def serve(
     models: Annotated[
         Optional[list[str]],
@@ -50,38 +52,11 @@ def serve(
         int, typer.Option(min=0, max=10_000, help="Requests that may wait per model; more get 429.",
                           rich_help_panel=CAPACITY)
     ] = 32,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    backend: Backend = "auto",
-    device: Device = None,
-    trust_remote_code: TrustRemoteCode = False,
-    allow_pickle: AllowPickle = False,
-    verbose: Verbose = False,
+    *,
+    load: LoadFlags,
 ) -> None:
     """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
-    _serve(**locals())
-
-
-def parse_duration(text: str) -> Optional[float]:
-    """Seconds for `30s`, `5m`, `1h`, `90`; None (forever) for a negative value."""
-    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not match:
-        from ..errors import UsageError
-
-        raise UsageError(f"--keep-alive takes a duration like 30s, 5m or 1h, not {text!r}")
-    value = float(match[1])
-    if value < 0:
-        return None
-    return value * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[match[2]]
-
-
-@handle_errors
-def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_alive, parallel, max_queue, ctx,
-           threads, gpu_layers, backend="auto", device=None, trust_remote_code=False, allow_pickle=False,
-           verbose) -> None:
     from .. import settings
-    from ..backends.base import LoadOptions
     from ..console import warn
     from ..errors import UsageError
     from ..server.config import ServerConfig, is_loopback
@@ -106,13 +81,25 @@ def _serve(*, models, host, port, api_key, insecure_no_key, cors_origin, keep_al
         parallel=parallel,
         max_queue=max_queue,
         keep_alive=parse_duration(keep_alive),
-        load=LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose, device=device,
-                         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle),
-        backend=check_backend(backend),
+        load=load.options,
+        backend=check_backend(load.backend),
     )
     from ..server.run import run_server
 
-    raise typer.Exit(run_server(config, list(models or ()), port=port, verbose=verbose))
+    raise typer.Exit(run_server(config, list(models or ()), port=port, verbose=load.verbose))
+
+
+def parse_duration(text: str) -> Optional[float]:
+    """Seconds for `30s`, `5m`, `1h`, `90`; None (forever) for a negative value."""
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not match:
+        from ..errors import UsageError
+
+        raise UsageError(f"--keep-alive takes a duration like 30s, 5m or 1h, not {text!r}")
+    value = float(match[1])
+    if value < 0:
+        return None
+    return value * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[match[2]]
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ..errors import ModelNotFound
-from .progress import human_size
+from ..sizes import human_size
 
 TEMPLATE_LINES = 8
 

@@ -25,9 +25,10 @@ from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from ..errors import DownloadError
+from ..sizes import human_size
 from . import hub
 from .cache import RepoCache
-from .progress import PullProgress, human_size
+from .progress import PullProgress
 from .select import RepoFile
 
 ATTEMPTS = 3

@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 from ..errors import DownloadError, QwenError
+from ..sizes import human_size
 from . import catalog as catalog_module
 from .cache import RepoCache
 from .download import expected_etag
 from .names import ModelRef
-from .progress import human_size
 from .select import STANDARD_QUANTS, GGUFChoice
 
 OVERHEAD = 512 << 20

@@ -103,10 +103,3 @@ class PullProgress:
         """The one line every pull prints, terminal or not."""
         self.console.print(message, markup=False, highlight=False)
 
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DownloadError, InvalidModelFile, QwenError, UnsupportedModel, UsageError
+from ..sizes import human_size
 from . import download, fit, hub, select, store
 from .cache import RepoCache, hub_cache, safe_relpath
 from .catalog import GGUF, load as load_catalog
 from .names import ModelRef, check_quant
-from .progress import PullProgress, human_size
+from .progress import PullProgress
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from ..errors import DownloadError, InvalidModelFile
 from ..formats.hf_folder import PICKLE_WEIGHTS
 from ..hardware import probe_hardware
 from ..resolved import TRANSFORMERS_FORMATS
+from ..sizes import human_size
 from . import download, fit, hub, store
 from .backend_route import FIT_CONTEXT, ModelFacts, context_room
 from .cache import RepoCache, hub_cache, safe_relpath
 from .catalog import torch_repo
 from .fit import ModelTooLarge
-from .progress import PullProgress, human_size
+from .progress import PullProgress
 from .select import GGUFChoice, RepoFile
 
 #: Top-level files a transformers model needs besides its weights.

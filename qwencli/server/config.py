@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 
 from ..backends.base import LoadOptions
 
-#: "QWEN" on a phone keypad. Ollama has 11434, LM Studio 1234, llama-server 8080, vLLM 8000.
-DEFAULT_PORT = 7936
 DEFAULT_KEEP_ALIVE = 300.0
 DEFAULT_MAX_QUEUE = 32
 #: Big enough for a 128k-token prompt as JSON; anything larger is a mistake or an attack.

@@ -17,7 +17,8 @@ import sys
 import threading
 
 from ..errors import UsageError
-from .config import DEFAULT_PORT, ServerConfig
+from ..settings import DEFAULT_PORT
+from .config import ServerConfig
 
 GRACE_SECONDS = 30
 
