@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from .errors import quiet_native_aborts
+
 from . import doctor as _doctor
 from . import ps as _ps
 from . import models as _models
@@ -34,4 +36,5 @@ _doctor.register(app)
 
 
 def main() -> None:
+    quiet_native_aborts()
     app()

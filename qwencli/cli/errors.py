@@ -19,6 +19,18 @@ from ..errors import EXIT_INTERRUPTED, QwenError
 F = TypeVar("F", bound=Callable)
 
 
+def debugging() -> bool:
+    return os.environ.get("QWEN_DEBUG", "").strip() in ("1", "true", "yes")
+
+
+def quiet_native_aborts() -> None:
+    """ggml answers a failed assert by attaching gdb and printing every thread's backtrace: pages
+    on stderr for what is one line of news to a user. QWEN_DEBUG=1 keeps it (ggml reads
+    GGML_NO_BACKTRACE when it aborts; child processes such as the server's probe inherit it)."""
+    if not debugging():
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+
+
 def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -27,7 +39,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except QwenError as exc:
-            if os.environ.get("QWEN_DEBUG", "").strip() in ("1", "true", "yes"):
+            if debugging():
                 traceback.print_exc()
             error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
