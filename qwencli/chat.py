@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 ChunkKind = Literal["text", "reasoning"]
@@ -57,7 +58,7 @@ class Message:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Message":
+    def from_json(cls, data: dict[str, Any]) -> Message:
         role = data.get("role")
         content = data.get("content")
         if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
@@ -96,10 +97,10 @@ class GenerationOptions:
     #: A raw GBNF grammar (llama.cpp only); built by the server for forced tool calls.
     grammar: str | None = None
 
-    def replace(self, **changes: Any) -> "GenerationOptions":
+    def replace(self, **changes: Any) -> GenerationOptions:
         return dataclasses.replace(self, **changes)
 
-    def merged_over(self, defaults: "GenerationOptions") -> "GenerationOptions":
+    def merged_over(self, defaults: GenerationOptions) -> GenerationOptions:
         """These options, with every unset field taken from `defaults`."""
         values = {
             f.name: getattr(self, f.name) if getattr(self, f.name) not in (None, ()) else getattr(defaults, f.name)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from .chat import Chunk, Completion, Usage
 from .sizes import human_size as human_size  # the CLI's size formatter; models/ imports it from .sizes

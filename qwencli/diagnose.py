@@ -59,8 +59,16 @@ def model_kinds() -> list[tuple[str, Any]]:
 def gather(hardware=None) -> dict[str, Any]:
     """Everything `qwen doctor` prints, as JSON-ready data. `hardware` is injectable for tests."""
     from .errors import QwenError
-    from .hardware import (LLAMA_CUDA_INSTALL, TORCH_INSTALL, available_memory, llama_features, nvidia_present,
-                           physical_cores, probe_hardware, total_memory)
+    from .hardware import (
+        LLAMA_CUDA_INSTALL,
+        TORCH_INSTALL,
+        available_memory,
+        llama_features,
+        nvidia_present,
+        physical_cores,
+        probe_hardware,
+        total_memory,
+    )
     from .models.backend_route import choose
 
     hw = hardware or probe_hardware(llama=True)
@@ -94,8 +102,10 @@ def gather(hardware=None) -> dict[str, Any]:
             "memory": {"total_bytes": total_memory(), "available_bytes": available_memory()},
         },
         "gpu": {
-            "cuda_devices": [{"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
-                             for g in hw.gpus],
+            "cuda_devices": [
+                {"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
+                for g in hw.gpus
+            ],
             "cuda_available_to_torch": hw.cuda_available,
             "torch_cuda_build": hw.torch_cuda,
             "metal": hw.metal,
@@ -116,12 +126,16 @@ def render(report: dict[str, Any]) -> str:
         "system",
         f"  os        {s['os']} · python {s['python']}",
         f"  cpu       {s['cpu']} · {s['cores']['physical']} physical cores, {s['cores']['logical']} logical",
-        f"  memory    {human_size(s['memory']['total_bytes'])} total, {human_size(s['memory']['available_bytes'])} available",
+        f"  memory    {human_size(s['memory']['total_bytes'])} total,"
+        f" {human_size(s['memory']['available_bytes'])} available",
         "gpu",
     ]
     if g["cuda_devices"]:
         for d in g["cuda_devices"]:
-            lines.append(f"  cuda:{d['index']}    {d['name']} · {human_size(d['free_bytes'])} free of {human_size(d['total_bytes'])}")
+            lines.append(
+                f"  cuda:{d['index']}    {d['name']} · {human_size(d['free_bytes'])} free"
+                f" of {human_size(d['total_bytes'])}"
+            )
     else:
         lines.append("  cuda      none found" + (" (torch is a CPU-only build)" if not g["torch_cuda_build"] else ""))
     lines.append(f"  metal     {'yes' if g['metal'] else 'no'}")

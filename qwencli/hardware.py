@@ -91,8 +91,10 @@ def require_torch() -> None:
     """Raise the install hint when torch or transformers is missing (without importing them)."""
     missing = [m for m in ("torch", "transformers") if find_spec(m) is None]
     if missing:
-        raise BackendUnavailable(f"the torch backend needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                                 "not installed", TORCH_INSTALL)
+        verb = "is" if len(missing) == 1 else "are"
+        raise BackendUnavailable(
+            f"the torch backend needs {' and '.join(missing)}, which {verb} not installed", TORCH_INSTALL
+        )
 
 
 # -- the probe ----------------------------------------------------------------------------------
@@ -112,7 +114,11 @@ def _torch_build() -> tuple[str | None, str | None]:
 
 
 def nvidia_present() -> bool:
-    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0") or bool(shutil.which("nvidia-smi"))
+    return (
+        os.path.exists("/proc/driver/nvidia/version")
+        or os.path.exists("/dev/nvidia0")
+        or bool(shutil.which("nvidia-smi"))
+    )
 
 
 def _gpus_from_nvidia_smi() -> tuple[GPU, ...] | None:
@@ -152,7 +158,8 @@ def _gpus_from_torch() -> tuple[GPU, ...]:
     """Ask torch in a child process, so this process never pays for importing it (or initialising CUDA)."""
     try:
         out = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=120)
-        return tuple(GPU(int(i), str(n), int(t), int(f)) for i, n, t, f in json.loads(out.stdout.strip().splitlines()[-1]))
+        rows = json.loads(out.stdout.strip().splitlines()[-1])
+        return tuple(GPU(int(i), str(n), int(t), int(f)) for i, n, t, f in rows)
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, TypeError):
         return ()
 

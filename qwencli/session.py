@@ -8,8 +8,8 @@ token takes its question with it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .backends.base import Backend
 from .chat import Chunk, GenerationOptions, Message

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIABLES: dict[str, str] = {
-    "QWEN_HOME": "qwencli's own small files: REPL history, the server's model-check cache (default: $XDG_DATA_HOME/qwencli or ~/.local/share/qwencli)",
+    "QWEN_HOME": "qwencli's own small files: REPL history, the server's model-check cache"
+    " (default: $XDG_DATA_HOME/qwencli or ~/.local/share/qwencli)",
     "QWEN_DEBUG": "1 shows full tracebacks for errors",
     "QWEN_BACKEND": "default for --backend: auto, llama, torch or remote",
     "QWEN_HOST": "an OpenAI-compatible server to use instead of local models (same as --host)",

@@ -10,9 +10,10 @@ filters and extensions as transformers, so a Qwen prompt comes out byte-identica
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from .chat import Message
 from .errors import TemplateError

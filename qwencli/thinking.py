@@ -7,7 +7,8 @@ the newlines around the tags are layout, not content, and are dropped.
 
 from __future__ import annotations
 
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 from .chat import Chunk
 from .stops import partial_suffix

@@ -14,10 +14,10 @@ non-streaming answer is `qwencli.chat.collect()` of it. What every backend guara
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Generator
-from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 from ..chat import Chunk, GenerationOptions, Message
 
@@ -89,7 +89,7 @@ class ChunkStream(Protocol):
         """Ask generation to stop at the next token (from any thread); does not wait."""
         ...
 
-    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
         """Deliver the chunks to `on_item`, then call `on_end(error or None)` once generation has
         stopped; instead of iterating. A local engine calls them from its engine thread and
         returns at once (one thread hop less per token for the server); any other stream runs
@@ -98,9 +98,9 @@ class ChunkStream(Protocol):
 
 
 def pull_into(stream: ChunkStream, on_item: Callable[[Chunk], None],
-              on_end: Callable[[Optional[BaseException]], None]) -> None:
+              on_end: Callable[[BaseException | None], None]) -> None:
     """`push_to` for a stream that is pulled: iterate on this thread, close, then `on_end`."""
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     try:
         for chunk in stream:
             on_item(chunk)
@@ -122,7 +122,7 @@ class PulledStream:
         self._chunks = chunks
         self._cancelled = threading.Event()
 
-    def __iter__(self) -> "PulledStream":
+    def __iter__(self) -> PulledStream:
         return self
 
     def __next__(self) -> Chunk:
@@ -138,7 +138,7 @@ class PulledStream:
     def cancel(self) -> None:
         self._cancelled.set()
 
-    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
         pull_into(self, on_item, on_end)
 
 

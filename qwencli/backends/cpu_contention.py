@@ -12,8 +12,9 @@ So the thread count follows the machine:
 - before the prompt is read (it stalls the same way: 27 prompt tokens took 6 s), as many threads
   as the cores that other programs' runnable threads leave free (/proc/stat procs_running, less
   our own), if two looks 1 ms apart agree on it;
-- every `WINDOW` seconds of generation, at full strength, if the engine thread spent `CROWDED` or more of the window waiting for a
-  core (its run-queue wait, /proc/thread-self/schedstat), one thread less;
+- every `WINDOW` seconds of generation, at full strength, if the engine thread spent `CROWDED` or
+  more of the window waiting for a core (its run-queue wait, /proc/thread-self/schedstat), one
+  thread less;
 - below it, if the cores we gave up sat idle (/proc/stat), one thread more.
 
 The check costs one clock read per token; the small reads happen once per reply and per window. Where the
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -38,7 +40,7 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /p
 class CpuCounters:
     """What the scheduler says about this thread and the machine (Linux)."""
 
-    def thread_wait(self) -> Optional[int]:
+    def thread_wait(self) -> int | None:
         """Nanoseconds the calling thread has spent runnable but not running."""
         try:
             with open("/proc/thread-self/schedstat", "rb") as f:
@@ -48,7 +50,7 @@ class CpuCounters:
 
     cores = os.cpu_count() or 1
 
-    def others_running(self) -> Optional[int]:
+    def others_running(self) -> int | None:
         """Threads of other processes running or waiting for a core right now."""
         try:
             with open("/proc/stat", "rb") as f:
@@ -65,7 +67,7 @@ class CpuCounters:
             return None
         return max(0, running - ours)
 
-    def idle_seconds(self) -> Optional[float]:
+    def idle_seconds(self) -> float | None:
         """CPU seconds the whole machine has sat idle so far (all cores)."""
         try:
             with open("/proc/stat", "rb") as f:
@@ -122,12 +124,12 @@ class ThreadGovernor:
             self._set(min(targets))
 
     @property
-    def lowered(self) -> Optional[int]:
+    def lowered(self) -> int | None:
         """The thread count when below the start, else None."""
         return self.threads if self.threads < self.full else None
 
-    def _look(self, seconds: float, waited: Optional[int], waited_now: Optional[int],
-              idle: Optional[float], idle_now: Optional[float]) -> None:
+    def _look(self, seconds: float, waited: int | None, waited_now: int | None,
+              idle: float | None, idle_now: float | None) -> None:
         if waited is not None and waited_now is not None and self.threads > 1:
             if (waited_now - waited) / 1e9 / seconds >= CROWDED:
                 self._set(self.threads - 1)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ class EngineThread:
             raise box[1]
         return box[0]
 
-    def stream(self, produce: Callable[[threading.Event], Iterator[T]]) -> "EngineStream[T]":
+    def stream(self, produce: Callable[[threading.Event], Iterator[T]]) -> EngineStream[T]:
         """The items of the generator `produce(cancel)`, run on the engine thread (see EngineStream)."""
         def drive(cancel: threading.Event, emit: Callable[[T], None]) -> None:
             for item in produce(cancel):
@@ -57,7 +58,7 @@ class EngineThread:
 
         return EngineStream(self._jobs, drive)
 
-    def emitting(self, drive: Callable[[threading.Event, Callable[[T], None]], None]) -> "EngineStream[T]":
+    def emitting(self, drive: Callable[[threading.Event, Callable[[T], None]], None]) -> EngineStream[T]:
         """The items `drive(cancel, emit)` emits, run on the engine thread: one generator frame
         per item less than `stream`, for the token loops."""
         return EngineStream(self._jobs, drive)
@@ -90,7 +91,7 @@ class EngineStream(Iterator[T]):
         self._started = False
         self._finished = False  # the consumer has seen the end (iterating only)
 
-    def _start(self, on_item: Callable[[T], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+    def _start(self, on_item: Callable[[T], None], on_end: Callable[[BaseException | None], None]) -> None:
         if self._started:
             raise RuntimeError("an engine stream can be consumed only once")
         self._started = True
@@ -107,7 +108,7 @@ class EngineStream(Iterator[T]):
 
         self._jobs.put(job)
 
-    def push_to(self, on_item: Callable[[T], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+    def push_to(self, on_item: Callable[[T], None], on_end: Callable[[BaseException | None], None]) -> None:
         """Have the engine thread deliver the items (see the class docstring); `cancel()` stops it."""
         self._finished = True  # nothing for close() to drain
         self._start(on_item, on_end)
@@ -116,7 +117,7 @@ class EngineStream(Iterator[T]):
         """Ask the producer to stop at its next check (from any thread); does not wait."""
         self._cancel.set()
 
-    def __iter__(self) -> "EngineStream[T]":
+    def __iter__(self) -> EngineStream[T]:
         return self
 
     def __next__(self) -> T:

@@ -11,12 +11,13 @@ import io
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import sampling
 from ..errors import InvalidModelFile
-from ..hardware import available_memory
 from ..formats.gguf import GGUFModel
+from ..hardware import available_memory
 from ..templates import ChatTemplate
 from .base import LoadOptions, ModelInfo
 from .local import DEFAULT_CONTEXT, KV_SHARE_CHOSEN, MIN_CONTEXT

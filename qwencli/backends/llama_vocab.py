@@ -9,7 +9,8 @@ A vocabulary lives as long as the model it was made from (a reload makes a new o
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..formats.gguf import GGUFModel
 from ..templates import ChatTemplate

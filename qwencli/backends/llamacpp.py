@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, GenerationOptions, Message
 from ..errors import InvalidModelFile, UsageError
-from ..hardware import available_memory, physical_cores
 from ..formats.gguf import read_model
+from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
@@ -140,7 +141,9 @@ class LlamaCppBackend(Backend):
         try:
             grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
         except Exception as exc:
-            raise UsageError(f"cannot turn the response format into a grammar: {exc}", param="response_format") from None
+            raise UsageError(
+                f"cannot turn the response format into a grammar: {exc}", param="response_format"
+            ) from None
         llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         governor = self._governor
         reply = Reply(emit, mode=mode, stops=options.stop, piece=vocab.piece, is_end=vocab.is_end, cancel=cancel,

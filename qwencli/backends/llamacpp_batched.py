@@ -20,15 +20,16 @@ import dataclasses
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, FinishReason, GenerationOptions, Message
 from ..errors import BackendUnavailable, InvalidModelFile, UsageError
-from ..hardware import available_memory, physical_cores
 from ..formats.gguf import read_model
+from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load
@@ -62,11 +63,11 @@ class _Slot:
     cached: list[int] = field(default_factory=list)  # tokens in this sequence's KV cache
     last_used: float = 0.0
     # The running request, if any:
-    request: Optional[_Request] = None
+    request: _Request | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
-    next_token: Optional[int] = None  # sampled, to be decoded next step
+    next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
-    reply: Optional[Reply] = None
+    reply: Reply | None = None
 
 
 class BatchedStream:
@@ -76,7 +77,7 @@ class BatchedStream:
         self._request = request
         self._done = False
 
-    def __iter__(self) -> "BatchedStream":
+    def __iter__(self) -> BatchedStream:
         return self
 
     def __next__(self) -> Chunk:
@@ -94,7 +95,7 @@ class BatchedStream:
     def cancel(self) -> None:
         self._request.cancelled.set()
 
-    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[Optional[BaseException]], None]) -> None:
+    def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
         """Pulled on the caller's thread: the step engine serves several requests, so it does not
         run anyone's callbacks."""
         pull_into(self, on_item, on_end)
@@ -123,7 +124,7 @@ class BatchedLlamaCppBackend(Backend):
         self._free: list[_Slot] = [_Slot(i) for i in range(slots)]
         self._running: list[_Slot] = []
         self._waiting: collections.deque[_Request] = collections.deque()
-        self._handles: Optional[_Handles] = None
+        self._handles: _Handles | None = None
         self._engine = StepEngine("llama.cpp batched")
         self._engine.step = self._step
         self._engine.on_step_error = self._on_step_error
@@ -333,7 +334,7 @@ class BatchedLlamaCppBackend(Backend):
         else:
             slot.next_token = token
 
-    def _finish(self, slot: _Slot, *, reason: Optional[FinishReason] = None,
+    def _finish(self, slot: _Slot, *, reason: FinishReason | None = None,
                 error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
         request = slot.request

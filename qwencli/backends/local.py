@@ -7,8 +7,9 @@ Engine-independent: nothing here imports llama_cpp or torch.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 from ..chat import GenerationOptions
 from ..errors import ContextOverflow
@@ -55,7 +56,7 @@ class OutputRule:
     text: str = ""
 
 
-def output_rule(options: GenerationOptions) -> Optional[OutputRule]:
+def output_rule(options: GenerationOptions) -> OutputRule | None:
     """The one choice of constraint: a grammar (the server's forced tool call) wins over a
     response format; a schema dict over plain JSON."""
     if options.grammar:

@@ -11,11 +11,20 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx  # this module loads only when a remote model is used
 
-from ..errors import AuthenticationError, ContextOverflow, ModelNotFound, NetworkError, QwenError, RateLimited, RemoteError
+from ..errors import (
+    AuthenticationError,
+    ContextOverflow,
+    ModelNotFound,
+    NetworkError,
+    QwenError,
+    RateLimited,
+    RemoteError,
+)
 from ..resolved import Endpoint
 
 #: Attempts for a request the server asks us to repeat later (429, 503), and the longest wait.

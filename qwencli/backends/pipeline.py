@@ -5,7 +5,7 @@ token by token; the remote backend feeds it the server's text.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
 from ..stops import StopFilter

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
 from ..errors import ModelNotFound, UsageError

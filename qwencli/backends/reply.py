@@ -15,14 +15,14 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..chat import Chunk, FinishReason, Timings, Usage
 from ..thinking import Mode
 from .pipeline import TextPipeline
 
 
-def _no_threads() -> Optional[int]:
+def _no_threads() -> int | None:
     return None
 
 
@@ -32,8 +32,8 @@ class Reply:
 
     def __init__(self, emit: Callable[[Chunk], None], *, mode: Mode, stops: Sequence[str],
                  piece: Callable[[int], bytes], is_end: Callable[[int], bool], cancel: threading.Event,
-                 budget: int, n_prompt: int, cached: int, started: Optional[float] = None,
-                 threads: Callable[[], Optional[int]] = _no_threads):
+                 budget: int, n_prompt: int, cached: int, started: float | None = None,
+                 threads: Callable[[], int | None] = _no_threads):
         """`piece`: a token's bytes; `is_end`: whether a token ends the turn; `threads`: the CPU
         threads the engine is down to, if fewer than it started with (for the last chunk)."""
         self._emit = emit
@@ -81,7 +81,7 @@ class Reply:
                     break
         self.finish()
 
-    def finish(self, reason: Optional[FinishReason] = None) -> None:
+    def finish(self, reason: FinishReason | None = None) -> None:
         """Emit what the decoder and the pipeline still hold, then the last chunk."""
         if reason is not None:
             self.finish_reason = reason

@@ -4,7 +4,7 @@ work, decode steps. One thread for everything, so no two OpenMP teams fight over
 from __future__ import annotations
 
 import queue
-from typing import Callable
+from collections.abc import Callable
 
 from .engine_thread import EngineThread
 

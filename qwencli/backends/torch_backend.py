@@ -18,8 +18,9 @@ import dataclasses
 import inspect
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -138,7 +139,10 @@ class TorchBackend(Backend):
             return False
         target = min(self._trained or needed, -(-needed // 1024) * 1024)
         self.info = dataclasses.replace(
-            self.info, context_length=target, context_reason=f"{target} (raised for a long prompt; trained {self._trained})")
+            self.info,
+            context_length=target,
+            context_reason=f"{target} (raised for a long prompt; trained {self._trained})",
+        )
         return True
 
     # -- prompts ---------------------------------------------------------------------------

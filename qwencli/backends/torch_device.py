@@ -28,7 +28,7 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(device: str, quantized: bool) -> "torch.dtype":
+def pick_dtype(device: str, quantized: bool) -> torch.dtype:
     """bf16 where the GPU supports it, else fp16; fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
     if device.startswith("cuda"):
         if quantized:

@@ -10,7 +10,8 @@ reply ends there. It ships with the torch extra (`pip install 'qwencli[torch]'`)
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ class Constraint:
         self._matcher = matcher
         self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
 
-    def mask(self, logits: "torch.Tensor") -> "torch.Tensor":
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """`logits` (one row) with every token the grammar forbids at -inf."""
         logits = logits.float().unsqueeze(0)  # masked in place: the row is not used again
         self._matcher.fill_next_token_bitmask(self._bitmask)
@@ -50,7 +51,7 @@ class Grammars:
         self._end_tokens = sorted(end_tokens)
         self._compiler: Any = None
 
-    def constraint(self, options: GenerationOptions) -> Optional[Constraint]:
+    def constraint(self, options: GenerationOptions) -> Constraint | None:
         """The constraint `options` ask for, or None. Raises UsageError for a grammar or schema
         that cannot be compiled, BackendUnavailable without xgrammar."""
         rule = output_rule(options)

@@ -27,7 +27,7 @@ class Sampler:
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(options.seed if options.seed is not None else int(time.time_ns() & 0xFFFFFFFF))
 
-    def __call__(self, logits: "torch.Tensor", recent: list[int]) -> int:
+    def __call__(self, logits: torch.Tensor, recent: list[int]) -> int:
         if self.penalised and recent:
             logits = self._penalise(logits.float(), recent[-PENALTY_WINDOW:])
         if self.temperature <= 0:
@@ -48,7 +48,7 @@ class Sampler:
         choice = torch.multinomial(probs, 1, generator=self.generator)
         return int(ids[choice])
 
-    def _penalise(self, logits: "torch.Tensor", recent: list[int]) -> "torch.Tensor":
+    def _penalise(self, logits: torch.Tensor, recent: list[int]) -> torch.Tensor:
         ids, counts = torch.tensor(recent, device=logits.device).unique(return_counts=True)
         picked = logits[ids]
         if self.repeat != 1.0:

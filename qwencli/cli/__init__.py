@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from .errors import quiet_native_aborts
-
 from . import doctor as _doctor
-from . import ps as _ps
 from . import models as _models
+from . import ps as _ps
 from . import pull as _pull
 from . import run as _run
 from . import serve as _serve
+from .errors import quiet_native_aborts
 
 app = typer.Typer(
     name="qwen",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -21,18 +22,27 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 Ctx = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--ctx", min=256, help="Context length in tokens (default: from the model and free memory).",
                  show_default=False),
 ]
 Threads = Annotated[
-    Optional[int],
-    typer.Option("--threads", min=1, help="CPU threads (default: physical cores, fewer while other programs keep the CPU busy).", show_default=False),
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads (default: physical cores, fewer while other programs keep the CPU busy).",
+        show_default=False,
+    ),
 ]
 GpuLayers = Annotated[
-    Optional[int],
-    typer.Option("--gpu-layers", min=-1, help="Layers to offload to the GPU; -1 all (default: all when the build has Metal/CUDA).",
-                 show_default=False),
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        min=-1,
+        help="Layers to offload to the GPU; -1 all (default: all when the build has Metal/CUDA).",
+        show_default=False,
+    ),
 ]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Load and speed statistics, and llama.cpp's log, on stderr.")
@@ -51,16 +61,16 @@ def _remote(flag: str, envvar: str, help: str) -> Any:
     return typer.Option(flag, envvar=envvar, show_envvar=False, rich_help_panel=REMOTE, help=help, show_default=False)
 
 
-Host = Annotated[Optional[str], _remote(
+Host = Annotated[str | None, _remote(
     "--host", "QWEN_HOST",
     "Use the model on this OpenAI-compatible server (qwen serve, vLLM, llama-server, Ollama /v1).")]
-ApiKey = Annotated[Optional[str], _remote(
+ApiKey = Annotated[str | None, _remote(
     "--api-key", "QWEN_API_KEY", "Key for --host (default: $QWEN_API_KEY). Hosted Qwen reads $DASHSCOPE_API_KEY.")]
-BaseUrl = Annotated[Optional[str], _remote(
+BaseUrl = Annotated[str | None, _remote(
     "--base-url", "QWEN_DASHSCOPE_BASE_URL",
     "Hosted Qwen endpoint (default: the international one; mainland keys need the mainland URL).")]
 Device = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--device", help="torch backend: cuda, cuda:N or cpu (default: cuda when it fits).",
                  show_default=False),
 ]
@@ -77,11 +87,13 @@ AllowPickle = Annotated[
 ]
 
 Quant = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--quant", "-q", help="Quantization, e.g. q4_k_m or Q8_0; 'auto': the largest that fits in memory.",
                  show_default=False),
 ]
-Force = Annotated[bool, typer.Option("--force", help="Pull even when the model looks too big for this machine's memory.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Pull even when the model looks too big for this machine's memory.")
+]
 
 BACKENDS = ("auto", "llama", "torch", "remote")
 
@@ -91,7 +103,9 @@ def check_backend(value: str) -> str:
 
     name = (value or "auto").strip().lower()
     if name not in BACKENDS:
-        raise UsageError(f"unknown backend {value!r}", f"choose one of {', '.join(BACKENDS)} (--backend or QWEN_BACKEND)")
+        raise UsageError(
+            f"unknown backend {value!r}", f"choose one of {', '.join(BACKENDS)} (--backend or QWEN_BACKEND)"
+        )
     return name
 
 

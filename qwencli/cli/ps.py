@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ from .errors import handle_errors
 def ps(
     host: Annotated[str, typer.Option(help="Host of the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the server.")] = DEFAULT_PORT,
-    api_key: Annotated[Optional[str], typer.Option(help="API key of the server (default: $QWEN_API_KEY).",
+    api_key: Annotated[str | None, typer.Option(help="API key of the server (default: $QWEN_API_KEY).",
                                                    show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
 ) -> None:

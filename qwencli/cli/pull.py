@@ -15,7 +15,9 @@ def pull(
     model: Annotated[str, typer.Argument(help="A catalog name (qwen2.5-7b, qwen:7b), or owner/repo[:quant].")],
     quant: Quant = None,
     force: Force = False,
-    backend: Annotated[str, typer.Option("--backend", help="llama (GGUF, the default) or torch (safetensors).")] = "llama",
+    backend: Annotated[
+        str, typer.Option("--backend", help="llama (GGUF, the default) or torch (safetensors).")
+    ] = "llama",
     trust_remote_code: TrustRemoteCode = False,
     allow_pickle: AllowPickle = False,
 ) -> None:

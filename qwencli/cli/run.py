@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,23 +18,34 @@ SAMPLING = "Sampling (defaults follow the model's family)"
 def run(
     model: Annotated[str, typer.Argument(help="A model name or a path to a .gguf file.")],
     prompt: Annotated[
-        Optional[list[str]], typer.Argument(help="The prompt. Without one, stdin is read or, on a terminal, a chat starts.",
-                                            show_default=False)
+        list[str] | None,
+        typer.Argument(
+            help="The prompt. Without one, stdin is read or, on a terminal, a chat starts.", show_default=False
+        ),
     ] = None,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 is greedy.", rich_help_panel=SAMPLING)] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling.", rich_help_panel=SAMPLING)] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Top-k sampling.", rich_help_panel=SAMPLING)] = None,
-    min_p: Annotated[Optional[float], typer.Option(help="Min-p sampling.", rich_help_panel=SAMPLING)] = None,
-    repeat_penalty: Annotated[Optional[float], typer.Option(help="Repetition penalty.", rich_help_panel=SAMPLING)] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", "-n", help="Most tokens to generate.", rich_help_panel=SAMPLING)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed, for repeatable sampling.", rich_help_panel=SAMPLING)] = None,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature; 0 is greedy.", rich_help_panel=SAMPLING)
+    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling.", rich_help_panel=SAMPLING)] = None,
+    top_k: Annotated[int | None, typer.Option(help="Top-k sampling.", rich_help_panel=SAMPLING)] = None,
+    min_p: Annotated[float | None, typer.Option(help="Min-p sampling.", rich_help_panel=SAMPLING)] = None,
+    repeat_penalty: Annotated[float | None, typer.Option(help="Repetition penalty.", rich_help_panel=SAMPLING)] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", "-n", help="Most tokens to generate.", rich_help_panel=SAMPLING)
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed, for repeatable sampling.", rich_help_panel=SAMPLING)
+    ] = None,
     think: Annotated[
-        Optional[bool],
-        typer.Option("--think/--no-think", help="Qwen3 thinking: --think shows it (on stderr when piped), --no-think turns it off.",
-                     show_default=False),
+        bool | None,
+        typer.Option(
+            "--think/--no-think",
+            help="Qwen3 thinking: --think shows it (on stderr when piped), --no-think turns it off.",
+            show_default=False,
+        ),
     ] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, usage, timings.")] = False,
     quant: Quant = None,
     force: Force = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ CAPACITY = "Models and capacity"
 @with_options(load=load_flags)
 def serve(
     models: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Argument(help="Models to load at start (names or .gguf files). Others in the store load on first use.",
                        show_default=False),
     ] = None,
@@ -27,7 +27,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one (printed).",
                                       rich_help_panel=NETWORK)] = DEFAULT_PORT,
     api_key: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Require 'Authorization: Bearer KEY' (default: $QWEN_API_KEY).", show_default=False,
                      rich_help_panel=NETWORK),
     ] = None,
@@ -36,7 +36,7 @@ def serve(
                            rich_help_panel=NETWORK)
     ] = False,
     cors_origin: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(help="Allow browser requests from this origin (repeatable; default: none).",
                      show_default=False, rich_help_panel=NETWORK),
     ] = None,
@@ -89,7 +89,7 @@ def serve(
     raise typer.Exit(run_server(config, list(models or ()), port=port, verbose=load.verbose))
 
 
-def parse_duration(text: str) -> Optional[float]:
+def parse_duration(text: str) -> float | None:
     """Seconds for `30s`, `5m`, `1h`, `90`; None (forever) for a negative value."""
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
     if not match:

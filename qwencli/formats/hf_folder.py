@@ -96,7 +96,8 @@ def generation_defaults(folder: Path) -> GenerationOptions:
 
 def end_token_ids(folder: Path, config: dict[str, Any]) -> set[int]:
     """The end-of-sequence ids config.json and generation_config.json name."""
-    return _token_ids(config.get("eos_token_id")) | _token_ids(_json(folder / "generation_config.json").get("eos_token_id"))
+    generation_config = _json(folder / "generation_config.json")
+    return _token_ids(config.get("eos_token_id")) | _token_ids(generation_config.get("eos_token_id"))
 
 
 def tokenizer_config(folder: Path) -> dict[str, Any]:

@@ -10,13 +10,15 @@ rows, what is downloaded, sizes — and asks `choose()`; `resolve.route()` acts 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Union
+from typing import Literal
 
 from ..errors import BackendUnavailable, UnsupportedModel, UsageError
 from ..hardware import TORCH_INSTALL, Hardware, probe_hardware
-from .catalog import GGUF, TORCH_QUANTS, CatalogEntry, load as load_catalog, torch_entry
+from .catalog import GGUF, TORCH_QUANTS, CatalogEntry, torch_entry
+from .catalog import load as load_catalog
 from .names import ModelRef
 from .store import LocalModel, find_torch_build
 
@@ -67,7 +69,7 @@ def _llama_reason(why: str, hw: Hardware | None) -> str:
     return f"{why}: GGUF on {where}"
 
 
-def choose(requested: str, facts: ModelFacts, probe: Union[Hardware, Callable[[], Hardware]]) -> Choice:
+def choose(requested: str, facts: ModelFacts, probe: Hardware | Callable[[], Hardware]) -> Choice:
     """The backend for `facts` under `--backend requested` (auto, llama or torch)."""
     hardware: list[Hardware] = []
 
@@ -105,7 +107,8 @@ def choose(requested: str, facts: ModelFacts, probe: Union[Hardware, Callable[[]
     if not h.torch_installed or not h.transformers_installed:
         return Choice("llama", _llama_reason(f"torch is not installed ({TORCH_INSTALL} for CUDA GPUs)", h))
     if h.torch_cuda is None:
-        return Choice("llama", _llama_reason(f"torch {h.torch_version or ''} is a CPU-only build".replace("  ", " "), h))
+        cpu_only = f"torch {h.torch_version or ''} is a CPU-only build".replace("  ", " ")
+        return Choice("llama", _llama_reason(cpu_only, h))
     if not h.gpus:
         return Choice("llama", _llama_reason("no CUDA GPU found", h))
     if facts.torch_bytes is None:
@@ -113,8 +116,11 @@ def choose(requested: str, facts: ModelFacts, probe: Union[Hardware, Callable[[]
     need = facts.torch_bytes + context_room(facts)
     best = max(h.gpus, key=lambda g: g.free_bytes)
     if need > best.free_bytes:
-        return Choice("llama", _llama_reason(
-            f"needs {_gb(need)} on the GPU (weights + {FIT_CONTEXT}-token context), {best.name} has {_gb(best.free_bytes)} free", h))
+        too_big = (
+            f"needs {_gb(need)} on the GPU (weights + {FIT_CONTEXT}-token context),"
+            f" {best.name} has {_gb(best.free_bytes)} free"
+        )
+        return Choice("llama", _llama_reason(too_big, h))
     return Choice("torch", f"fits on {best.name}: needs {_gb(need)} of {_gb(best.free_bytes)} free (CUDA, torch)")
 
 
@@ -130,7 +136,7 @@ class Decision:
 
 
 def decide(name: str, ref: ModelRef, backend: str = "auto",
-           probe: Union[Hardware, Callable[[], Hardware], None] = None) -> Decision:
+           probe: Hardware | Callable[[], Hardware] | None = None) -> Decision:
     """The backend `--backend backend` runs `ref` on here. Raises when the request cannot be met."""
     probe = probe or probe_hardware
     if ref.kind == "path":

@@ -12,8 +12,8 @@ TEMPLATE_LINES = 8
 
 
 def describe(name: str, *, full_template: bool = False) -> str:
-    from . import names, store
     from ..formats.gguf import read_model
+    from . import names, store
 
     ref = names.parse(name)
     if ref.kind == "path":

@@ -20,8 +20,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from ..errors import DownloadError
@@ -210,7 +211,7 @@ class HashingWriter:
         self._queue.put(bytes(data))
         return n
 
-    def __enter__(self) -> "HashingWriter":
+    def __enter__(self) -> HashingWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

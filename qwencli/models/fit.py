@@ -103,7 +103,8 @@ def check_disk(cache: RepoCache, choice: GGUFChoice) -> None:
     free = free_space(cache.root)
     if need > free:
         raise DownloadError(
-            f"not enough disk space: {choice.quant} needs {human_size(need)} more, {human_size(free)} free in {cache.root}",
+            f"not enough disk space: {choice.quant} needs {human_size(need)} more,"
+            f" {human_size(free)} free in {cache.root}",
             "free some space, or set HF_HOME (or HF_HUB_CACHE) to a bigger disk",
         )
 

@@ -10,8 +10,8 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..errors import DownloadError, ModelNotFound, NetworkError, QwenError, UsageError
 from .select import RepoFile
@@ -72,7 +72,9 @@ def fetch_listing(repo: str, *, revision: str | None = None, attempts: int = 3) 
             time.sleep(0.5 * 2**attempt)  # the hub's 5xx are usually brief
     commit = info.sha or ""
     if not COMMIT.fullmatch(commit):
-        raise DownloadError(f"the hub gave {repo} a malformed commit id", "check HF_ENDPOINT points at a Hugging Face hub")
+        raise DownloadError(
+            f"the hub gave {repo} a malformed commit id", "check HF_ENDPOINT points at a Hugging Face hub"
+        )
     files = tuple(
         RepoFile(
             path=s.rfilename,

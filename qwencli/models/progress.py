@@ -14,13 +14,13 @@ from typing import Any
 class FileBar:
     """What `http_get(tqdm_class=…)` needs: construct with total/initial, then update(n), close()."""
 
-    def __init__(self, progress: "PullProgress", description: str, total: int, done: int):
+    def __init__(self, progress: PullProgress, description: str, total: int, done: int):
         self.progress = progress
         self.total = total
         self.done = done
         self.task = progress.add_task(description, total, done)
 
-    def __call__(self, **kwargs: Any) -> "FileBar":
+    def __call__(self, **kwargs: Any) -> FileBar:
         # http_get builds its bar after any Range decision: `initial` is where the bytes start.
         self.done = int(kwargs.get("initial") or 0)
         total = kwargs.get("total")
@@ -36,7 +36,7 @@ class FileBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "FileBar":
+    def __enter__(self) -> FileBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,10 +55,16 @@ class PullProgress:
         self.started = time.monotonic()
         self.transferred = 0
 
-    def __enter__(self) -> "PullProgress":
+    def __enter__(self) -> PullProgress:
         if self.enabled:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
             self._rich = Progress(
                 TextColumn("{task.description}", markup=False),

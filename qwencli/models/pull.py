@@ -11,15 +11,16 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import DownloadError, InvalidModelFile, QwenError, UnsupportedModel, UsageError
 from ..sizes import human_size
 from . import download, fit, hub, select, store
 from .cache import RepoCache, hub_cache, safe_relpath
-from .catalog import GGUF, load as load_catalog
+from .catalog import GGUF
+from .catalog import load as load_catalog
 from .names import ModelRef, check_quant
 from .progress import PullProgress
 

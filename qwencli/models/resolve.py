@@ -9,7 +9,7 @@ hands out the safetensors build when that answer is torch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ModelNotFound
 from ..resolved import ResolvedModel
@@ -66,8 +66,8 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
           probe: Callable | None = None) -> tuple[ResolvedModel | None, str]:
     """(the safetensors build, reason) when torch runs `ref`, pulled first when missing and `pull`;
     (None, reason) when the GGUF path of `resolve()` goes on."""
-    from . import backend_route
     from ..hardware import probe_hardware
+    from . import backend_route
 
     probe = probe or probe_hardware
     decided = backend_route.decide(name, ref, backend, probe)

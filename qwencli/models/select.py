@@ -9,8 +9,9 @@ The same rules run on a hub listing before a pull and on a cached snapshot befor
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 from ..errors import ModelNotFound, UnsupportedModel
 
@@ -88,7 +89,7 @@ def gguf_models(files: Iterable[RepoFile]) -> list[GGUFChoice]:
         elif name.lower().endswith(".gguf"):
             singles.append(GGUFChoice(quant_of(f.path) or "unknown", "single", (f,)))
     choices = list(singles)
-    for (stem, count), shards in shard_sets.items():
+    for (_stem, count), shards in shard_sets.items():
         if count >= 1 and sorted(shards) == list(range(1, count + 1)):
             ordered = tuple(shards[i] for i in range(1, count + 1))
             choices.append(GGUFChoice(quant_of(ordered[0].path) or "unknown", "shards", ordered))

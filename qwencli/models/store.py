@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
-from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
 from ..formats.hf_folder import PICKLE_WEIGHTS
+from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef
 from .select import GGUFChoice, RepoFile, gguf_models
-
 
 
 @dataclass(frozen=True)
@@ -260,5 +259,7 @@ def matching(name: str, cache_dir: Path | None = None) -> list[LocalModel]:
         raise ModelNotFound(f"{ref.display} is not downloaded", "qwen list shows the models you have")
     if len(models) > 1:
         names = ", ".join(m.name for m in models)
-        raise UsageError(f"{name} matches {len(models)} downloaded models: {names}", f"name one: qwen rm {models[0].name}")
+        raise UsageError(
+            f"{name} matches {len(models)} downloaded models: {names}", f"name one: qwen rm {models[0].name}"
+        )
     return models

@@ -3,9 +3,9 @@ it may return a stream of chunks for the loop to print (as `/regen` does)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .. import sampling
 from ..chat import Chunk
@@ -114,7 +114,10 @@ def _show(state: ReplState, arg: str) -> None:
     )
     rows = [
         ("model", info.name),
-        ("backend", f"{info.backend}" + (f" ({info.threads} threads, {info.gpu_layers} GPU layers)" if info.threads else "")),
+        (
+            "backend",
+            f"{info.backend}" + (f" ({info.threads} threads, {info.gpu_layers} GPU layers)" if info.threads else ""),
+        ),
         ("context", f"{used if used is not None else '?'} / {info.context_length or 'unknown'} tokens"),
         ("settings", settings or ("the server's defaults" if remote else "model defaults")),
         ("system", conversation.system or "(none)"),

@@ -7,12 +7,11 @@ to leave; Ctrl-D leaves.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..chat import Chunk
+from ..chat import Chunk, collect
 from ..console import AnswerWriter, error, notice, stats_line
-from ..chat import collect
 from ..errors import QwenError
 from ..session import Conversation
 from . import commands

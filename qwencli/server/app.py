@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,9 +42,9 @@ def create_app(
     source: ModelSource,
     *,
     loader: Loader = default_loader,
-    prober: Optional[Prober] = None,
-    on_fatal: Optional[Callable[[str], None]] = None,
-    memory: Optional[Callable[[], int]] = None,
+    prober: Prober | None = None,
+    on_fatal: Callable[[str], None] | None = None,
+    memory: Callable[[], int] | None = None,
 ) -> FastAPI:
     """The application. `source` names the models; `loader` loads one (default: the real
     backends); `prober` checks a file in a child process before it is loaded in-process;
@@ -161,7 +162,7 @@ def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _report_preload(task: asyncio.Task, on_fatal: Optional[Callable[[str], None]]) -> None:
+def _report_preload(task: asyncio.Task, on_fatal: Callable[[str], None] | None) -> None:
     if task.cancelled():
         return
     exc = task.exception()

@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from ..backends.base import ChunkStream
 from ..chat import Chunk
 
 END = object()
 GONE = object()  # the client went away: what `next()` returns from then on
-Event = Union[Chunk, BaseException, object]
+Event = Chunk | BaseException | object
 
 #: How often the loop collects chunks of a running generation: ~33 writes a second, so text still
 #: flows, and a fast model's tokens go out a few at a time. Every write wakes the server's loop and
@@ -41,21 +41,21 @@ PACE = 0.03
 
 class Generation:
     def __init__(self, produce: Callable[[], ChunkStream], *, name: str = "generation",
-                 on_done: Optional[Callable[[], None]] = None):
+                 on_done: Callable[[], None] | None = None):
         self._produce = produce
         self._on_done = on_done
         self._loop = asyncio.get_running_loop()
         self._pending: collections.deque[Event] = collections.deque()  # appended off the loop
-        self._waiter: Optional[asyncio.Future] = None
+        self._waiter: asyncio.Future | None = None
         self._polling = False  # the loop collects on its pace timer; _put need not wake it
         self._polled_empty = False
         self._cancel = threading.Event()
-        self._stream: Optional[ChunkStream] = None
+        self._stream: ChunkStream | None = None
         self._gone = False
         self.finished = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "Generation":
+    def start(self) -> Generation:
         self._thread.start()
         return self
 
@@ -119,7 +119,7 @@ class Generation:
         if self._on_done is not None:
             self._on_done()
 
-    def _pushed_end(self, error: Optional[BaseException]) -> None:
+    def _pushed_end(self, error: BaseException | None) -> None:
         """The end of a pushed stream (on the engine thread, which is free once this returns)."""
         if error is not None:
             self._put(error)

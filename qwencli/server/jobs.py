@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from ..chat import GenerationOptions, Message, ToolCall
 from .openai_errors import bad_request
@@ -30,10 +30,10 @@ class Job:
     options: GenerationOptions
     stream: bool
     include_usage: bool
-    num_ctx: Optional[int] = None
+    num_ctx: int | None = None
     messages: tuple[Message, ...] = ()
     prompt: str = ""
-    tools: Optional[tuple[dict[str, Any], ...]] = None
+    tools: tuple[dict[str, Any], ...] | None = None
     tool_mode: ToolMode = "off"
     #: With `parallel_tool_calls: false`, only the first call is returned.
     first_call_only: bool = False
@@ -54,7 +54,7 @@ def _stops(req: Sampling) -> tuple[str, ...]:
     return (req.stop,) if isinstance(req.stop, str) else tuple(req.stop)
 
 
-def _response_format(fmt: Optional[ResponseFormat]) -> str | dict[str, Any] | None:
+def _response_format(fmt: ResponseFormat | None) -> str | dict[str, Any] | None:
     if fmt is None or fmt.type == "text":
         if fmt is not None and fmt.json_schema is not None:
             raise bad_request("response_format.json_schema: only with type 'json_schema'", param="response_format")
@@ -72,7 +72,7 @@ def _response_format(fmt: Optional[ResponseFormat]) -> str | dict[str, Any] | No
     return schema
 
 
-def _options(req: Sampling, max_tokens: Optional[int], **extra: Any) -> GenerationOptions:
+def _options(req: Sampling, max_tokens: int | None, **extra: Any) -> GenerationOptions:
     return GenerationOptions(
         temperature=req.temperature,
         top_p=req.top_p,
@@ -132,7 +132,7 @@ def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
     return tuple(out)
 
 
-def _think(req: ChatCompletionRequest) -> Optional[bool]:
+def _think(req: ChatCompletionRequest) -> bool | None:
     kwargs = req.chat_template_kwargs
     from_kwargs = kwargs.enable_thinking if kwargs is not None else None
     if from_kwargs is not None and req.enable_thinking is not None and from_kwargs != req.enable_thinking:
@@ -141,7 +141,7 @@ def _think(req: ChatCompletionRequest) -> Optional[bool]:
     return from_kwargs if from_kwargs is not None else req.enable_thinking
 
 
-def _tools(req: ChatCompletionRequest) -> tuple[Optional[tuple[dict, ...]], ToolMode, Optional[str]]:
+def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMode, str | None]:
     """(tools for the template, how calls are handled, forced-call grammar)."""
     tools = tuple(t.model_dump(exclude_none=True) for t in req.tools or ())
     choice = req.tool_choice
@@ -174,7 +174,8 @@ def chat_job(req: ChatCompletionRequest) -> Job:
     _common_checks(req)
     if req.top_logprobs not in (None, 0):
         raise bad_request("top_logprobs: not supported by this server", param="top_logprobs")
-    if req.max_tokens is not None and req.max_completion_tokens is not None and req.max_tokens != req.max_completion_tokens:
+    both = req.max_tokens is not None and req.max_completion_tokens is not None
+    if both and req.max_tokens != req.max_completion_tokens:
         raise bad_request("max_tokens and max_completion_tokens disagree; send one", param="max_completion_tokens")
     tools, mode, grammar = _tools(req)
     fmt = _response_format(req.response_format)

@@ -5,7 +5,7 @@ calls for, one request at a time (the scheduler keeps the others in line).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..backends.base import Backend, LoadOptions
 from ..resolved import ResolvedModel

@@ -16,8 +16,9 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
 from ..backends.local import KV_SHARE_REQUESTED
@@ -50,7 +51,7 @@ class LoadedModel:
     backend: Backend
     scheduler: Scheduler
     load: LoadOptions
-    kv_bytes_per_token: Optional[int] = None
+    kv_bytes_per_token: int | None = None
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -71,12 +72,12 @@ class Checkout:
 
     model: LoadedModel
     ticket: Ticket
-    reload_to: Optional[int] = None
+    reload_to: int | None = None
 
 
 class Registry:
     def __init__(self, config: ServerConfig, source: ModelSource, loader: Loader = default_loader,
-                 prober: Optional[Prober] = None, memory: Callable[[], int] | None = None):
+                 prober: Prober | None = None, memory: Callable[[], int] | None = None):
         self.config = config
         self.source = source
         self.loader = loader
@@ -85,7 +86,7 @@ class Registry:
         self._models: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self.ready = not config.startup_models
-        self.startup_error: Optional[str] = None
+        self.startup_error: str | None = None
         self._closed = False
 
     # -- lookup --------------------------------------------------------------------------
@@ -110,7 +111,7 @@ class Registry:
 
     # -- checkout ------------------------------------------------------------------------
 
-    async def checkout(self, name: str, *, num_ctx: Optional[int] = None) -> Checkout:
+    async def checkout(self, name: str, *, num_ctx: int | None = None) -> Checkout:
         """Load `name` if needed and take a place in its line (QueueFull when the line is full)."""
         resolved = await self.resolve(name)
         model = await self._get(resolved, name)
@@ -159,7 +160,7 @@ class Registry:
                            scheduler=Scheduler(self.config.parallel, self.config.max_queue),
                            load=self.config.load, kv_bytes_per_token=kv)
 
-    def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, Optional[int]]:
+    def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, int | None]:
         kv = None
         if resolved.format == "gguf" and resolved.path is not None:
             from ..formats.gguf import read_model
@@ -258,7 +259,7 @@ class Registry:
             except Exception:
                 log.exception("closing %s failed", model.name)
 
-    def until(self, model: LoadedModel) -> Optional[float]:
+    def until(self, model: LoadedModel) -> float | None:
         """Wall-clock time the model will be unloaded if nothing else arrives; None: never."""
         if self.config.keep_alive is None:
             return None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from ..chat import Chunk, Usage
 from .jobs import Job
 from .tools import Text, ToolCallStream
 
 
-def usage_json(usage: Optional[Usage]) -> dict[str, Any]:
+def usage_json(usage: Usage | None) -> dict[str, Any]:
     usage = usage or Usage()
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -26,7 +26,7 @@ def usage_json(usage: Optional[Usage]) -> dict[str, Any]:
     }
 
 
-def _finish_reason(backend_reason: Optional[str], made_calls: bool) -> str:
+def _finish_reason(backend_reason: str | None, made_calls: bool) -> str:
     if backend_reason == "length":
         return "length"
     return "tool_calls" if made_calls else "stop"
@@ -43,8 +43,8 @@ class Assembler:
         self.id = prefix + uuid.uuid4().hex[:24]
         self._tools = ToolCallStream(first_only=job.first_call_only) if job.tool_mode != "off" else None
         self._n_calls = 0
-        self.finish_reason: Optional[str] = None
-        self.usage: Optional[Usage] = None
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
 
     # -- deltas --------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ class Assembler:
             obj["usage"] = None
         return obj
 
-    def _choice(self, delta: dict[str, Any], finish_reason: Optional[str] = None) -> dict[str, Any]:
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         if self.job.kind == "chat":
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return {"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish_reason}

@@ -72,10 +72,10 @@ def run_server(config: ServerConfig, models: list[str], *, port: int = DEFAULT_P
     """Serve until told to stop; the process exit status."""
     import uvicorn
 
+    from .. import settings
     from .app import create_app
     from .probe import Prober
     from .store_source import StoreSource
-    from .. import settings
 
     source = StoreSource(models, backend=config.backend)  # unknown start-up models fail here, before anything listens
     config = _with_startup(config, source.startup_ids)

@@ -8,7 +8,7 @@ A few fields are accepted only with the value that means "nothing special" (`n: 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,23 +24,24 @@ MAX_NUM_CTX = 1 << 20
 MIN_NUM_CTX = 256
 
 
-def _bounded(name: str, kind: type) -> Any:
+def _bounds(name: str, kind: type[int] | type[float]) -> Any:
+    """The `Field` holding `LIMITS[name]`, as numbers of `kind`."""
     low, high = LIMITS[name]
-    return Annotated[Optional[kind], Field(ge=kind(low), le=kind(high))]
+    return Field(ge=kind(low), le=kind(high))
 
 
-Temperature = _bounded("temperature", float)
-TopP = _bounded("top_p", float)
-TopK = _bounded("top_k", int)
-MinP = _bounded("min_p", float)
-RepeatPenalty = _bounded("repeat_penalty", float)
-PresencePenalty = _bounded("presence_penalty", float)
-FrequencyPenalty = _bounded("frequency_penalty", float)
-MaxTokens = _bounded("max_tokens", int)
-Seed = _bounded("seed", int)
-NumCtx = Annotated[Optional[int], Field(ge=MIN_NUM_CTX, le=MAX_NUM_CTX)]
+Temperature = Annotated[float | None, _bounds("temperature", float)]
+TopP = Annotated[float | None, _bounds("top_p", float)]
+TopK = Annotated[int | None, _bounds("top_k", int)]
+MinP = Annotated[float | None, _bounds("min_p", float)]
+RepeatPenalty = Annotated[float | None, _bounds("repeat_penalty", float)]
+PresencePenalty = Annotated[float | None, _bounds("presence_penalty", float)]
+FrequencyPenalty = Annotated[float | None, _bounds("frequency_penalty", float)]
+MaxTokens = Annotated[int | None, _bounds("max_tokens", int)]
+Seed = Annotated[int | None, _bounds("seed", int)]
+NumCtx = Annotated[int | None, Field(ge=MIN_NUM_CTX, le=MAX_NUM_CTX)]
 StopString = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
-Stop = Optional[Union[StopString, Annotated[list[StopString], Field(max_length=MAX_STOPS)]]]
+Stop = StopString | Annotated[list[StopString], Field(max_length=MAX_STOPS)] | None
 ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 
@@ -50,9 +51,9 @@ class Strict(BaseModel):
 
 
 class StreamOptions(Strict):
-    include_usage: Optional[bool] = None
+    include_usage: bool | None = None
     # Padding against traffic analysis on OpenAI's links; nothing to pad on a local server.
-    include_obfuscation: Optional[bool] = None
+    include_obfuscation: bool | None = None
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ class ContentPart(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
     type: str
-    text: Optional[str] = None
+    text: str | None = None
 
 
 class FunctionCallIn(Strict):
@@ -79,14 +80,14 @@ class ToolCallIn(Strict):
 
 class ChatMessage(Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Union[str, list[ContentPart], None] = None
-    name: Optional[Annotated[str, Field(max_length=MAX_NAME)]] = None
-    tool_calls: Optional[list[ToolCallIn]] = None
-    tool_call_id: Optional[Annotated[str, Field(max_length=MAX_NAME)]] = None
-    reasoning_content: Optional[str] = None
+    content: str | list[ContentPart] | None = None
+    name: Annotated[str, Field(max_length=MAX_NAME)] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: Annotated[str, Field(max_length=MAX_NAME)] | None = None
+    reasoning_content: str | None = None
     # Echoed back by clients that append the SDK's response message to their history.
-    refusal: Optional[str] = None
-    annotations: Optional[list[Any]] = None
+    refusal: str | None = None
+    annotations: list[Any] | None = None
     audio: None = None
     function_call: None = None
 
@@ -96,9 +97,9 @@ class ChatMessage(Strict):
 
 class FunctionDef(Strict):
     name: FunctionName
-    description: Optional[str] = None
-    parameters: Optional[dict[str, Any]] = None
-    strict: Optional[bool] = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
 
 class ToolDef(Strict):
@@ -115,27 +116,27 @@ class NamedToolChoice(Strict):
     function: NamedFunction
 
 
-ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class JsonSchemaSpec(Strict):
     name: Annotated[str, Field(max_length=64)] = "response"
-    description: Optional[str] = None
-    schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
-    strict: Optional[bool] = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: Optional[JsonSchemaSpec] = None
+    json_schema: JsonSchemaSpec | None = None
 
 
 class ChatTemplateKwargs(Strict):
     """The only template switch a request may set; the template itself never comes from a request."""
 
-    enable_thinking: Optional[bool] = None
+    enable_thinking: bool | None = None
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -143,8 +144,8 @@ class ChatTemplateKwargs(Strict):
 
 class Sampling(Strict):
     model: ModelName
-    stream: Optional[bool] = False
-    stream_options: Optional[StreamOptions] = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
     max_tokens: MaxTokens = None
     temperature: Temperature = None
     top_p: TopP = None
@@ -155,9 +156,9 @@ class Sampling(Strict):
     repeat_penalty: RepeatPenalty = None
     seed: Seed = None
     stop: Stop = None
-    n: Optional[int] = None
-    logprobs: Optional[Any] = None
-    user: Optional[Annotated[str, Field(max_length=MAX_NAME)]] = None
+    n: int | None = None
+    logprobs: Any | None = None
+    user: Annotated[str, Field(max_length=MAX_NAME)] | None = None
     #: Context length for this model; a different value reloads it (Ollama's num_ctx).
     num_ctx: NumCtx = None
 
@@ -165,19 +166,19 @@ class Sampling(Strict):
 class ChatCompletionRequest(Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
     max_completion_tokens: MaxTokens = None
-    top_logprobs: Optional[int] = None
-    response_format: Optional[ResponseFormat] = None
-    tools: Optional[Annotated[list[ToolDef], Field(max_length=MAX_TOOLS)]] = None
-    tool_choice: Optional[ToolChoice] = None
-    parallel_tool_calls: Optional[bool] = None
-    chat_template_kwargs: Optional[ChatTemplateKwargs] = None
+    top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
+    tools: Annotated[list[ToolDef], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    chat_template_kwargs: ChatTemplateKwargs | None = None
     #: Hosted Qwen's (DashScope's) switch for Qwen3 thinking, accepted for compatibility.
-    enable_thinking: Optional[bool] = None
+    enable_thinking: bool | None = None
 
 
 class CompletionRequest(Sampling):
-    prompt: Union[str, Annotated[list[str], Field(min_length=1)]]
-    echo: Optional[bool] = None
-    suffix: Optional[str] = None
-    best_of: Optional[int] = None
-    response_format: Optional[ResponseFormat] = None
+    prompt: str | Annotated[list[str], Field(min_length=1)]
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+    response_format: ResponseFormat | None = None

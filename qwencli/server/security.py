@@ -14,7 +14,8 @@ nothing is parsed before they pass.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .config import LOOPBACK_NAMES
 from .openai_errors import ApiError, unauthorized

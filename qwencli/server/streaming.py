@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Awaitable, Iterator, Optional, TypeVar
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
@@ -60,7 +61,7 @@ class GenerationResponse(Response):
         self.checkout = checkout
         self.job = job
         self._gone = asyncio.Event()
-        self._generation: Optional[Generation] = None
+        self._generation: Generation | None = None
 
     async def _until_gone(self, awaitable: Awaitable[T]) -> T:
         """`awaitable`'s result, or ClientGone as soon as the client disconnects."""
@@ -103,7 +104,7 @@ class GenerationResponse(Response):
         watcher = asyncio.create_task(self._watch(receive))
         scheduler = self.checkout.model.scheduler
         ticket = self.checkout.ticket
-        generation: Optional[Generation] = None
+        generation: Generation | None = None
         started = time.monotonic()
         try:
             await self._until_gone(scheduler.wait(ticket))

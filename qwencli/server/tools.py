@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, Union
+from typing import Any
 
 from ..chat import ToolCall
 from ..stops import partial_suffix
@@ -28,7 +29,7 @@ class Text:
     text: str
 
 
-Event = Union[Text, ToolCall]
+Event = Text | ToolCall
 
 
 def new_call_id() -> str:
