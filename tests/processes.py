@@ -13,9 +13,28 @@ import time
 
 import pytest
 
-from tests.conftest import QWEN, ROOT
+from tests.models import ROOT
 
 START_TIMEOUT = 90.0
+
+QWEN = [sys.executable, "-m", "qwencli"]
+
+
+def run_qwen(*args: str, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
+             **kwargs) -> subprocess.CompletedProcess:
+    """`qwen ARGS…` as a real subprocess, stdin from `input` (or /dev/null), bytes out."""
+    if isinstance(input, str):
+        input = input.encode()
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*QWEN, *map(str, args)],
+        input=input if input is not None else b"",
+        capture_output=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=kwargs.pop("cwd", ROOT),
+        **kwargs,
+    )
 
 
 def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:

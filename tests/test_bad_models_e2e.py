@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_qwen
 from tests.fixtures import tiny_qwen
+from tests.processes import run_qwen
 from tests.test_gguf_file import write_tiny_gguf
+
+pytestmark = pytest.mark.slow
 
 PWNED = Path("/tmp/qwencli-template-pwned")
 WIDE_SECTIONS = (5, 6, 6, 0)
@@ -76,7 +78,7 @@ def test_a_native_abort_prints_no_backtrace_unless_debugging(bad_models):
         "import llama_cpp\n"
         "llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, verbose=False)\n"
         "llm.eval(llm.tokenize(b'hi'))\n")
-    from tests.conftest import ROOT
+    from tests.models import ROOT
 
     model = str(bad_models / "mrope-wide.gguf")
     import os

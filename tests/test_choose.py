@@ -12,7 +12,7 @@ import pytest
 from qwencli.errors import BackendUnavailable, UnsupportedModel
 from qwencli.hardware import GPU, Hardware
 from qwencli.models.backend_route import FIT_CONTEXT, ModelFacts, choose, context_room
-from tests.conftest import ROOT
+from tests.models import ROOT
 
 GB = 10**9
 NO_TORCH = Hardware()
@@ -127,8 +127,8 @@ def test_real_probe_and_a_gguf_resolve_do_not_import_torch(tiny_qwen2_gguf):
 ])
 def test_torch_builds_by_name_route_to_their_repos(typed, repo, isolated_home):
     from qwencli.errors import ModelNotFound
-    from qwencli.models.resolve import route
     from qwencli.models.names import parse
+    from qwencli.models.resolve import route
 
     with pytest.raises(ModelNotFound) as caught:  # not downloaded, and a server/pull=False never fetches
         route(typed, parse(typed), backend="auto", pull=False, probe=lambda **_: BIG_GPU)
@@ -140,8 +140,8 @@ def test_torch_builds_by_name_route_to_their_repos(typed, repo, isolated_home):
 
 def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
     from qwencli.errors import QwenError
-    from qwencli.models.resolve import route
     from qwencli.models.names import parse
+    from qwencli.models.resolve import route
 
     with pytest.raises(QwenError) as caught:
         route("qwen2.5-7b:awq", parse("qwen2.5-7b:awq"), backend="auto", pull=False, probe=lambda **_: CPU_TORCH)
@@ -151,9 +151,9 @@ def test_a_torch_build_by_name_on_a_cpu_machine_says_what_to_do(isolated_home):
 def test_without_downloading_the_gguf_that_is_here_is_used(hub, tiny_qwen2_gguf, isolated_home):
     """A server or `qwen show` never downloads: when torch would be chosen but only the GGUF is
     downloaded, the GGUF runs (and the reason says how to get the torch build)."""
-    from qwencli.models.resolve import route
     from qwencli.models.names import parse
-    from tests.conftest import run_qwen
+    from qwencli.models.resolve import route
+    from tests.processes import run_qwen
 
     hub.add_repo("Qwen/Qwen2.5-0.5B-Instruct-GGUF", {"qwen2.5-0.5b-instruct-q4_k_m.gguf": tiny_qwen2_gguf})
     pulled = run_qwen("pull", "qwen2.5-0.5b", timeout=60)

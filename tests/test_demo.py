@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.greedy import PARIS, SYSTEM
+from tests.models import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from qwencli.hardware import GPU, TORCH_INSTALL, Hardware
 from qwencli.diagnose import gather, render
-from tests.conftest import run_qwen
+from qwencli.hardware import GPU, TORCH_INSTALL, Hardware
+from tests.processes import run_qwen
 
 GB = 10**9
 CUDA = Hardware(torch_installed=True, transformers_installed=True, torch_version="2.13.0", torch_cuda="12.4",

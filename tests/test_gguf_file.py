@@ -13,6 +13,7 @@ from qwencli.errors import InvalidModelFile, ModelNotFound, UnsupportedModel
 from qwencli.formats.gguf import ArraySummary, read_model
 
 
+@pytest.mark.slow  # gguf's reader takes seconds over a 152K-token vocabulary
 @pytest.mark.parametrize("fixture", ["smollm2", "tiny_qwen3_gguf"])
 def test_metadata_agrees_with_gguf_reader(fixture, request):
     path = request.getfixturevalue(fixture)

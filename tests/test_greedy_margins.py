@@ -10,6 +10,8 @@ import pytest
 
 from tests.greedy import EXPECTED, MIN_GAP, SYSTEM, Expected, GreedyWalker, narrowest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def walkers(smollm2_numeric_paths):

@@ -11,7 +11,6 @@ from qwencli.models import catalog as catalog_module
 from qwencli.models import names
 from qwencli.models.pull import require_gguf_repo
 
-
 # -- the catalog --------------------------------------------------------------------------------------
 
 def test_shipped_catalog_parses_and_every_gguf_row_is_consistent():

@@ -18,10 +18,11 @@ import pytest
 
 from qwencli.models import store
 from qwencli.models.cache import hub_cache
-from tests.conftest import QWEN, ROOT, run_qwen
 from tests.fixtures.hub import Fault, random_bytes
+from tests.models import ROOT
+from tests.processes import QWEN, run_qwen
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 REPO = "test/Blob-GGUF"
 FILE = "blob-q8_0.gguf"

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from qwencli.models import store
-from tests.conftest import run_qwen
 from tests.fixtures.hub import random_bytes
+from tests.processes import run_qwen
 from tests.test_pull_e2e import FILE, REPO, SIZE, add_blob_repo, cdn_bytes, partials, repo_folder, text
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SECRET = "hf_tEsTsEcReT0123456789abcdef"
 

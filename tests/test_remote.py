@@ -11,10 +11,13 @@ import time
 
 import pytest
 
-from tests.conftest import QWEN, ROOT, run_qwen
-from tests.greedy import PARIS as PARIS_ANSWER, SYSTEM
 from tests.fixtures.openai_fake import Failure, FakeOpenAI, Reply
-from tests.processes import leave_repl, spawn_repl, start_server, stop_server
+from tests.greedy import PARIS as PARIS_ANSWER
+from tests.greedy import SYSTEM
+from tests.models import ROOT
+from tests.processes import QWEN, leave_repl, run_qwen, spawn_repl, start_server, stop_server
+
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-secret-4242"
 PARIS = ("-s", SYSTEM, "--temperature", "0", PARIS_ANSWER.question)

@@ -11,6 +11,8 @@ import pytest
 from tests.greedy import PARIS, PARIS_MULTILINE, SECRET_WORD, SYSTEM
 from tests.processes import at_prompt, expect_answer_begun, spawn_repl
 
+pytestmark = pytest.mark.slow
+
 pexpect = pytest.importorskip("pexpect")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 PROMPT = ">>> "

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
-from tests.conftest import QWEN, ROOT, run_qwen
 from tests.greedy import PARIS, SYSTEM
+from tests.models import ROOT
+from tests.processes import QWEN, run_qwen
+
+pytestmark = pytest.mark.slow
 
 GREEDY = ("--system", SYSTEM, "--temperature", "0")
 

@@ -24,9 +24,12 @@ from qwencli.errors import BackendUnavailable, ContextOverflow
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
-from tests.conftest import SMOLLM2, _require
-from tests.greedy import LONG_FACTS, PARIS, ROME, SYSTEM as SYSTEM_PROMPT, TOKYO
+from tests.greedy import LONG_FACTS, PARIS, ROME, TOKYO
+from tests.greedy import SYSTEM as SYSTEM_PROMPT
+from tests.models import SMOLLM2, require
 from tests.serving import RunningServer
+
+pytestmark = pytest.mark.slow
 
 SYSTEM = Message("system", SYSTEM_PROMPT)
 # Batching changes the order of float sums, and llama.cpp is not batch-invariant: a greedy reply
@@ -46,7 +49,7 @@ def chat(backend, question: str, options: GenerationOptions = GREEDY):
 
 @pytest.fixture(scope="module")
 def reference():
-    backend = LlamaCppBackend(_require(SMOLLM2), LoadOptions(context_length=2048))
+    backend = LlamaCppBackend(require(SMOLLM2), LoadOptions(context_length=2048))
     try:
         yield {q: chat(backend, q).text for q in [*QUESTIONS, LONG]}
     finally:
@@ -55,7 +58,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def batched():
-    backend = BatchedLlamaCppBackend(_require(SMOLLM2), LoadOptions(context_length=2048), slots=3)
+    backend = BatchedLlamaCppBackend(require(SMOLLM2), LoadOptions(context_length=2048), slots=3)
     yield backend
     backend.close()
 
@@ -164,7 +167,7 @@ def test_cancel_before_admission_and_a_failing_step_do_not_hang(batched, referen
 
 
 def test_unloading_ends_running_requests_with_an_error():
-    backend = BatchedLlamaCppBackend(_require(SMOLLM2), LoadOptions(context_length=512), slots=2)
+    backend = BatchedLlamaCppBackend(require(SMOLLM2), LoadOptions(context_length=512), slots=2)
     stream = backend.chat([SYSTEM, Message("user", "Count from 1 to 1000.")], GREEDY.replace(max_tokens=400))
     next(stream)
     closer = threading.Thread(target=backend.close)
@@ -177,7 +180,7 @@ def test_unloading_ends_running_requests_with_an_error():
 
 
 def test_server_with_parallel_slots_runs_requests_together(reference):
-    app = create_app(ServerConfig(parallel=2, keep_alive=None), StaticSource({"smollm2": _require(SMOLLM2)}))
+    app = create_app(ServerConfig(parallel=2, keep_alive=None), StaticSource({"smollm2": require(SMOLLM2)}))
     with RunningServer(app) as server:
         client = openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0, timeout=60)
         seen_running: list[int] = []

@@ -17,7 +17,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import QWEN, ROOT, run_qwen
+from tests.models import ROOT
+from tests.processes import QWEN, run_qwen
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 HI = [{"role": "user", "content": "hi"}]

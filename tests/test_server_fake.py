@@ -20,8 +20,8 @@ from qwencli.resolved import ResolvedModel
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
-from tests.conftest import run_qwen
 from tests.fakes import FakeBackend
+from tests.processes import run_qwen
 from tests.serving import RunningServer, wait_until
 
 HI = [{"role": "user", "content": "hi"}]

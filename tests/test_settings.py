@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qwencli import settings
-from tests.conftest import ROOT
+from tests.models import ROOT
 
 
 def test_readme_documents_every_variable():

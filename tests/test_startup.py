@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.models import ROOT
 
 HEAVY = ("llama_cpp", "torch", "transformers", "fastapi", "uvicorn", "numpy", "gguf", "huggingface_hub",
          "prompt_toolkit", "jinja2", "httpx", "openai")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,12 +12,13 @@ import textwrap
 import pytest
 
 from qwencli.models import store
-from tests.conftest import QWEN, ROOT, run_qwen
 from tests.fixtures.hub import random_bytes
+from tests.models import ROOT
+from tests.processes import QWEN, run_qwen
 from tests.test_pull_e2e import repo_folder, text
 from tests.test_pull_errors import closed_port
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 TINY = "test/Tiny-GGUF"
 CARD = b"---\nlicense: mit\ntags: [gguf]\n---\n# Tiny\n"

@@ -16,9 +16,9 @@ pytest.importorskip("transformers")
 
 from qwencli.backends.base import LoadOptions  # noqa: E402
 from qwencli.backends.torch_backend import TorchBackend  # noqa: E402
-from qwencli.formats.hf_folder import check_folder, generation_defaults  # noqa: E402
 from qwencli.chat import GenerationOptions, Message, collect  # noqa: E402
 from qwencli.errors import BackendUnavailable, InvalidModelFile, UnsupportedModel, UsageError  # noqa: E402
+from qwencli.formats.hf_folder import check_folder, generation_defaults  # noqa: E402
 
 GREEDY = GenerationOptions(temperature=0)
 HI = [Message("user", "hi")]

