@@ -178,3 +178,13 @@ def test_the_walk_sees_lazy_and_relative_imports():
     assert layer("qwencli.backends.remote") == 2 and layer("qwencli") == 3 and layer("qwencli.cli.run") == 0
     graph = {"a": {"b", "d"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"a"}}
     assert _groups(graph) == [{"a", "b", "c", "d"}] and _path_around(graph, {"a", "b", "c", "d"}) == ["a", "d", "a"]
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Benchmarks")]
+    package = Path(__file__).resolve().parent.parent / "qwencli"
+    missing = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+               if p.name != "__init__.py" and f"`{p.name}`" not in layout and f"`{p.relative_to(package)}`" not in layout
+               and f"`qwencli/{p.relative_to(package)}`" not in layout]
+    assert not missing, f"README's Layout section does not name: {', '.join(missing)}"
