@@ -46,8 +46,9 @@ def model_kinds() -> list[tuple[str, Any]]:
         has_gguf = any(e.format == "gguf" for e in rows)
         torch_bytes = next((e.approx_bytes for e in rows if e.format == "safetensors"), None)
         label = f"{name} ({'GGUF and safetensors' if has_gguf else 'safetensors only'})"
-        return label, ModelFacts(name, has_gguf=has_gguf, has_safetensors=torch_bytes is not None,
-                                 torch_bytes=torch_bytes)
+        return label, ModelFacts(
+            name, has_gguf=has_gguf, has_safetensors=torch_bytes is not None, torch_bytes=torch_bytes
+        )
 
     return [
         ("a .gguf file", ModelFacts("model.gguf", has_gguf=True, has_safetensors=False)),
@@ -85,8 +86,12 @@ def gather(hardware=None) -> dict[str, Any]:
     if not hw.torch_usable:
         install.append({"for": "the torch backend (safetensors models, CUDA GPUs)", "command": TORCH_INSTALL})
     elif hw.torch_cuda is None and nvidia_present():
-        install.append({"for": "torch on this NVIDIA GPU (the installed torch is CPU-only)",
-                        "command": "pip install --force-reinstall torch  (a CUDA build: see pytorch.org/get-started)"})
+        install.append(
+            {
+                "for": "torch on this NVIDIA GPU (the installed torch is CPU-only)",
+                "command": "pip install --force-reinstall torch  (a CUDA build: see pytorch.org/get-started)",
+            }
+        )
     if nvidia_present() and llama.get("installed") and not llama.get("gpu_offload"):
         install.append({"for": "llama.cpp on this NVIDIA GPU", "command": LLAMA_CUDA_INSTALL})
     if hw.torch_usable and not all(versions[p] for p in ("gptqmodel", "optimum", "accelerate")):
@@ -145,8 +150,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  {name:<17} {version or 'not installed'}")
     llama = report["llama_cpp"]
     if llama.get("installed"):
-        lines.append(f"  llama.cpp build   gpu offload {'yes' if llama.get('gpu_offload') else 'no'}"
-                     + (f" · {' '.join(llama['features'])}" if llama.get("features") else ""))
+        lines.append(
+            f"  llama.cpp build   gpu offload {'yes' if llama.get('gpu_offload') else 'no'}"
+            + (f" · {' '.join(llama['features'])}" if llama.get("features") else "")
+        )
     lines.append("backends (--backend auto)")
     for b in report["backends"]:
         lines.append(f"  {b['model']:<38} → {b['backend'] or 'cannot run'}: {b['reason']}")

@@ -99,6 +99,7 @@ def require_torch() -> None:
 
 # -- the probe ----------------------------------------------------------------------------------
 
+
 def _torch_build() -> tuple[str | None, str | None]:
     """(torch version, CUDA version it was built with), read from torch/version.py without importing torch."""
     spec = find_spec("torch")
@@ -126,8 +127,12 @@ def _gpus_from_nvidia_smi() -> tuple[GPU, ...] | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:

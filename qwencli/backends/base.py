@@ -97,8 +97,9 @@ class ChunkStream(Protocol):
         ...
 
 
-def pull_into(stream: ChunkStream, on_item: Callable[[Chunk], None],
-              on_end: Callable[[BaseException | None], None]) -> None:
+def pull_into(
+    stream: ChunkStream, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]
+) -> None:
     """`push_to` for a stream that is pulled: iterate on this thread, close, then `on_end`."""
     error: BaseException | None = None
     try:

@@ -62,7 +62,7 @@ class CpuCounters:
                         stat = f.read()
                 except OSError:  # the thread ended meanwhile
                     continue
-                ours += stat[stat.rindex(b")") + 2:][:1] == b"R"
+                ours += stat[stat.rindex(b")") + 2 :][:1] == b"R"
         except (OSError, ValueError, StopIteration):
             return None
         return max(0, running - ours)
@@ -80,8 +80,15 @@ class CpuCounters:
 class ThreadGovernor:
     """Chooses the engine's thread count between 1 and `full`; lives as long as the model."""
 
-    def __init__(self, full: int, apply: Callable[[int], None], *, fixed: bool = False,
-                 counters: CpuCounters | None = None, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        full: int,
+        apply: Callable[[int], None],
+        *,
+        fixed: bool = False,
+        counters: CpuCounters | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.full = max(1, full)
         self.threads = self.full
         self._apply = apply
@@ -128,8 +135,9 @@ class ThreadGovernor:
         """The thread count when below the start, else None."""
         return self.threads if self.threads < self.full else None
 
-    def _look(self, seconds: float, waited: int | None, waited_now: int | None,
-              idle: float | None, idle_now: float | None) -> None:
+    def _look(
+        self, seconds: float, waited: int | None, waited_now: int | None, idle: float | None, idle_now: float | None
+    ) -> None:
         if waited is not None and waited_now is not None and self.threads > 1:
             if (waited_now - waited) / 1e9 / seconds >= CROWDED:
                 self._set(self.threads - 1)

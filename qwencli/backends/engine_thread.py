@@ -52,6 +52,7 @@ class EngineThread:
 
     def stream(self, produce: Callable[[threading.Event], Iterator[T]]) -> EngineStream[T]:
         """The items of the generator `produce(cancel)`, run on the engine thread (see EngineStream)."""
+
         def drive(cancel: threading.Event, emit: Callable[[T], None]) -> None:
             for item in produce(cancel):
                 emit(item)
@@ -123,8 +124,10 @@ class EngineStream(Iterator[T]):
     def __next__(self) -> T:
         if not self._started:
             out = self._out
-            self._start(lambda item: out.put((_ITEM, item)),
-                        lambda exc: out.put((_DONE, None) if exc is None else (_ERROR, exc)))
+            self._start(
+                lambda item: out.put((_ITEM, item)),
+                lambda exc: out.put((_DONE, None) if exc is None else (_ERROR, exc)),
+            )
         if self._finished:
             raise StopIteration
         try:

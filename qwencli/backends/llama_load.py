@@ -123,8 +123,17 @@ def raised_context(model: GGUFModel, needed: int) -> int | None:
     return target if target >= needed else None
 
 
-def model_info(model: GGUFModel, template: ChatTemplate, *, name: str | None, n_ctx: int, reason: str,
-               started: float, threads: int, gpu_layers: int) -> ModelInfo:
+def model_info(
+    model: GGUFModel,
+    template: ChatTemplate,
+    *,
+    name: str | None,
+    n_ctx: int,
+    reason: str,
+    started: float,
+    threads: int,
+    gpu_layers: int,
+) -> ModelInfo:
     return ModelInfo(
         name=name or model.path.name,
         backend=BACKEND_NAME,

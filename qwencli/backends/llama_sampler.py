@@ -21,14 +21,20 @@ def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
 
     grammar = gbnf(options)
     chain = _internals.LlamaSampler()
-    chain.add_penalties(vocab.size, PENALTY_WINDOW, options.repeat_penalty or 1.0,
-                        options.frequency_penalty or 0.0, options.presence_penalty or 0.0)
+    chain.add_penalties(
+        vocab.size,
+        PENALTY_WINDOW,
+        options.repeat_penalty or 1.0,
+        options.frequency_penalty or 0.0,
+        options.presence_penalty or 0.0,
+    )
     if grammar is not None:
         grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
         if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
             chain.close()
-            raise UsageError("cannot turn the response format into a grammar: llama.cpp rejected it",
-                             param="response_format")
+            raise UsageError(
+                "cannot turn the response format into a grammar: llama.cpp rejected it", param="response_format"
+            )
         llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
     temperature = options.temperature if options.temperature is not None else 0.8
     if temperature <= 0:

@@ -44,8 +44,16 @@ class LlamaCppBackend(Backend):
         self._context_fixed = load.context_length is not None
         self._engine.call(self._load_on_engine, n_ctx)
         self.template = self._vocab.template
-        self.info = model_info(self.model, self.template, name=name, n_ctx=n_ctx, reason=reason, started=started,
-                               threads=self._threads, gpu_layers=self._gpu_layers)
+        self.info = model_info(
+            self.model,
+            self.template,
+            name=name,
+            n_ctx=n_ctx,
+            reason=reason,
+            started=started,
+            threads=self._threads,
+            gpu_layers=self._gpu_layers,
+        )
         self.family = self.info.family
 
     # -- loading ---------------------------------------------------------------------------
@@ -75,8 +83,9 @@ class LlamaCppBackend(Backend):
         self._vocab = LlamaVocab(self._llama.model, self.model)
         ctx = self._llama.ctx
         # A thread count the user gave is kept as given.
-        self._governor = ThreadGovernor(self._threads, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n),
-                                        fixed=load.threads is not None)
+        self._governor = ThreadGovernor(
+            self._threads, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), fixed=load.threads is not None
+        )
 
     def ensure_context(self, needed: int) -> bool:
         """Grow the context to hold `needed` tokens if the user did not fix it; True if it does."""
@@ -126,8 +135,14 @@ class LlamaCppBackend(Backend):
         options = sampling.resolve(options, self.family)
         return self._engine.emitting(lambda cancel, emit: self._generate(prompt, options, mode, cancel, emit))
 
-    def _generate(self, prompt: str, options: GenerationOptions, mode: Mode, cancel: threading.Event,
-                  emit: Callable[[Chunk], None]) -> None:
+    def _generate(
+        self,
+        prompt: str,
+        options: GenerationOptions,
+        mode: Mode,
+        cancel: threading.Event,
+        emit: Callable[[Chunk], None],
+    ) -> None:
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -146,9 +161,19 @@ class LlamaCppBackend(Backend):
             ) from None
         llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         governor = self._governor
-        reply = Reply(emit, mode=mode, stops=options.stop, piece=vocab.piece, is_end=vocab.is_end, cancel=cancel,
-                      budget=budget, n_prompt=len(tokens), cached=cached, started=started,
-                      threads=lambda: governor.lowered)
+        reply = Reply(
+            emit,
+            mode=mode,
+            stops=options.stop,
+            piece=vocab.piece,
+            is_end=vocab.is_end,
+            cancel=cancel,
+            budget=budget,
+            n_prompt=len(tokens),
+            cached=cached,
+            started=started,
+            threads=lambda: governor.lowered,
+        )
         generator = llama.generate(
             tokens,
             top_k=options.top_k,

@@ -130,8 +130,16 @@ class BatchedLlamaCppBackend(Backend):
         self._engine.on_step_error = self._on_step_error
         self._engine.call(self._load_on_engine, n_ctx)
         self.template = self._vocab.template
-        self.info = model_info(self.model, self.template, name=name, n_ctx=n_ctx, reason=reason, started=started,
-                               threads=self._threads, gpu_layers=self._gpu_layers)
+        self.info = model_info(
+            self.model,
+            self.template,
+            name=name,
+            n_ctx=n_ctx,
+            reason=reason,
+            started=started,
+            threads=self._threads,
+            gpu_layers=self._gpu_layers,
+        )
         self.family = self.info.family
 
     def _load_on_engine(self, n_ctx: int) -> None:
@@ -169,17 +177,20 @@ class BatchedLlamaCppBackend(Backend):
 
     # -- requests --------------------------------------------------------------------------
 
-    def render(self, messages: Sequence[Message], options: GenerationOptions,
-               tools: Sequence[dict] | None = None) -> str:
+    def render(
+        self, messages: Sequence[Message], options: GenerationOptions, tools: Sequence[dict] | None = None
+    ) -> str:
         return chat_prompt(self.template, messages, options, tools)
 
-    def count_prompt_tokens(self, messages: Sequence[Message], options: GenerationOptions, *,
-                            tools: Sequence[dict] | None = None) -> int:
+    def count_prompt_tokens(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
+    ) -> int:
         prompt = self.render(messages, options, tools)
         return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
 
-    def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
-             tools: Sequence[dict] | None = None) -> BatchedStream:
+    def chat(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
+    ) -> BatchedStream:
         prompt = self.render(messages, options, tools)
         return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
@@ -268,9 +279,17 @@ class BatchedLlamaCppBackend(Backend):
         slot.next_token = None
         slot.sampler = sampler
         vocab = self._vocab
-        slot.reply = Reply(request.out.put, mode=request.mode, stops=request.options.stop, piece=vocab.piece,
-                           is_end=vocab.is_end, cancel=request.cancelled, budget=budget, n_prompt=len(tokens),
-                           cached=keep)
+        slot.reply = Reply(
+            request.out.put,
+            mode=request.mode,
+            stops=request.options.stop,
+            piece=vocab.piece,
+            is_end=vocab.is_end,
+            cancel=request.cancelled,
+            budget=budget,
+            n_prompt=len(tokens),
+            cached=keep,
+        )
         self._running.append(slot)
         if slot.reply.finished:  # max_tokens 0
             self._finish(slot)
@@ -334,8 +353,7 @@ class BatchedLlamaCppBackend(Backend):
         else:
             slot.next_token = token
 
-    def _finish(self, slot: _Slot, *, reason: FinishReason | None = None,
-                error: BaseException | None = None) -> None:
+    def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
         request = slot.request
         if error is not None:

@@ -42,8 +42,10 @@ def reply_budget(n_prompt: int, n_ctx: int, options: GenerationOptions) -> int:
     """Tokens the reply may take: what the context leaves, at most `max_tokens`; raises
     ContextOverflow when the prompt leaves no room at all."""
     if n_prompt >= n_ctx:
-        raise ContextOverflow(f"the prompt is {n_prompt} tokens but the context holds {n_ctx}",
-                              "shorten the input or raise the context with --ctx (num_ctx over the API)")
+        raise ContextOverflow(
+            f"the prompt is {n_prompt} tokens but the context holds {n_ctx}",
+            "shorten the input or raise the context with --ctx (num_ctx over the API)",
+        )
     budget = n_ctx - n_prompt
     return budget if options.max_tokens is None else min(budget, options.max_tokens)
 

@@ -40,8 +40,14 @@ class StreamCut(RemoteError):
 
 
 class OpenAIClient:
-    def __init__(self, endpoint: Endpoint, *, sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[str], None] | None = None, read_timeout: float = READ_TIMEOUT):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str], None] | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ):
         self.endpoint = endpoint
         self._sleep = sleep
         self._on_retry = on_retry
@@ -51,8 +57,12 @@ class OpenAIClient:
         timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
         # trust_env=False: a proxy from the environment must not see a loopback server's traffic
         # unasked; hosted endpoints go through one when HTTPS_PROXY is set.
-        self._http = httpx.Client(base_url=endpoint.base_url + "/", headers=headers, timeout=timeout,
-                                  trust_env=endpoint.provider == "dashscope")
+        self._http = httpx.Client(
+            base_url=endpoint.base_url + "/",
+            headers=headers,
+            timeout=timeout,
+            trust_env=endpoint.provider == "dashscope",
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -94,11 +104,15 @@ class OpenAIClient:
                 if isinstance(event, dict):
                     yield event
             if not done:
-                raise StreamCut(f"the stream from {self._where()} ended before the answer was complete",
-                                "the server or the connection dropped it; run it again")
+                raise StreamCut(
+                    f"the stream from {self._where()} ended before the answer was complete",
+                    "the server or the connection dropped it; run it again",
+                )
         except httpx.TransportError as exc:
-            raise StreamCut(f"the stream from {self._where()} was cut before the answer was complete"
-                            f" ({_reason(exc)})", "run it again") from None
+            raise StreamCut(
+                f"the stream from {self._where()} was cut before the answer was complete ({_reason(exc)})",
+                "run it again",
+            ) from None
         finally:
             response.close()
 
@@ -109,11 +123,14 @@ class OpenAIClient:
                 request = self._http.build_request(method, path, **kwargs)
                 response = self._http.send(request, stream=True)
             except httpx.ConnectError as exc:
-                raise NetworkError(f"cannot connect to {self._where()} ({_reason(exc)})",
-                                   "is the server running? check the URL (--host / --base-url)") from None
+                raise NetworkError(
+                    f"cannot connect to {self._where()} ({_reason(exc)})",
+                    "is the server running? check the URL (--host / --base-url)",
+                ) from None
             except httpx.TimeoutException:
-                raise NetworkError(f"{self._where()} did not answer in time",
-                                   "the server may be overloaded; try again") from None
+                raise NetworkError(
+                    f"{self._where()} did not answer in time", "the server may be overloaded; try again"
+                ) from None
             except httpx.TransportError as exc:
                 raise NetworkError(f"the connection to {self._where()} failed ({_reason(exc)})") from None
             if response.status_code not in (429, 503) or attempt == ATTEMPTS:
@@ -122,8 +139,10 @@ class OpenAIClient:
             response.close()
             if self._on_retry:
                 why = "rate-limited" if response.status_code == 429 else "unavailable"
-                self._on_retry(f"{self._where()} is {why} ({response.status_code}); retrying in {wait:.0f} s"
-                               f" ({attempt}/{ATTEMPTS - 1})")
+                self._on_retry(
+                    f"{self._where()} is {why} ({response.status_code}); retrying in {wait:.0f} s"
+                    f" ({attempt}/{ATTEMPTS - 1})"
+                )
             self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -142,18 +161,26 @@ class OpenAIClient:
         where = self._where()
         model = self.endpoint.model
         if status in (401, 403):
-            raise AuthenticationError(f"{where} refused the API key ({status}){detail}",
-                                      f"check {self.endpoint.key_source}")
+            raise AuthenticationError(
+                f"{where} refused the API key ({status}){detail}", f"check {self.endpoint.key_source}"
+            )
         if status == 404:
-            hint = ("the service may have retired that snapshot; try qwen-max, qwen-plus or qwen-turbo"
-                    if self.endpoint.provider == "dashscope" else f"list what it serves: qwen list --host {where}")
+            hint = (
+                "the service may have retired that snapshot; try qwen-max, qwen-plus or qwen-turbo"
+                if self.endpoint.provider == "dashscope"
+                else f"list what it serves: qwen list --host {where}"
+            )
             raise ModelNotFound(f"{where} has no model {model!r} (404){detail}", hint)
         if status == 429:
-            raise RateLimited(f"{where} is still rate-limiting after {ATTEMPTS} attempts (429){detail}",
-                              "wait a minute, or check the account's quota")
+            raise RateLimited(
+                f"{where} is still rate-limiting after {ATTEMPTS} attempts (429){detail}",
+                "wait a minute, or check the account's quota",
+            )
         if status == 400 and message and "context" in message.lower() and "length" in message.lower():
-            raise ContextOverflow(f"{where}: the prompt does not fit the model's context{detail}",
-                                  "shorten the input or /clear the conversation")
+            raise ContextOverflow(
+                f"{where}: the prompt does not fit the model's context{detail}",
+                "shorten the input or /clear the conversation",
+            )
         if status < 500:
             raise RemoteError(f"{where} rejected the request ({status}){detail}")
         raise RemoteError(f"{where} failed with {status}{detail}", "the server had trouble; try again later")

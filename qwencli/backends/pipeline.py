@@ -17,8 +17,9 @@ def _constrained(options: GenerationOptions) -> bool:
     return bool(options.response_format or options.grammar)
 
 
-def chat_prompt(template: ChatTemplate, messages: Sequence[Message], options: GenerationOptions,
-                tools: Sequence[dict] | None = None) -> str:
+def chat_prompt(
+    template: ChatTemplate, messages: Sequence[Message], options: GenerationOptions, tools: Sequence[dict] | None = None
+) -> str:
     """A chat turn's prompt. A constrained reply is rendered with thinking off: the grammar
     leaves no room for <think>."""
     think = False if _constrained(options) and template.supports_thinking else options.think

@@ -59,24 +59,32 @@ class RemoteBackend(Backend):
         if ids and self.endpoint.model not in ids:
             close = difflib.get_close_matches(self.endpoint.model, ids, n=3, cutoff=0.4)
             listed = ", ".join(close or ids[:5])
-            raise ModelNotFound(f"{self.endpoint.base_url} does not serve {self.endpoint.model!r}",
-                                f"it serves: {listed}" + (" …" if len(ids) > 5 and not close else ""))
+            raise ModelNotFound(
+                f"{self.endpoint.base_url} does not serve {self.endpoint.model!r}",
+                f"it serves: {listed}" + (" …" if len(ids) > 5 and not close else ""),
+            )
         entry = next((m for m in models if m.get("id") == self.endpoint.model), {})
         # vLLM says max_model_len; llama-server says meta.n_ctx_train.
-        for value in (entry.get("context_length"), entry.get("max_model_len"), entry.get("n_ctx"),
-                      (entry.get("meta") or {}).get("n_ctx_train")):
+        for value in (
+            entry.get("context_length"),
+            entry.get("max_model_len"),
+            entry.get("n_ctx"),
+            (entry.get("meta") or {}).get("n_ctx_train"),
+        ):
             if isinstance(value, int) and value > 0:
                 return value
         return None
 
     # -- the protocol ------------------------------------------------------------------------
 
-    def count_prompt_tokens(self, messages: Sequence[Message], options: GenerationOptions, *,
-                            tools: Sequence[dict[str, Any]] | None = None) -> int | None:
+    def count_prompt_tokens(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict[str, Any]] | None = None
+    ) -> int | None:
         return None  # only the server knows its tokenizer; it reports an overflow itself
 
-    def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
-             tools: Sequence[dict[str, Any]] | None = None) -> ChunkStream:
+    def chat(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict[str, Any]] | None = None
+    ) -> ChunkStream:
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": [_message(m) for m in messages]}
         if tools:
             body["tools"] = list(tools)
@@ -117,8 +125,10 @@ class RemoteBackend(Backend):
         if chat and options.response_format == "json":
             body["response_format"] = {"type": "json_object"}
         elif chat and isinstance(options.response_format, dict):
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "answer", "schema": options.response_format}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": options.response_format},
+            }
         if chat and options.think is not None:
             if self.endpoint.provider == "dashscope":
                 body["enable_thinking"] = options.think
@@ -161,17 +171,23 @@ class RemoteBackend(Backend):
             events.close()
         yield from pipeline.flush()
         first = first if first is not None else last
-        timings = Timings(prompt_seconds=first - started, generation_seconds=last - first,
-                          first_token_seconds=first - started)
-        yield Chunk(finish_reason=finish if finish in FINISH_REASONS else "stop",  # type: ignore[arg-type]
-                    usage=usage or Usage(completion_tokens=pieces), timings=timings)
+        timings = Timings(
+            prompt_seconds=first - started, generation_seconds=last - first, first_token_seconds=first - started
+        )
+        yield Chunk(
+            finish_reason=finish if finish in FINISH_REASONS else "stop",  # type: ignore[arg-type]
+            usage=usage or Usage(completion_tokens=pieces),
+            timings=timings,
+        )
 
 
 def _message(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in message.tool_calls]
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     return out
@@ -184,5 +200,8 @@ def _usage(data: dict[str, Any]) -> Usage:
 
     details = data.get("prompt_tokens_details") or {}
     cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    return Usage(prompt_tokens=count("prompt_tokens"), completion_tokens=count("completion_tokens"),
-                 cached_tokens=cached if isinstance(cached, int) else 0)
+    return Usage(
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        cached_tokens=cached if isinstance(cached, int) else 0,
+    )

@@ -27,13 +27,39 @@ def _no_threads() -> int | None:
 
 
 class Reply:
-    __slots__ = ("_emit", "_pipeline", "_decode", "_piece", "_is_end", "_cancel", "_budget", "_threads",
-                 "n_prompt", "n_cached", "n_out", "started", "first", "finish_reason", "finished")
+    __slots__ = (
+        "_emit",
+        "_pipeline",
+        "_decode",
+        "_piece",
+        "_is_end",
+        "_cancel",
+        "_budget",
+        "_threads",
+        "n_prompt",
+        "n_cached",
+        "n_out",
+        "started",
+        "first",
+        "finish_reason",
+        "finished",
+    )
 
-    def __init__(self, emit: Callable[[Chunk], None], *, mode: Mode, stops: Sequence[str],
-                 piece: Callable[[int], bytes], is_end: Callable[[int], bool], cancel: threading.Event,
-                 budget: int, n_prompt: int, cached: int, started: float | None = None,
-                 threads: Callable[[], int | None] = _no_threads):
+    def __init__(
+        self,
+        emit: Callable[[Chunk], None],
+        *,
+        mode: Mode,
+        stops: Sequence[str],
+        piece: Callable[[int], bytes],
+        is_end: Callable[[int], bool],
+        cancel: threading.Event,
+        budget: int,
+        n_prompt: int,
+        cached: int,
+        started: float | None = None,
+        threads: Callable[[], int | None] = _no_threads,
+    ):
         """`piece`: a token's bytes; `is_end`: whether a token ends the turn; `threads`: the CPU
         threads the engine is down to, if fewer than it started with (for the last chunk)."""
         self._emit = emit
@@ -96,9 +122,15 @@ class Reply:
                 emit(chunk)
         self.finished = True
         first, started = self.first, self.started
-        emit(Chunk(
-            finish_reason=self.finish_reason,
-            usage=Usage(prompt_tokens=self.n_prompt, completion_tokens=self.n_out, cached_tokens=self.n_cached),
-            timings=Timings(prompt_seconds=first - started, generation_seconds=ended - first,
-                            first_token_seconds=first - started, threads=self._threads()),
-        ))
+        emit(
+            Chunk(
+                finish_reason=self.finish_reason,
+                usage=Usage(prompt_tokens=self.n_prompt, completion_tokens=self.n_out, cached_tokens=self.n_cached),
+                timings=Timings(
+                    prompt_seconds=first - started,
+                    generation_seconds=ended - first,
+                    first_token_seconds=first - started,
+                    threads=self._threads(),
+                ),
+            )
+        )

@@ -45,8 +45,9 @@ class TorchBackend(Backend):
     def __init__(self, folder: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
         started = time.perf_counter()
         self.folder = Path(folder)
-        config = hf_folder.check_folder(self.folder, allow_pickle=load.allow_pickle,
-                                        trust_remote_code=load.trust_remote_code)
+        config = hf_folder.check_folder(
+            self.folder, allow_pickle=load.allow_pickle, trust_remote_code=load.trust_remote_code
+        )
         self._load_options = load
         self.device = pick_device(load.device)
         quant = (config.get("quantization_config") or {}).get("quant_method")
@@ -110,8 +111,9 @@ class TorchBackend(Backend):
         if self.device == "cpu":
             torch.set_num_threads(self._threads)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True,
-                                                           trust_remote_code=remote_code)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.folder, local_files_only=True, trust_remote_code=remote_code
+            )
             self.model = AutoModelForCausalLM.from_pretrained(
                 self.folder,
                 dtype=self.dtype,
@@ -121,8 +123,10 @@ class TorchBackend(Backend):
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise InvalidModelFile(f"transformers could not load {self.folder.name}: {str(exc).splitlines()[0]}",
-                                   "qwen doctor shows the torch and transformers versions") from None
+            raise InvalidModelFile(
+                f"transformers could not load {self.folder.name}: {str(exc).splitlines()[0]}",
+                "qwen doctor shows the torch and transformers versions",
+            ) from None
         if self.device == "cpu":
             self.model.to("cpu")
         self.model.eval()
@@ -147,21 +151,24 @@ class TorchBackend(Backend):
 
     # -- prompts ---------------------------------------------------------------------------
 
-    def render(self, messages: Sequence[Message], options: GenerationOptions,
-               tools: Sequence[dict] | None = None) -> str:
+    def render(
+        self, messages: Sequence[Message], options: GenerationOptions, tools: Sequence[dict] | None = None
+    ) -> str:
         return chat_prompt(self.template, messages, options, tools)
 
     def tokenize(self, text: str) -> list[int]:
         return self._vocab.tokenize(text)
 
-    def count_prompt_tokens(self, messages: Sequence[Message], options: GenerationOptions, *,
-                            tools: Sequence[dict] | None = None) -> int:
+    def count_prompt_tokens(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
+    ) -> int:
         return len(self.tokenize(self.render(messages, options, tools)))
 
     # -- generation ------------------------------------------------------------------------
 
-    def chat(self, messages: Sequence[Message], options: GenerationOptions, *,
-             tools: Sequence[dict] | None = None) -> ChunkStream:
+    def chat(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
+    ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
         return self._stream(prompt, options, reply_mode(self.template, prompt, options))
 
@@ -178,8 +185,14 @@ class TorchBackend(Backend):
         ids = self.tokenize(prompt)
         return self._engine.emitting(lambda cancel, emit: self._generate(ids, options, mode, cancel, emit))
 
-    def _generate(self, ids: list[int], options: GenerationOptions, mode: Mode, cancel: threading.Event,
-                  emit: Callable[[Chunk], None]) -> None:
+    def _generate(
+        self,
+        ids: list[int],
+        options: GenerationOptions,
+        mode: Mode,
+        cancel: threading.Event,
+        emit: Callable[[Chunk], None],
+    ) -> None:
         started = time.perf_counter()
         budget = reply_budget(len(ids), self.info.context_length, options)
         if not ids:
@@ -210,8 +223,18 @@ class TorchBackend(Backend):
                 logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True).logits
                 fed.append(token)
 
-        reply = Reply(emit, mode=mode, stops=options.stop, piece=self._piece, is_end=end_tokens.__contains__,
-                      cancel=cancel, budget=budget, n_prompt=len(ids), cached=cached, started=started)
+        reply = Reply(
+            emit,
+            mode=mode,
+            stops=options.stop,
+            piece=self._piece,
+            is_end=end_tokens.__contains__,
+            cancel=cancel,
+            budget=budget,
+            n_prompt=len(ids),
+            cached=cached,
+            started=started,
+        )
         try:
             with torch.inference_mode():
                 reply.run(tokens())

@@ -20,8 +20,9 @@ def pick_device(requested: str | None) -> str:
                 )
             index = int(device[5:]) if ":" in device else 0
             if index >= torch.cuda.device_count():
-                raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices",
-                                 param="device")
+                raise UsageError(
+                    f"--device {device}: there are {torch.cuda.device_count()} CUDA devices", param="device"
+                )
         if device == "mps" and not torch.backends.mps.is_available():
             raise BackendUnavailable("--device mps: torch sees no Metal GPU", "--device cpu")
         return device

@@ -69,8 +69,9 @@ class Grammars:
                 compiled = compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
         except (RuntimeError, ValueError) as exc:
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"cannot turn the response format into a grammar: {detail}",
-                             param="response_format") from None
+            raise UsageError(
+                f"cannot turn the response format into a grammar: {detail}", param="response_format"
+            ) from None
         return Constraint(xgrammar.GrammarMatcher(compiled), self._vocab_size)
 
     def _compiler_or_raise(self) -> Any:
@@ -84,6 +85,7 @@ class Grammars:
                     "pip install 'qwencli[torch]' (or run the GGUF build: --backend llama)",
                 ) from None
             info = xgrammar.TokenizerInfo.from_huggingface(
-                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._end_tokens)
+                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._end_tokens
+            )
             self._compiler = xgrammar.GrammarCompiler(info)
         return self._compiler

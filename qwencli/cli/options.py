@@ -23,8 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Ctx = Annotated[
     int | None,
-    typer.Option("--ctx", min=256, help="Context length in tokens (default: from the model and free memory).",
-                 show_default=False),
+    typer.Option(
+        "--ctx", min=256, help="Context length in tokens (default: from the model and free memory).", show_default=False
+    ),
 ]
 Threads = Annotated[
     int | None,
@@ -51,8 +52,13 @@ Verbose = Annotated[
 REMOTE = "Remote servers and hosted Qwen"
 Backend = Annotated[
     str,
-    typer.Option("--backend", envvar="QWEN_BACKEND", show_envvar=False,
-                 help="auto, llama, torch or remote (default: $QWEN_BACKEND or auto).", show_default=False),
+    typer.Option(
+        "--backend",
+        envvar="QWEN_BACKEND",
+        show_envvar=False,
+        help="auto, llama, torch or remote (default: $QWEN_BACKEND or auto).",
+        show_default=False,
+    ),
 ]
 
 
@@ -61,35 +67,62 @@ def _remote(flag: str, envvar: str, help: str) -> Any:
     return typer.Option(flag, envvar=envvar, show_envvar=False, rich_help_panel=REMOTE, help=help, show_default=False)
 
 
-Host = Annotated[str | None, _remote(
-    "--host", "QWEN_HOST",
-    "Use the model on this OpenAI-compatible server (qwen serve, vLLM, llama-server, Ollama /v1).")]
-ApiKey = Annotated[str | None, _remote(
-    "--api-key", "QWEN_API_KEY", "Key for --host (default: $QWEN_API_KEY). Hosted Qwen reads $DASHSCOPE_API_KEY.")]
-BaseUrl = Annotated[str | None, _remote(
-    "--base-url", "QWEN_DASHSCOPE_BASE_URL",
-    "Hosted Qwen endpoint (default: the international one; mainland keys need the mainland URL).")]
+Host = Annotated[
+    str | None,
+    _remote(
+        "--host",
+        "QWEN_HOST",
+        "Use the model on this OpenAI-compatible server (qwen serve, vLLM, llama-server, Ollama /v1).",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    _remote(
+        "--api-key", "QWEN_API_KEY", "Key for --host (default: $QWEN_API_KEY). Hosted Qwen reads $DASHSCOPE_API_KEY."
+    ),
+]
+BaseUrl = Annotated[
+    str | None,
+    _remote(
+        "--base-url",
+        "QWEN_DASHSCOPE_BASE_URL",
+        "Hosted Qwen endpoint (default: the international one; mainland keys need the mainland URL).",
+    ),
+]
 Device = Annotated[
     str | None,
-    typer.Option("--device", help="torch backend: cuda, cuda:N or cpu (default: cuda when it fits).",
-                 show_default=False),
+    typer.Option(
+        "--device", help="torch backend: cuda, cuda:N or cpu (default: cuda when it fits).", show_default=False
+    ),
 ]
 
 TrustRemoteCode = Annotated[
     bool,
-    typer.Option("--trust-remote-code", help="torch backend: run the Python code a model folder ships (auto_map). "
-                 "Only for code you have read or trust.", rich_help_panel="Safety"),
+    typer.Option(
+        "--trust-remote-code",
+        help="torch backend: run the Python code a model folder ships (auto_map). "
+        "Only for code you have read or trust.",
+        rich_help_panel="Safety",
+    ),
 ]
 AllowPickle = Annotated[
     bool,
-    typer.Option("--allow-pickle", help="torch backend: load (or pull) pickle weights (*.bin) when there are no "
-                 "safetensors. Loading a pickle can run code: only from sources you trust.", rich_help_panel="Safety"),
+    typer.Option(
+        "--allow-pickle",
+        help="torch backend: load (or pull) pickle weights (*.bin) when there are no "
+        "safetensors. Loading a pickle can run code: only from sources you trust.",
+        rich_help_panel="Safety",
+    ),
 ]
 
 Quant = Annotated[
     str | None,
-    typer.Option("--quant", "-q", help="Quantization, e.g. q4_k_m or Q8_0; 'auto': the largest that fits in memory.",
-                 show_default=False),
+    typer.Option(
+        "--quant",
+        "-q",
+        help="Quantization, e.g. q4_k_m or Q8_0; 'auto': the largest that fits in memory.",
+        show_default=False,
+    ),
 ]
 Force = Annotated[
     bool, typer.Option("--force", help="Pull even when the model looks too big for this machine's memory.")
@@ -135,9 +168,18 @@ def load_flags(
     """The flags that say how to load a model (`run` and `serve`)."""
     from ..backends.base import LoadOptions
 
-    return LoadFlags(backend, LoadOptions(context_length=ctx, threads=threads, gpu_layers=gpu_layers, verbose=verbose,
-                                          device=device, trust_remote_code=trust_remote_code,
-                                          allow_pickle=allow_pickle))
+    return LoadFlags(
+        backend,
+        LoadOptions(
+            context_length=ctx,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            verbose=verbose,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        ),
+    )
 
 
 def with_options(**groups: Callable[..., Any]) -> Callable[[F], F]:

@@ -17,8 +17,9 @@ from .errors import handle_errors
 def ps(
     host: Annotated[str, typer.Option(help="Host of the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the server.")] = DEFAULT_PORT,
-    api_key: Annotated[str | None, typer.Option(help="API key of the server (default: $QWEN_API_KEY).",
-                                                   show_default=False)] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key of the server (default: $QWEN_API_KEY).", show_default=False)
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
 ) -> None:
     """Show the models a running qwen serve has loaded."""
@@ -49,8 +50,9 @@ def ps(
         if m.get("loading"):
             rows.append((m["name"], "-", "-", "-", "loading"))
             continue
-        rows.append((m["name"], m["backend"], str(m["context"]), human_size(m["memory"]) if m["memory"] else "-",
-                     _until(m)))
+        rows.append(
+            (m["name"], m["backend"], str(m["context"]), human_size(m["memory"]) if m["memory"] else "-", _until(m))
+        )
     sys.stdout.write(table(rows))
 
 

@@ -31,8 +31,9 @@ def pull(
             from ..models.pull import merge_quant
             from ..models.pull_torch import pull_ref
 
-            pull_ref(merge_quant(ref, quant), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                     force=force)
+            pull_ref(
+                merge_quant(ref, quant), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, force=force
+            )
         elif backend.strip().lower() not in ("llama", "auto"):
             from ..errors import UsageError
 

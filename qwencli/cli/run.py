@@ -71,12 +71,26 @@ def run(
     text = None if interactive else read_prompt(prompt)
     options = check_options(
         GenerationOptions(
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty,
-            max_tokens=max_tokens, seed=seed, think=think, response_format=format,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            max_tokens=max_tokens,
+            seed=seed,
+            think=think,
+            response_format=format,
         )
     )
-    resolved = resolve(model, quant=quant, force=force, backend=check_backend(load.backend), host=host,
-                       api_key=api_key, base_url=base_url)
+    resolved = resolve(
+        model,
+        quant=quant,
+        force=force,
+        backend=check_backend(load.backend),
+        host=host,
+        api_key=api_key,
+        base_url=base_url,
+    )
     backend = _load_with_status(resolved, load.options, load_backend)
     try:
         if load.verbose:
@@ -91,8 +105,15 @@ def run(
         else:
             from ..oneshot import run_once
 
-            run_once(backend, text or "", system=system, options=options, json_output=json_output,
-                     show_thinking=think is True, verbose=load.verbose)
+            run_once(
+                backend,
+                text or "",
+                system=system,
+                options=options,
+                json_output=json_output,
+                show_thinking=think is True,
+                verbose=load.verbose,
+            )
     finally:
         backend.close()
 

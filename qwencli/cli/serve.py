@@ -20,37 +20,55 @@ CAPACITY = "Models and capacity"
 def serve(
     models: Annotated[
         list[str] | None,
-        typer.Argument(help="Models to load at start (names or .gguf files). Others in the store load on first use.",
-                       show_default=False),
+        typer.Argument(
+            help="Models to load at start (names or .gguf files). Others in the store load on first use.",
+            show_default=False,
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.", rich_help_panel=NETWORK)] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one (printed).",
-                                      rich_help_panel=NETWORK)] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one (printed).", rich_help_panel=NETWORK)
+    ] = DEFAULT_PORT,
     api_key: Annotated[
         str | None,
-        typer.Option(help="Require 'Authorization: Bearer KEY' (default: $QWEN_API_KEY).", show_default=False,
-                     rich_help_panel=NETWORK),
+        typer.Option(
+            help="Require 'Authorization: Bearer KEY' (default: $QWEN_API_KEY).",
+            show_default=False,
+            rich_help_panel=NETWORK,
+        ),
     ] = None,
     insecure_no_key: Annotated[
-        bool, typer.Option("--insecure-no-key", help="Allow a non-loopback --host without an API key.",
-                           rich_help_panel=NETWORK)
+        bool,
+        typer.Option(
+            "--insecure-no-key", help="Allow a non-loopback --host without an API key.", rich_help_panel=NETWORK
+        ),
     ] = False,
     cors_origin: Annotated[
         list[str] | None,
-        typer.Option(help="Allow browser requests from this origin (repeatable; default: none).",
-                     show_default=False, rich_help_panel=NETWORK),
+        typer.Option(
+            help="Allow browser requests from this origin (repeatable; default: none).",
+            show_default=False,
+            rich_help_panel=NETWORK,
+        ),
     ] = None,
     keep_alive: Annotated[
-        str, typer.Option(help="Unload a model idle this long: 30s, 5m, 1h; 0 at once; -1 never.",
-                          rich_help_panel=CAPACITY)
+        str,
+        typer.Option(help="Unload a model idle this long: 30s, 5m, 1h; 0 at once; -1 never.", rich_help_panel=CAPACITY),
     ] = "5m",
     parallel: Annotated[
-        int, typer.Option(min=1, max=64, help="Requests decoded together per model (batched; each gets its own "
-                                              "context of --ctx tokens).", rich_help_panel=CAPACITY)
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Requests decoded together per model (batched; each gets its own context of --ctx tokens).",
+            rich_help_panel=CAPACITY,
+        ),
     ] = 1,
     max_queue: Annotated[
-        int, typer.Option(min=0, max=10_000, help="Requests that may wait per model; more get 429.",
-                          rich_help_panel=CAPACITY)
+        int,
+        typer.Option(
+            min=0, max=10_000, help="Requests that may wait per model; more get 429.", rich_help_panel=CAPACITY
+        ),
     ] = 32,
     *,
     load: LoadFlags,

@@ -89,9 +89,12 @@ def generation_defaults(folder: Path) -> GenerationOptions:
     if data.get("do_sample") is False:
         temperature = 0.0
     top_k = number("top_k")
-    return GenerationOptions(temperature=temperature, top_p=number("top_p"),
-                             top_k=int(top_k) if top_k is not None else None,
-                             repeat_penalty=number("repetition_penalty"))
+    return GenerationOptions(
+        temperature=temperature,
+        top_p=number("top_p"),
+        top_k=int(top_k) if top_k is not None else None,
+        repeat_penalty=number("repetition_penalty"),
+    )
 
 
 def end_token_ids(folder: Path, config: dict[str, Any]) -> set[int]:

@@ -80,28 +80,33 @@ def choose(requested: str, facts: ModelFacts, probe: Hardware | Callable[[], Har
 
     if requested == "llama":
         if not facts.has_gguf:
-            raise UnsupportedModel(f"{facts.name} has no GGUF build for llama.cpp",
-                                   f"run it on torch: --backend torch ({TORCH_INSTALL})")
+            raise UnsupportedModel(
+                f"{facts.name} has no GGUF build for llama.cpp", f"run it on torch: --backend torch ({TORCH_INSTALL})"
+            )
         return Choice("llama", "--backend llama")
     if requested == "torch":
         if not facts.has_safetensors:
             raise UnsupportedModel(f"{facts.name} has no safetensors build for torch", "--backend llama runs the GGUF")
         if not hw().torch_usable:
-            raise BackendUnavailable("the torch backend needs torch and transformers, which are not installed",
-                                     TORCH_INSTALL)
+            raise BackendUnavailable(
+                "the torch backend needs torch and transformers, which are not installed", TORCH_INSTALL
+            )
         device = "CUDA" if hw().cuda_available else "CPU (slow; GGUF on llama.cpp is the CPU path)"
         return Choice("torch", f"--backend torch, on {device}")
     if not facts.has_safetensors:
         return Choice("llama", "only a GGUF build exists: llama.cpp")
     if not facts.has_gguf:
         if not hw().torch_usable:
-            raise BackendUnavailable(f"{facts.name} has no GGUF build; its safetensors weights need the torch backend",
-                                     TORCH_INSTALL)
+            raise BackendUnavailable(
+                f"{facts.name} has no GGUF build; its safetensors weights need the torch backend", TORCH_INSTALL
+            )
         if hw().cuda_available:
             return Choice("torch", "only a safetensors build exists: torch on CUDA")
         if not facts.downloaded:  # do not start a big download to run it at CPU speed unasked
-            raise UnsupportedModel(f"{facts.name} has no GGUF build, and torch has no CUDA GPU here",
-                                   "--backend torch runs its safetensors build on the CPU (slowly)")
+            raise UnsupportedModel(
+                f"{facts.name} has no GGUF build, and torch has no CUDA GPU here",
+                "--backend torch runs its safetensors build on the CPU (slowly)",
+            )
         return Choice("torch", "a safetensors model: torch on the CPU (slow; GGUF on llama.cpp is the CPU path)")
     h = hw()
     if not h.torch_installed or not h.transformers_installed:
@@ -135,8 +140,9 @@ class Decision:
     entry: CatalogEntry | None = None  # its catalog row
 
 
-def decide(name: str, ref: ModelRef, backend: str = "auto",
-           probe: Hardware | Callable[[], Hardware] | None = None) -> Decision:
+def decide(
+    name: str, ref: ModelRef, backend: str = "auto", probe: Hardware | Callable[[], Hardware] | None = None
+) -> Decision:
     """The backend `--backend backend` runs `ref` on here. Raises when the request cannot be met."""
     probe = probe or probe_hardware
     if ref.kind == "path":
@@ -145,8 +151,10 @@ def decide(name: str, ref: ModelRef, backend: str = "auto",
         return Decision("llama", f"--backend {backend}")
     if ref.quant and ref.quant not in TORCH_QUANTS:
         if backend == "torch":
-            raise UsageError(f"{ref.quant} is a GGUF quantization; the torch backend loads safetensors builds",
-                             f"--quant takes {', '.join(TORCH_QUANTS)} with --backend torch")
+            raise UsageError(
+                f"{ref.quant} is a GGUF quantization; the torch backend loads safetensors builds",
+                f"--quant takes {', '.join(TORCH_QUANTS)} with --backend torch",
+            )
         return Decision("llama", f"{ref.quant} is a GGUF quantization: llama.cpp")
     entry = torch_entry(ref)
     repo = entry.repo if entry is not None else ref.repo
@@ -156,8 +164,14 @@ def decide(name: str, ref: ModelRef, backend: str = "auto",
         has_gguf = False  # a torch quant was asked for by name
     has_torch = entry is not None or local is not None or (backend == "torch" and ref.kind == "repo")
     torch_bytes = local.size if local is not None else entry.approx_bytes if entry is not None else None
-    facts = ModelFacts(name=ref.display, has_gguf=has_gguf, has_safetensors=has_torch, torch_bytes=torch_bytes or None,
-                       kv_bytes=kv_cache_bytes(local.path) if local is not None else None, downloaded=local is not None)
+    facts = ModelFacts(
+        name=ref.display,
+        has_gguf=has_gguf,
+        has_safetensors=has_torch,
+        torch_bytes=torch_bytes or None,
+        kv_bytes=kv_cache_bytes(local.path) if local is not None else None,
+        downloaded=local is not None,
+    )
     choice = choose(backend, facts, probe)
     return Decision(choice.backend, choice.reason, repo=repo, local=local, entry=entry)
 
@@ -167,17 +181,27 @@ def _decide_path(name: str, ref: ModelRef, backend: str, probe) -> Decision:
     assert path is not None
     if not path.is_dir():
         if backend == "torch":
-            raise UsageError(f"the torch backend loads Hugging Face folders (safetensors), and {name} is a file",
-                             "give the model's folder, or run the GGUF with --backend llama")
+            raise UsageError(
+                f"the torch backend loads Hugging Face folders (safetensors), and {name} is a file",
+                "give the model's folder, or run the GGUF with --backend llama",
+            )
         return Decision("llama", "a GGUF file: llama.cpp")
     if not (path / "config.json").is_file():
         return Decision("llama", "not a Hugging Face folder: the GGUF loader explains")  # "… is a directory"
     if backend == "llama":
-        raise UsageError(f"llama.cpp runs GGUF files, and {name} is a Hugging Face folder",
-                         "use --backend torch (or auto), or give the model's .gguf file")
+        raise UsageError(
+            f"llama.cpp runs GGUF files, and {name} is a Hugging Face folder",
+            "use --backend torch (or auto), or give the model's .gguf file",
+        )
     size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
-    facts = ModelFacts(name=name, has_gguf=False, has_safetensors=True, torch_bytes=size or None,
-                       kv_bytes=kv_cache_bytes(path), downloaded=True)
+    facts = ModelFacts(
+        name=name,
+        has_gguf=False,
+        has_safetensors=True,
+        torch_bytes=size or None,
+        kv_bytes=kv_cache_bytes(path),
+        downloaded=True,
+    )
     choice = choose(backend, facts, probe)
     return Decision(choice.backend, choice.reason)
 

@@ -47,7 +47,7 @@ def repo_folder_name(repo: str) -> str:
 def repo_from_folder(name: str) -> str | None:
     if not name.startswith("models--"):
         return None
-    repo = name[len("models--"):].replace("--", "/")
+    repo = name[len("models--") :].replace("--", "/")
     return repo if valid_repo_id(repo) else None
 
 
@@ -62,8 +62,10 @@ def safe_relpath(path: str) -> PurePosixPath:
         or any(part in ("", ".", "..") for part in path.split("/"))
         or len(path) > 1024
     ):
-        raise DownloadError(f"the hub listed an unsafe file name {path!r}; refusing to write it",
-                            "this repo is not usable; report it to its owner")
+        raise DownloadError(
+            f"the hub listed an unsafe file name {path!r}; refusing to write it",
+            "this repo is not usable; report it to its owner",
+        )
     return pure
 
 

@@ -19,8 +19,7 @@ GGUF = "gguf"
 #: Formats the torch backend loads (safetensors weights, possibly quantized).
 TORCH_FORMATS = ("safetensors", "awq", "gptq-int4", "gptq-int8", "fp8")
 #: `--quant` values that pick a torch build of a catalog name, and the catalog format they name.
-TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "gptq_int8": "gptq-int8",
-                "fp8": "fp8"}
+TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "gptq_int8": "gptq-int8", "fp8": "fp8"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,7 @@ class CatalogEntry:
     @property
     def hints(self) -> dict:
         """Facts handed to the backend through ResolvedModel.hints."""
-        return {"family": self.family, "sampling": self.sampling, "context": self.context or None,
-                "catalog": self.name}
+        return {"family": self.family, "sampling": self.sampling, "context": self.context or None, "catalog": self.name}
 
 
 @dataclass(frozen=True)

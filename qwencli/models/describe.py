@@ -77,11 +77,17 @@ def _describe_folder(local, backend: str) -> str:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError):
         config = {}
-    rows = [("name", local.name), ("repo", local.repo), ("format", local.format),
-            ("architecture", ", ".join(config.get("architectures") or []) or "unknown"),
-            ("context length", str(config.get("max_position_embeddings", "unknown"))),
-            ("quantization", local.quant), ("license", _card_license(local.path) or "unknown"),
-            ("size", human_size(local.size)), ("backend", backend)]
+    rows = [
+        ("name", local.name),
+        ("repo", local.repo),
+        ("format", local.format),
+        ("architecture", ", ".join(config.get("architectures") or []) or "unknown"),
+        ("context length", str(config.get("max_position_embeddings", "unknown"))),
+        ("quantization", local.quant),
+        ("license", _card_license(local.path) or "unknown"),
+        ("size", human_size(local.size)),
+        ("backend", backend),
+    ]
     lines = [f"{key:<15} {value}" for key, value in rows] + ["files"] + [f"  {p}" for p in local.files]
     return "\n".join(lines) + "\n"
 

@@ -86,8 +86,15 @@ def _download(cache: RepoCache, etag: str, url: str, size: int, name: str, progr
             with open(partial, "r+b" if partial.exists() else "w+b") as raw:
                 raw.truncate(resume)
                 with HashingWriter(raw, etag, resume) as writer, _small_chunks():
-                    http_get(url, writer, resume_size=resume, headers=headers, expected_size=size,
-                             displayed_filename=name, tqdm_class=bar)
+                    http_get(
+                        url,
+                        writer,
+                        resume_size=resume,
+                        headers=headers,
+                        expected_size=size,
+                        displayed_filename=name,
+                        tqdm_class=bar,
+                    )
                     digest = writer.hexdigest()
             break
         except OSError as exc:

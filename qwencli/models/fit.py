@@ -51,8 +51,10 @@ def check_memory(ref: ModelRef, choice: GGUFChoice, models: list[GGUFChoice], av
     need = memory_needed(choice.size)
     if need <= available:
         return
-    message = (f"{ref.name}:{choice.quant} needs about {human_size(need)} of memory;"
-               f" this machine has {human_size(available)} available")
+    message = (
+        f"{ref.name}:{choice.quant} needs about {human_size(need)} of memory;"
+        f" this machine has {human_size(available)} available"
+    )
     raise ModelTooLarge(message, suggestion(ref, models, available) + " — or --force to pull it anyway")
 
 
@@ -61,8 +63,11 @@ def suggestion(ref: ModelRef, models: list[GGUFChoice], available: int) -> str:
     if smaller is not None:
         return f"{smaller.quant} ({human_size(smaller.size)}) fits: qwen pull {ref.name}:{smaller.quant}"
     if ref.entry is not None:
-        sizes = [e for e in catalog_module.load().same_family(ref.entry)
-                 if memory_needed(e.approx_bytes) <= available and e.name != ref.entry.name]
+        sizes = [
+            e
+            for e in catalog_module.load().same_family(ref.entry)
+            if memory_needed(e.approx_bytes) <= available and e.name != ref.entry.name
+        ]
         if sizes:
             e = sizes[-1]
             return f"{e.name} (about {human_size(e.approx_bytes)}) fits: qwen pull {e.name}"

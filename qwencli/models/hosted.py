@@ -29,8 +29,9 @@ def is_hosted(name: str) -> bool:
     return name.lower() in ALIASES or bool(HOSTED.fullmatch(name.lower()))
 
 
-def resolve(name: str, *, host: str | None = None, api_key: str | None = None,
-            base_url: str | None = None) -> ResolvedModel:
+def resolve(
+    name: str, *, host: str | None = None, api_key: str | None = None, base_url: str | None = None
+) -> ResolvedModel:
     from .. import settings
 
     config = settings.load()
@@ -57,16 +58,22 @@ def resolve(name: str, *, host: str | None = None, api_key: str | None = None,
     endpoint = Endpoint(base_url=url, model=model, provider="dashscope", api_key=key, key_source=DASHSCOPE_KEY)
     tier = HOSTED.fullmatch(model)
     hints = {"context": CONTEXT.get(tier.group(1)) if tier else None, "family": "qwen-hosted"}
-    return ResolvedModel(name=name, format="remote", endpoint=endpoint, hints=hints,
-                         reason=f"{name} is hosted: Model Studio at {url}")
+    return ResolvedModel(
+        name=name, format="remote", endpoint=endpoint, hints=hints, reason=f"{name} is hosted: Model Studio at {url}"
+    )
 
 
 def host_endpoint(host: str, api_key: str | None, *, model: str = "") -> Endpoint:
     """An OpenAI-compatible server given with --host; the key from --api-key, else QWEN_API_KEY."""
     from .. import settings
 
-    return Endpoint(base_url=normalize_url(host, flag="--host"), model=model, provider="openai",
-                    api_key=api_key or settings.load().api_key, key_source=f"--api-key or {HOST_KEY}")
+    return Endpoint(
+        base_url=normalize_url(host, flag="--host"),
+        model=model,
+        provider="openai",
+        api_key=api_key or settings.load().api_key,
+        key_source=f"--api-key or {HOST_KEY}",
+    )
 
 
 def normalize_url(text: str, *, flag: str) -> str:

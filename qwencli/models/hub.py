@@ -111,36 +111,47 @@ def translate(exc: Exception, repo: str, filename: str | None = None) -> QwenErr
 
     what = f"{repo}/{filename}" if filename else repo
     if isinstance(exc, hf.GatedRepoError):
-        return NetworkError(f"{repo} is gated: accept its terms on huggingface.co/{repo}, then use a token",
-                            TOKEN_HINT)
+        return NetworkError(f"{repo} is gated: accept its terms on huggingface.co/{repo}, then use a token", TOKEN_HINT)
     if isinstance(exc, hf.RepositoryNotFoundError):
         status = exc.response.status_code if exc.response is not None else 404
         if status == 401:
-            return ModelNotFound(f"{repo} was not found on the hub, or it is private",
-                                 f"check the name; for a private repo, {TOKEN_HINT}")
+            return ModelNotFound(
+                f"{repo} was not found on the hub, or it is private",
+                f"check the name; for a private repo, {TOKEN_HINT}",
+            )
         return ModelNotFound(f"{repo} was not found on the hub", "check the name (hub repo ids are owner/name)")
     if isinstance(exc, hf.RevisionNotFoundError):
         return ModelNotFound(f"{repo} has no such revision")
     if isinstance(exc, hf.RemoteEntryNotFoundError):
-        return DownloadError(f"{what} is listed but the hub says it does not exist",
-                             "the repo changed while pulling; run the same qwen pull again")
+        return DownloadError(
+            f"{what} is listed but the hub says it does not exist",
+            "the repo changed while pulling; run the same qwen pull again",
+        )
     if isinstance(exc, hf.OfflineModeIsEnabled):
-        return NetworkError(f"pulling {repo} needs the hub, and HF_HUB_OFFLINE=1 forbids the network",
-                            "unset HF_HUB_OFFLINE to download; qwen list shows the models you already have")
+        return NetworkError(
+            f"pulling {repo} needs the hub, and HF_HUB_OFFLINE=1 forbids the network",
+            "unset HF_HUB_OFFLINE to download; qwen list shows the models you already have",
+        )
     if isinstance(exc, hf.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else 0
         if status in (401, 403):
             return NetworkError(f"the hub refused access to {what} ({status})", TOKEN_HINT)
         if status == 429:
             return NetworkError("the hub is rate-limiting requests (429)", "wait a minute and run it again")
-        return NetworkError(f"the hub answered {status or 'an error'} for {what}",
-                            "the hub may be having trouble; run it again later (finished files are kept)")
+        return NetworkError(
+            f"the hub answered {status or 'an error'} for {what}",
+            "the hub may be having trouble; run it again later (finished files are kept)",
+        )
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
-        return NetworkError(f"cannot reach the hub at {endpoint()} ({_reason(exc)})",
-                            "check the network or HF_ENDPOINT; HF_HUB_OFFLINE=1 runs only downloaded models")
+        return NetworkError(
+            f"cannot reach the hub at {endpoint()} ({_reason(exc)})",
+            "check the network or HF_ENDPOINT; HF_HUB_OFFLINE=1 runs only downloaded models",
+        )
     if isinstance(exc, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
-        return NetworkError(f"the connection to the hub failed while fetching {what} ({_reason(exc)})",
-                            "run the same command again; the download resumes where it stopped")
+        return NetworkError(
+            f"the connection to the hub failed while fetching {what} ({_reason(exc)})",
+            "run the same command again; the download resumes where it stopped",
+        )
     if isinstance(exc, httpx2.UnsupportedProtocol):
         return UsageError(f"HF_ENDPOINT={endpoint()} is not an http(s) URL")
     return None

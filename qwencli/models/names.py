@@ -102,7 +102,7 @@ def parse(name: str, catalog: Catalog | None = None) -> ModelRef:
     catalog = catalog or load()
     for prefix in _HUB_PREFIXES:
         if text.lower().startswith(prefix):
-            return _parse_repo(text[len(prefix):], text, catalog)
+            return _parse_repo(text[len(prefix) :], text, catalog)
     if "/" in text or "\\" in text:
         return _parse_repo(text, text, catalog)
     return _parse_catalog(text, catalog)

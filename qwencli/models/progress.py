@@ -108,4 +108,3 @@ class PullProgress:
     def finish(self, message: str) -> None:
         """The one line every pull prints, terminal or not."""
         self.console.print(message, markup=False, highlight=False)
-

@@ -33,8 +33,14 @@ class PullResult:
     up_to_date: bool
 
 
-def pull(ref: ModelRef, *, quant: str | None = None, force: bool = False,
-         progress: PullProgress | None = None, cache_dir: Path | None = None) -> PullResult:
+def pull(
+    ref: ModelRef,
+    *,
+    quant: str | None = None,
+    force: bool = False,
+    progress: PullProgress | None = None,
+    cache_dir: Path | None = None,
+) -> PullResult:
     started = time.monotonic()
     ref = merge_quant(ref, quant)
     repo = require_gguf_repo(ref)
@@ -80,8 +86,9 @@ def pull(ref: ModelRef, *, quant: str | None = None, force: bool = False,
     return PullResult(model, progress.transferred, seconds, False)
 
 
-def _up_to_date(cache: RepoCache, commit: str, choice: select.GGUFChoice, progress: PullProgress,
-                started: float) -> PullResult:
+def _up_to_date(
+    cache: RepoCache, commit: str, choice: select.GGUFChoice, progress: PullProgress, started: float
+) -> PullResult:
     model = _found(cache, commit, choice)
     progress.finish(f"{model.name} is up to date ({human_size(model.size)}) → {model.path}")
     return PullResult(model, 0, time.monotonic() - started, True)
@@ -107,8 +114,10 @@ def _fetch_card(cache: RepoCache, commit: str, card: select.RepoFile, progress: 
 
 def merge_quant(ref: ModelRef, quant: str | None) -> ModelRef:
     if ref.kind == "path":
-        raise UsageError(f"qwen pull takes a model name, and {ref.text!r} is a path",
-                         "a local .gguf file needs no pull: qwen run PATH")
+        raise UsageError(
+            f"qwen pull takes a model name, and {ref.text!r} is a path",
+            "a local .gguf file needs no pull: qwen run PATH",
+        )
     if quant is None:
         return ref
     quant = check_quant(quant, quant)
@@ -163,8 +172,10 @@ def _join(cache: RepoCache, choice: select.GGUFChoice, parts: list[Path], progre
         read_gguf_file(tmp)
     except InvalidModelFile as exc:
         tmp.unlink(missing_ok=True)
-        raise DownloadError(f"the joined parts of {choice.entry_path} are not a valid GGUF file: {exc.message}",
-                            "the repo's parts do not belong together; report it to its owner") from None
+        raise DownloadError(
+            f"the joined parts of {choice.entry_path} are not a valid GGUF file: {exc.message}",
+            "the repo's parts do not belong together; report it to its owner",
+        ) from None
     os.chmod(tmp, 0o644)
     os.replace(tmp, blob)
     return blob

@@ -27,15 +27,32 @@ from .progress import PullProgress
 from .select import GGUFChoice, RepoFile
 
 #: Top-level files a transformers model needs besides its weights.
-NEEDED = frozenset({
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
-    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "quantize_config.json",
-    "model.safetensors.index.json", "LICENSE", "README.md",
-})
+NEEDED = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "chat_template.jinja",
+        "quantize_config.json",
+        "model.safetensors.index.json",
+        "LICENSE",
+        "README.md",
+    }
+)
 
 
-def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, allow_pickle: bool = False,
-                 trust_remote_code: bool = False) -> list[RepoFile]:
+def wanted_files(
+    files: tuple[RepoFile, ...] | list[RepoFile],
+    repo: str,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> list[RepoFile]:
     """The files to pull from a repo listing; raise when it has no weights we may fetch."""
     top = [f for f in files if "/" not in f.path]
     picked = [f for f in top if f.path in NEEDED or f.path.endswith(".safetensors")]
@@ -44,13 +61,16 @@ def wanted_files(files: tuple[RepoFile, ...] | list[RepoFile], repo: str, *, all
     if not any(f.path.endswith(".safetensors") for f in picked):
         pickles = [f for f in top if f.path.endswith(PICKLE_WEIGHTS) or f.path == "pytorch_model.bin.index.json"]
         if not pickles:
-            raise InvalidModelFile(f"{repo} has no safetensors weights",
-                                   "qwen pull without --backend torch takes a GGUF repo")
+            raise InvalidModelFile(
+                f"{repo} has no safetensors weights", "qwen pull without --backend torch takes a GGUF repo"
+            )
         if not allow_pickle:
-            raise InvalidModelFile(f"{repo} has only pickle weights ({pickles[0].path}); qwencli refuses them by "
-                                   "default: loading a pickle can run arbitrary code",
-                                   "use a repo with safetensors weights or its GGUF build (--backend llama); if you "
-                                   f"trust this repo: qwen pull --backend torch --allow-pickle {repo}")
+            raise InvalidModelFile(
+                f"{repo} has only pickle weights ({pickles[0].path}); qwencli refuses them by "
+                "default: loading a pickle can run arbitrary code",
+                "use a repo with safetensors weights or its GGUF build (--backend llama); if you "
+                f"trust this repo: qwen pull --backend torch --allow-pickle {repo}",
+            )
         picked += pickles
     if not any(f.path == "config.json" for f in picked):
         raise InvalidModelFile(f"{repo} has no config.json: it is not a transformers model")
@@ -71,12 +91,20 @@ def check_memory(repo: str, files: list[RepoFile], probe=None) -> None:
         raise ModelTooLarge(
             f"{repo} needs about {human_size(need)} (weights and a {FIT_CONTEXT}-token context); "
             f"this machine has {human_size(available)} of {where}",
-            "a GGUF build runs in far less (qwen pull NAME, for llama.cpp) — or --force to pull it anyway")
+            "a GGUF build runs in far less (qwen pull NAME, for llama.cpp) — or --force to pull it anyway",
+        )
 
 
-def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | None = None,
-         allow_pickle: bool = False, trust_remote_code: bool = False, force: bool = False,
-         probe=None) -> store.LocalModel:
+def pull(
+    repo: str,
+    *,
+    progress: PullProgress | None = None,
+    cache_dir: Path | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    force: bool = False,
+    probe=None,
+) -> store.LocalModel:
     """Download the safetensors build of `repo` (or find it up to date); return it as in the store."""
     started = time.monotonic()
     progress = progress or PullProgress()
@@ -107,8 +135,9 @@ def pull(repo: str, *, progress: PullProgress | None = None, cache_dir: Path | N
     return model
 
 
-def pull_ref(ref, *, allow_pickle: bool = False, trust_remote_code: bool = False,
-             force: bool = False) -> store.LocalModel:
+def pull_ref(
+    ref, *, allow_pickle: bool = False, trust_remote_code: bool = False, force: bool = False
+) -> store.LocalModel:
     """`qwen pull --backend torch NAME`: the torch build the name stands for."""
     return pull(torch_repo(ref), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, force=force)
 

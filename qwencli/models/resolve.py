@@ -16,9 +16,17 @@ from ..resolved import ResolvedModel
 from .names import ModelRef
 
 
-def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bool = False,
-            backend: str = "auto", host: str | None = None, api_key: str | None = None,
-            base_url: str | None = None) -> ResolvedModel:
+def resolve(
+    name: str,
+    *,
+    pull: bool = True,
+    quant: str | None = None,
+    force: bool = False,
+    backend: str = "auto",
+    host: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> ResolvedModel:
     """Find `name` locally, or pull it (when `pull`). `quant` overrides a `:quant` in the name
     ('auto' picks the largest that fits); `force` pulls even when the model looks too big.
 
@@ -54,16 +62,25 @@ def resolve(name: str, *, pull: bool = True, quant: str | None = None, force: bo
     from . import hub
 
     if hub.offline():
-        raise ModelNotFound(f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
-                            f"unset HF_HUB_OFFLINE and run qwen pull {ref.display}")
+        raise ModelNotFound(
+            f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
+            f"unset HF_HUB_OFFLINE and run qwen pull {ref.display}",
+        )
     from .pull import pull as pull_model
 
     result = pull_model(ref, force=force)
     return _resolved(name, ref, result.model, reason)
 
 
-def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True, force: bool = False,
-          probe: Callable | None = None) -> tuple[ResolvedModel | None, str]:
+def route(
+    name: str,
+    ref: ModelRef,
+    *,
+    backend: str = "auto",
+    pull: bool = True,
+    force: bool = False,
+    probe: Callable | None = None,
+) -> tuple[ResolvedModel | None, str]:
     """(the safetensors build, reason) when torch runs `ref`, pulled first when missing and `pull`;
     (None, reason) when the GGUF path of `resolve()` goes on."""
     from ..hardware import probe_hardware
@@ -81,27 +98,32 @@ def route(name: str, ref: ModelRef, *, backend: str = "auto", pull: bool = True,
             from . import store
 
             if store.find(ref) is not None:  # no download now (a server, `qwen show`): the GGUF that is here
-                return None, (f"{decided.reason}, but only the GGUF is downloaded: llama.cpp"
-                              f" (qwen pull --backend torch {ref.display} for torch)")
-            raise ModelNotFound(f"the safetensors build of {ref.display} is not downloaded",
-                                f"qwen pull --backend torch {ref.display}")
+                return None, (
+                    f"{decided.reason}, but only the GGUF is downloaded: llama.cpp"
+                    f" (qwen pull --backend torch {ref.display} for torch)"
+                )
+            raise ModelNotFound(
+                f"the safetensors build of {ref.display} is not downloaded", f"qwen pull --backend torch {ref.display}"
+            )
         from . import hub
 
         if hub.offline():
-            raise ModelNotFound(f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
-                                f"unset HF_HUB_OFFLINE and run qwen pull --backend torch {ref.display}")
+            raise ModelNotFound(
+                f"{ref.display} is not downloaded, and HF_HUB_OFFLINE=1 forbids the network",
+                f"unset HF_HUB_OFFLINE and run qwen pull --backend torch {ref.display}",
+            )
         from .pull_torch import pull as pull_torch
 
         assert decided.repo is not None
         local = pull_torch(decided.repo, force=force, probe=probe)
     hints = dict(decided.entry.hints) if decided.entry is not None else {}
     hints.update(quant=local.quant, repo=local.repo)
-    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
-                         reason=decided.reason), decided.reason
+    return ResolvedModel(
+        name=name, format=local.format, path=local.path, repo=local.repo, hints=hints, reason=decided.reason
+    ), decided.reason
 
 
 def _resolved(name: str, ref, local, reason: str = "") -> ResolvedModel:
     hints = dict(ref.entry.hints) if ref.entry is not None else {}
     hints.update(quant=local.quant, repo=local.repo)
-    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints,
-                         reason=reason)
+    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints, reason=reason)

@@ -18,15 +18,41 @@ from ..errors import ModelNotFound, UnsupportedModel
 SHARD = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 BYTE_PART = re.compile(r"^(?P<base>.+\.gguf)\.(?P<part>[a-z])$", re.IGNORECASE)
 #: A quantization name inside a file name, as a whole token (`q4_k` does not match `q4_k_m`).
-QUANT_IN_NAME = re.compile(
-    r"(?<![A-Za-z0-9])(i?q\d(?:_[a-z0-9]+)*|bf16|f16|fp16|f32)(?![A-Za-z0-9_])", re.IGNORECASE
-)
+QUANT_IN_NAME = re.compile(r"(?<![A-Za-z0-9])(i?q\d(?:_[a-z0-9]+)*|bf16|f16|fp16|f32)(?![A-Za-z0-9_])", re.IGNORECASE)
 #: The usual quants, smallest to largest: `--quant auto` picks the largest of these that fits.
-STANDARD_QUANTS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_1", "q4_k_s", "q4_k_m", "q5_0",
-                   "q5_1", "q5_k_s", "q5_k_m", "q6_k", "q8_0")
+STANDARD_QUANTS = (
+    "q2_k",
+    "q3_k_s",
+    "q3_k_m",
+    "q3_k_l",
+    "q4_0",
+    "q4_1",
+    "q4_k_s",
+    "q4_k_m",
+    "q5_0",
+    "q5_1",
+    "q5_k_s",
+    "q5_k_m",
+    "q6_k",
+    "q8_0",
+)
 #: When the default quant is missing, the first of these the repo has.
-FALLBACK_ORDER = ("q4_k_m", "q4_k_s", "q4_0", "q5_k_m", "q5_0", "q6_k", "q8_0", "q3_k_m", "q3_k_l",
-                  "q2_k", "iq4_xs", "f16", "bf16", "fp16")
+FALLBACK_ORDER = (
+    "q4_k_m",
+    "q4_k_s",
+    "q4_0",
+    "q5_k_m",
+    "q5_0",
+    "q6_k",
+    "q8_0",
+    "q3_k_m",
+    "q3_k_l",
+    "q2_k",
+    "iq4_xs",
+    "f16",
+    "bf16",
+    "fp16",
+)
 
 Layout = Literal["single", "shards", "byte-split"]
 
@@ -106,8 +132,9 @@ def incomplete_sets(files: Iterable[RepoFile]) -> list[str]:
     sets: dict[tuple[str, int], set[int]] = {}
     for f in files:
         if shard := SHARD.match(f.path.rsplit("/", 1)[-1]):
-            sets.setdefault((f.path[: -len(f.path.rsplit('/', 1)[-1])] + shard["stem"], int(shard["count"])),
-                            set()).add(int(shard["no"]))
+            sets.setdefault(
+                (f.path[: -len(f.path.rsplit("/", 1)[-1])] + shard["stem"], int(shard["count"])), set()
+            ).add(int(shard["no"]))
     return [stem for (stem, count), nos in sets.items() if nos != set(range(1, count + 1))]
 
 
@@ -127,8 +154,10 @@ def choose(files: Iterable[RepoFile], quant: str, *, repo: str) -> GGUFChoice:
         available = available_quants(models)
         broken = [s for s in incomplete_sets(files) if quant_of(s) == wanted]
         if broken:
-            raise ModelNotFound(f"{repo}: the {quant} shard set is incomplete on the hub ({broken[0]})",
-                                f"available: {', '.join(available)}")
+            raise ModelNotFound(
+                f"{repo}: the {quant} shard set is incomplete on the hub ({broken[0]})",
+                f"available: {', '.join(available)}",
+            )
         raise ModelNotFound(f"{repo} has no {quant} GGUF", f"available quants: {', '.join(available)}")
     # A plain file wins (repos re-uploaded as one file keep their old shard sets); then shorter paths.
     return min(matches, key=lambda m: (_LAYOUT_PREFERENCE[m.layout], len(m.files), len(m.entry_path), m.entry_path))

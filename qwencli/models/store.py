@@ -38,9 +38,17 @@ class LocalModel:
     layout: str = "single"  # single, shards, byte-split (joined), or folder
 
     def as_json(self) -> dict:
-        return {"name": self.name, "repo": self.repo, "quant": self.quant, "format": self.format,
-                "size": self.size, "modified": self.modified, "path": str(self.path), "commit": self.commit,
-                "files": [str(f) for f in self.files]}
+        return {
+            "name": self.name,
+            "repo": self.repo,
+            "quant": self.quant,
+            "format": self.format,
+            "size": self.size,
+            "modified": self.modified,
+            "path": str(self.path),
+            "commit": self.commit,
+            "files": [str(f) for f in self.files],
+        }
 
 
 def list_models(cache_dir: Path | None = None) -> list[LocalModel]:
@@ -136,22 +144,39 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
         paths = tuple(files[f.path] for f in choice.files)
         models.append(_model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout))
     top = [rel for rel in files if "/" not in rel]
-    fmt: Format | None = SAFETENSORS if any(rel.endswith(".safetensors") for rel in files) else \
-        PICKLE if "config.json" in files and any(rel.endswith(PICKLE_WEIGHTS) for rel in top) else None
+    fmt: Format | None = (
+        SAFETENSORS
+        if any(rel.endswith(".safetensors") for rel in files)
+        else PICKLE
+        if "config.json" in files and any(rel.endswith(PICKLE_WEIGHTS) for rel in top)
+        else None
+    )
     if fmt is not None:
         paths = tuple(files.values())
-        models.append(_model(cache, commit, _safetensors_quant(cache, files), fmt, cache.snapshot(commit), paths,
-                             "folder"))
+        models.append(
+            _model(cache, commit, _safetensors_quant(cache, files), fmt, cache.snapshot(commit), paths, "folder")
+        )
     return models
 
 
-def _model(cache: RepoCache, commit: str, quant: str, fmt: Format, path: Path, files: tuple[Path, ...],
-           layout: str) -> LocalModel:
+def _model(
+    cache: RepoCache, commit: str, quant: str, fmt: Format, path: Path, files: tuple[Path, ...], layout: str
+) -> LocalModel:
     blobs = {os.path.realpath(p): p for p in files}
     size = sum(_size(p) for p in blobs.values())
     modified = max((_mtime(Path(b)) for b in blobs), default=0.0)
-    return LocalModel(name=display_name(cache.repo, quant, fmt), repo=cache.repo, quant=quant, format=fmt, size=size,
-                      modified=modified, path=path, files=files, commit=commit, layout=layout)
+    return LocalModel(
+        name=display_name(cache.repo, quant, fmt),
+        repo=cache.repo,
+        quant=quant,
+        format=fmt,
+        size=size,
+        modified=modified,
+        path=path,
+        files=files,
+        commit=commit,
+        layout=layout,
+    )
 
 
 def _size(path: Path) -> int:

@@ -79,8 +79,9 @@ SET_KEYS: dict[str, Callable[[str], object]] = {
     "repeat_penalty": float,
     "max_tokens": int,
     "seed": int,
-    "think": lambda v: {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False,
-                        "default": None}[v.lower()],
+    "think": lambda v: {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False, "default": None}[
+        v.lower()
+    ],
 }
 
 

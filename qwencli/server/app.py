@@ -121,20 +121,32 @@ def create_app(
         models = []
         for m in registry.loaded():
             until = registry.until(m)
-            models.append({
-                "name": m.name,
-                "backend": m.info.backend,
-                "context": m.info.context_length,
-                "memory": m.memory_bytes,
-                "until": _iso(until) if until is not None else None,
-                "running": m.scheduler.running,
-                "waiting": m.scheduler.waiting,
-                "quantization": m.info.quantization,
-                "parallel": m.scheduler.slots,
-            })
+            models.append(
+                {
+                    "name": m.name,
+                    "backend": m.info.backend,
+                    "context": m.info.context_length,
+                    "memory": m.memory_bytes,
+                    "until": _iso(until) if until is not None else None,
+                    "running": m.scheduler.running,
+                    "waiting": m.scheduler.waiting,
+                    "quantization": m.info.quantization,
+                    "parallel": m.scheduler.slots,
+                }
+            )
         for name in registry.loading():
-            models.append({"name": name, "backend": None, "context": None, "memory": None, "until": None,
-                           "running": 0, "waiting": 0, "loading": True})
+            models.append(
+                {
+                    "name": name,
+                    "backend": None,
+                    "context": None,
+                    "memory": None,
+                    "until": None,
+                    "running": 0,
+                    "waiting": 0,
+                    "loading": True,
+                }
+            )
         return {"models": models}
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
@@ -142,8 +154,13 @@ def create_app(
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["authorization", "content-type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type"],
+            max_age=600,
+        )
     app.add_middleware(HostCheck, enabled=config.loopback_only)
     return app
 
@@ -193,8 +210,11 @@ def validation_error(errors: list[dict[str, Any]]) -> ApiError:
         return bad_request("The request body is not valid JSON.")
     unknown = [_param(e["loc"]) for e in errors if e.get("type") == "extra_forbidden"]
     if unknown:
-        return bad_request(f"Unsupported field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-                           param=unknown[0], code="unsupported_field")
+        return bad_request(
+            f"Unsupported field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            param=unknown[0],
+            code="unsupported_field",
+        )
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _param(tuple(first.get("loc", ())))
     if not param:

@@ -40,8 +40,9 @@ PACE = 0.03
 
 
 class Generation:
-    def __init__(self, produce: Callable[[], ChunkStream], *, name: str = "generation",
-                 on_done: Callable[[], None] | None = None):
+    def __init__(
+        self, produce: Callable[[], ChunkStream], *, name: str = "generation", on_done: Callable[[], None] | None = None
+    ):
         self._produce = produce
         self._on_done = on_done
         self._loop = asyncio.get_running_loop()

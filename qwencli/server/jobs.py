@@ -62,8 +62,9 @@ def _response_format(fmt: ResponseFormat | None) -> str | dict[str, Any] | None:
     if fmt.type == "json_object":
         return "json"
     if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-        raise bad_request("response_format.json_schema.schema: required with type 'json_schema'",
-                          param="response_format")
+        raise bad_request(
+            "response_format.json_schema.schema: required with type 'json_schema'", param="response_format"
+        )
     schema = fmt.json_schema.schema_
     try:
         json.dumps(schema)
@@ -110,14 +111,15 @@ def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
     for i, m in enumerate(messages):
         role = "system" if m.role == "developer" else m.role
         if m.tool_calls and role != "assistant":
-            raise bad_request(f"messages[{i}].tool_calls: only assistant messages carry tool calls",
-                              param=f"messages[{i}].tool_calls")
+            raise bad_request(
+                f"messages[{i}].tool_calls: only assistant messages carry tool calls", param=f"messages[{i}].tool_calls"
+            )
         if role == "tool" and not m.tool_call_id:
-            raise bad_request(f"messages[{i}].tool_call_id: required for a tool message",
-                              param=f"messages[{i}].tool_call_id")
+            raise bad_request(
+                f"messages[{i}].tool_call_id: required for a tool message", param=f"messages[{i}].tool_call_id"
+            )
         if m.content is None and role != "assistant":
-            raise bad_request(f"messages[{i}].content: required for a {m.role} message",
-                              param=f"messages[{i}].content")
+            raise bad_request(f"messages[{i}].content: required for a {m.role} message", param=f"messages[{i}].content")
         calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
         out.append(
             Message(
@@ -136,8 +138,7 @@ def _think(req: ChatCompletionRequest) -> bool | None:
     kwargs = req.chat_template_kwargs
     from_kwargs = kwargs.enable_thinking if kwargs is not None else None
     if from_kwargs is not None and req.enable_thinking is not None and from_kwargs != req.enable_thinking:
-        raise bad_request("enable_thinking and chat_template_kwargs.enable_thinking disagree",
-                          param="enable_thinking")
+        raise bad_request("enable_thinking and chat_template_kwargs.enable_thinking disagree", param="enable_thinking")
     return from_kwargs if from_kwargs is not None else req.enable_thinking
 
 
@@ -165,8 +166,9 @@ def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMod
     try:
         grammar = forced_call_grammar(forced, several=choice == "required" and req.parallel_tool_calls is not False)
     except Exception as exc:  # the converter raises several kinds for schemas it cannot express
-        raise bad_request(f"tools: a function's parameters cannot be turned into a grammar: {exc}",
-                          param="tools") from None
+        raise bad_request(
+            f"tools: a function's parameters cannot be turned into a grammar: {exc}", param="tools"
+        ) from None
     return tools, "forced", grammar
 
 

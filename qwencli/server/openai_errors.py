@@ -84,8 +84,9 @@ def internal_error(exc: BaseException) -> ApiError:
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s", incident, exc_info=exc)
     # A bug answers the same way the next time: tell the SDK not to retry.
-    return ApiError(500, f"Internal server error (incident {incident}).", type="server_error",
-                    headers={"x-should-retry": "false"})
+    return ApiError(
+        500, f"Internal server error (incident {incident}).", type="server_error", headers={"x-should-retry": "false"}
+    )
 
 
 def from_qwen_error(exc: QwenError) -> ApiError:
@@ -96,9 +97,7 @@ def from_qwen_error(exc: QwenError) -> ApiError:
         log.error("%s: %s", type(exc).__name__, exc.message)
         message = scrub_paths(message)
     headers = {"x-should-retry": "false"} if exc.http_status >= 500 else None
-    return ApiError(
-        exc.http_status, message, type=exc.error_type, param=exc.param, code=exc.code, headers=headers
-    )
+    return ApiError(exc.http_status, message, type=exc.error_type, param=exc.param, code=exc.code, headers=headers)
 
 
 def as_api_error(exc: BaseException) -> ApiError:

@@ -121,8 +121,9 @@ def _child(path: str) -> int:
     import llama_cpp
 
     try:
-        llama = llama_cpp.Llama(model_path=str(model.path), n_ctx=256, n_batch=32, n_threads=1, n_gpu_layers=0,
-                                verbose=False)
+        llama = llama_cpp.Llama(
+            model_path=str(model.path), n_ctx=256, n_batch=32, n_threads=1, n_gpu_layers=0, verbose=False
+        )
         tokens = llama.tokenize(b"probe", add_bos=False, special=False) or [llama.token_eos()]
         llama.eval(tokens[:1])
     except Exception as exc:

@@ -76,8 +76,14 @@ class Checkout:
 
 
 class Registry:
-    def __init__(self, config: ServerConfig, source: ModelSource, loader: Loader = default_loader,
-                 prober: Prober | None = None, memory: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        config: ServerConfig,
+        source: ModelSource,
+        loader: Loader = default_loader,
+        prober: Prober | None = None,
+        memory: Callable[[], int] | None = None,
+    ):
         self.config = config
         self.source = source
         self.loader = loader
@@ -156,9 +162,15 @@ class Registry:
         started = time.perf_counter()
         backend, kv = await asyncio.to_thread(self._load_sync, resolved, self.config.load)
         log.info("loaded %s in %.2f s (context %d)", name, time.perf_counter() - started, backend.info.context_length)
-        return LoadedModel(key=key, name=name, resolved=resolved, backend=backend,
-                           scheduler=Scheduler(self.config.parallel, self.config.max_queue),
-                           load=self.config.load, kv_bytes_per_token=kv)
+        return LoadedModel(
+            key=key,
+            name=name,
+            resolved=resolved,
+            backend=backend,
+            scheduler=Scheduler(self.config.parallel, self.config.max_queue),
+            load=self.config.load,
+            kv_bytes_per_token=kv,
+        )
 
     def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, int | None]:
         kv = None

@@ -70,12 +70,18 @@ class Assembler:
             if isinstance(event, Text):
                 out.append({"content": event.text})
                 continue
-            out.append({"tool_calls": [{
-                "index": self._n_calls,
-                "id": event.id,
-                "type": "function",
-                "function": {"name": event.name, "arguments": event.arguments},
-            }]})
+            out.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": self._n_calls,
+                            "id": event.id,
+                            "type": "function",
+                            "function": {"name": event.name, "arguments": event.arguments},
+                        }
+                    ]
+                }
+            )
             self._n_calls += 1
         return out
 
@@ -126,16 +132,27 @@ class Assembler:
         content = "".join(d.get("content", "") for d in deltas)
         reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
         calls = [c for d in deltas for c in d.get("tool_calls", ())]
-        base = {"id": self.id, "created": self.created, "model": self.model, "system_fingerprint": None,
-                "usage": usage_json(self.usage)}
+        base = {
+            "id": self.id,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "usage": usage_json(self.usage),
+        }
         finish = self.finish_reason or "stop"
         if self.job.kind == "completion":
-            return {**base, "object": "text_completion",
-                    "choices": [{"index": 0, "text": content, "logprobs": None, "finish_reason": finish}]}
+            return {
+                **base,
+                "object": "text_completion",
+                "choices": [{"index": 0, "text": content, "logprobs": None, "finish_reason": finish}],
+            }
         message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
         if reasoning:
             message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
-        return {**base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]}
+        return {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        }

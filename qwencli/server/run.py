@@ -104,10 +104,17 @@ def run_server(config: ServerConfig, models: list[str], *, port: int = DEFAULT_P
         server.should_exit = True
 
     app = create_app(config, source, prober=Prober(settings.load().home / "probe-cache.json"), on_fatal=on_fatal)
-    server = Server(uvicorn.Config(
-        app, log_config=log_config(verbose), http="h11", lifespan="on", proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=GRACE_SECONDS,
-    ))
+    server = Server(
+        uvicorn.Config(
+            app,
+            log_config=log_config(verbose),
+            http="h11",
+            lifespan="on",
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )
+    )
     bound_port = sock.getsockname()[1]
     url_host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"http://{url_host}:{bound_port}/v1", flush=True)

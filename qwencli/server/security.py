@@ -62,9 +62,14 @@ class HostCheck:
         if self.enabled and scope["type"] == "http":
             host = _header(scope, b"host")
             if host is not None and host_name(host) not in self.allowed:
-                await send_error(send, ApiError(
-                    403, "This server only answers requests addressed to localhost (Host header refused).",
-                    code="host_not_allowed"))
+                await send_error(
+                    send,
+                    ApiError(
+                        403,
+                        "This server only answers requests addressed to localhost (Host header refused).",
+                        code="host_not_allowed",
+                    ),
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -130,5 +135,6 @@ class Guard:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"The request body is larger than the server's limit of {limit} bytes.",
-                    code="request_too_large")
+    return ApiError(
+        413, f"The request body is larger than the server's limit of {limit} bytes.", code="request_too_large"
+    )

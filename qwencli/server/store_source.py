@@ -32,8 +32,7 @@ def resolve_local(name: str, backend: str = "auto") -> ResolvedModel:
 
 
 def _names_a_file(name: str) -> bool:
-    return (name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf")
-            or any(c in name for c in "\\\x00"))
+    return name.startswith(("/", ".", "~")) or name.lower().endswith(".gguf") or any(c in name for c in "\\\x00")
 
 
 class StoreSource:

@@ -117,7 +117,8 @@ class GenerationResponse(Response):
                 scheduler.release(ticket)
 
             generation = self._generation = Generation(
-                lambda: produce(self.checkout, self.job), name=f"gen {self.job.model}", on_done=release).start()
+                lambda: produce(self.checkout, self.job), name=f"gen {self.job.model}", on_done=release
+            ).start()
             if self._gone.is_set():
                 raise ClientGone()
             assembler = Assembler(self.job, self.job.model)
@@ -174,6 +175,11 @@ class GenerationResponse(Response):
             deltas += assembler.feed(event)
             event = await self._next(generation)
         body = json.dumps(assembler.collected(deltas), ensure_ascii=False).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

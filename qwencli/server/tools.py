@@ -124,7 +124,7 @@ class ToolCallStream:
         if not body:
             self._space += text
             return
-        lead, self._space = self._space, text[len(body):]
+        lead, self._space = self._space, text[len(body) :]
         yield Text(lead + body)
 
 
@@ -153,8 +153,9 @@ def forced_call_grammar(tools: Sequence[dict[str, Any]], *, several: bool) -> st
 
     schemas = [call_schema(t) for t in tools]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    converter = SchemaConverter(prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False,
-                                raw_pattern=False)
+    converter = SchemaConverter(
+        prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False, raw_pattern=False
+    )
     schema = converter.resolve_refs(schema, "tools")
     converter.visit(schema, "tool-call-json")
     rules = converter.format_grammar()
