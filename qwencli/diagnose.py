@@ -75,7 +75,7 @@ def gather(hardware=None) -> dict[str, Any]:
     hw = hardware or probe_hardware(llama=True)
     llama = llama_features()
     versions = {p: _version(p) for p in PACKAGES}
-    backends = []
+    backends: list[dict[str, Any]] = []
     for label, facts in model_kinds():
         try:
             choice = choose("auto", facts, hw)

@@ -192,10 +192,11 @@ def llama_features() -> dict:
     try:
         from llama_cpp import llama_cpp as lib
 
+        # llama-cpp-python does not bind these (0.3.x): AttributeError, caught below, until it does.
         devices = []
-        for i in range(lib.ggml_backend_dev_count()):
-            dev = lib.ggml_backend_dev_get(i)
-            devices.append(lib.ggml_backend_dev_name(dev).decode())
+        for i in range(lib.ggml_backend_dev_count()):  # type: ignore[attr-defined]
+            dev = lib.ggml_backend_dev_get(i)  # type: ignore[attr-defined]
+            devices.append(lib.ggml_backend_dev_name(dev).decode())  # type: ignore[attr-defined]
         info["devices"] = devices
     except Exception:
         pass

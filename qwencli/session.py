@@ -8,7 +8,7 @@ token takes its question with it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 from .backends.base import Backend
@@ -62,17 +62,17 @@ class Conversation:
 
     # -- talking ----------------------------------------------------------------------------
 
-    def ask(self, text: str) -> Iterator[Chunk]:
+    def ask(self, text: str) -> Generator[Chunk, None, None]:
         return self._reply(Message("user", text))
 
-    def regenerate(self) -> Iterator[Chunk]:
+    def regenerate(self) -> Generator[Chunk, None, None]:
         if not self.turns or not any(m.role == "user" for m in self.turns):
             raise UsageError("nothing to regenerate yet")
         while self.turns and self.turns[-1].role != "user":
             self.turns.pop()
         return self._reply()
 
-    def _reply(self, question: Message | None = None) -> Iterator[Chunk]:
+    def _reply(self, question: Message | None = None) -> Generator[Chunk, None, None]:
         if question is not None:
             self.turns.append(question)
         messages = self._fit()

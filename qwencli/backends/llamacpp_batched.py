@@ -69,6 +69,17 @@ class _Slot:
     sampler: Any = None
     reply: Reply | None = None
 
+    # A slot in `_running` always has both; these say so to the type checker and to the reader.
+    @property
+    def active_request(self) -> _Request:
+        assert self.request is not None, "a free slot has no request"
+        return self.request
+
+    @property
+    def active_reply(self) -> Reply:
+        assert self.reply is not None, "a free slot has no reply"
+        return self.reply
+
 
 class BatchedStream:
     """The chunks of one request; `cancel()` from any thread stops it within a step."""
@@ -241,7 +252,7 @@ class BatchedLlamaCppBackend(Backend):
 
     def _step(self) -> bool:
         """Admit, decode one batch, sample; True while there is work left."""
-        for slot in [s for s in self._running if s.request.cancelled.is_set()]:
+        for slot in [s for s in self._running if s.active_request.cancelled.is_set()]:
             self._finish(slot, reason="cancelled")
         while self._waiting and self._free:
             request = self._waiting.popleft()
@@ -348,18 +359,18 @@ class BatchedLlamaCppBackend(Backend):
             self._emit(slot, token)
 
     def _emit(self, slot: _Slot, token: int) -> None:
-        if slot.reply.add(token):
+        if slot.active_reply.add(token):
             self._finish(slot)
         else:
             slot.next_token = token
 
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
-        request = slot.request
+        request = slot.active_request
         if error is not None:
             request.out.put(error)
         else:
-            slot.reply.finish(reason)
+            slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
         slot.request = slot.sampler = slot.reply = slot.next_token = None

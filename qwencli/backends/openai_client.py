@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import httpx  # this module loads only when a remote model is used
@@ -83,7 +83,7 @@ class OpenAIClient:
         items = data.get("data") if isinstance(data, dict) else None
         return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """POST `body` with `stream: true`; yield each SSE event's JSON. Errors come out as
         QwenErrors: before the stream from the status, after it from an in-band `error` event or
         a stream cut short. Closing the iterator closes the connection, which stops the server."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from ..chat import Chunk, GenerationOptions, Message, Timings, Usage
@@ -102,7 +102,7 @@ class RemoteBackend(Backend):
     # -- requests ----------------------------------------------------------------------------
 
     def _settings(self, options: GenerationOptions, *, chat: bool = True) -> dict[str, Any]:
-        standard = {
+        standard: dict[str, Any] = {
             "temperature": options.temperature,
             "top_p": options.top_p,
             "max_tokens": options.max_tokens,
@@ -137,7 +137,9 @@ class RemoteBackend(Backend):
         body["stream_options"] = {"include_usage": True}
         return body
 
-    def _generate(self, path: str, body: dict[str, Any], *, chat: bool, options: GenerationOptions) -> Iterator[Chunk]:
+    def _generate(
+        self, path: str, body: dict[str, Any], *, chat: bool, options: GenerationOptions
+    ) -> Generator[Chunk, None, None]:
         started = time.monotonic()
         first: float | None = None
         last = started
@@ -155,16 +157,16 @@ class RemoteBackend(Backend):
                     delta = choice.get("delta") or {} if chat else {}
                     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     content = delta.get("content") if chat else choice.get("text")
-                    has_reasoning = isinstance(reasoning, str) and bool(reasoning)
-                    has_content = isinstance(content, str) and bool(content)
-                    if has_reasoning or has_content:
+                    reasoning_text = reasoning if isinstance(reasoning, str) else ""
+                    content_text = content if isinstance(content, str) else ""
+                    if reasoning_text or content_text:
                         last = time.monotonic()
                         first = first if first is not None else last
                         pieces += 1
-                    if has_reasoning:
-                        yield Chunk(reasoning, kind="reasoning")
-                    if has_content:
-                        yield from pipeline.feed(content)
+                    if reasoning_text:
+                        yield Chunk(reasoning_text, kind="reasoning")
+                    if content_text:
+                        yield from pipeline.feed(content_text)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
         finally:

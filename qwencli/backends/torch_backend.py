@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,9 @@ from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
 from .torch_sampler import Sampler
 from .torch_vocab import TorchVocab
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class TorchBackend(Backend):
@@ -114,7 +117,8 @@ class TorchBackend(Backend):
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.folder, local_files_only=True, trust_remote_code=remote_code
             )
-            self.model = AutoModelForCausalLM.from_pretrained(
+            #: None once close() has freed it (nothing generates after that).
+            self.model: PreTrainedModel | None = AutoModelForCausalLM.from_pretrained(
                 self.folder,
                 dtype=self.dtype,
                 device_map=self.device if self.device != "cpu" else None,
@@ -128,7 +132,8 @@ class TorchBackend(Backend):
                 "qwen doctor shows the torch and transformers versions",
             ) from None
         if self.device == "cpu":
-            self.model.to("cpu")
+            # transformers types `to` as if `self` were its first argument.
+            self.model.to("cpu")  # type: ignore[arg-type]
         self.model.eval()
         self._parameters = sum(p.numel() for p in self.model.parameters())
         self._logits_size = self.model.get_output_embeddings().weight.shape[0]  # ≥ the tokenizer's
@@ -200,6 +205,7 @@ class TorchBackend(Backend):
         sampler = Sampler(options, self.device)
         constraint = self._grammars.constraint(options)
         model, device = self.model, self.device
+        assert model is not None, "generating on a closed backend"
         recent = list(ids[-PENALTY_WINDOW:]) if sampler.penalised else []
         cached = self._reuse_cache(ids)
         cache, cache_arg = self._cache, self._cache_arg
@@ -257,6 +263,7 @@ class TorchBackend(Backend):
                     self._cache.crop(-drop)  # negative: remove that many (transformers 4.x and 5.x)
                     del self._cached_ids[cached:]
                 return cached
+        assert self.model is not None, "generating on a closed backend"
         self._cache = DynamicCache(config=self.model.config)
         self._cached_ids = []
         return 0

@@ -121,6 +121,8 @@ class GGUFModel:
         import gguf
 
         file_type = self.metadata.get("general.file_type")
+        if file_type is None:
+            return "unknown"
         try:
             return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except (ValueError, TypeError):

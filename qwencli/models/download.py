@@ -86,14 +86,16 @@ def _download(cache: RepoCache, etag: str, url: str, size: int, name: str, progr
             with open(partial, "r+b" if partial.exists() else "w+b") as raw:
                 raw.truncate(resume)
                 with HashingWriter(raw, etag, resume) as writer, _small_chunks():
+                    # huggingface_hub types these as a real file and a tqdm class; it only calls
+                    # writer.write() and tqdm_class(**kwargs), which ours provide.
                     http_get(
                         url,
-                        writer,
+                        writer,  # type: ignore[arg-type]
                         resume_size=resume,
                         headers=headers,
                         expected_size=size,
                         displayed_filename=name,
-                        tqdm_class=bar,
+                        tqdm_class=bar,  # type: ignore[arg-type]
                     )
                     digest = writer.hexdigest()
             break

@@ -8,7 +8,10 @@ feeding the Rich task instead.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class FileBar:
@@ -51,7 +54,7 @@ class PullProgress:
 
         self.console = stderr_console()
         self.enabled = self.console.is_terminal if enabled is None else enabled
-        self._rich = None
+        self._rich: Progress | None = None
         self.started = time.monotonic()
         self.transferred = 0
 

@@ -14,9 +14,9 @@ FENCE = '"""'
 class LineReader:
     def __init__(self, history_file: Path | None):
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-        history = InMemoryHistory()
+        history: History = InMemoryHistory()
         if history_file is not None:
             try:
                 history_file.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +24,7 @@ class LineReader:
                 history = FileHistory(str(history_file))
             except OSError:
                 pass  # a read-only home still gets a working REPL
-        self._session = PromptSession(history=history)
+        self._session: PromptSession[str] = PromptSession(history=history)
 
     def read(self) -> str:
         """One message. Raises EOFError on Ctrl-D and KeyboardInterrupt on Ctrl-C."""

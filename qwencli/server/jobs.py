@@ -12,7 +12,14 @@ from typing import Any, Literal
 
 from ..chat import GenerationOptions, Message, ToolCall
 from .openai_errors import bad_request
-from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, ResponseFormat, Sampling
+from .schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    NamedToolChoice,
+    ResponseFormat,
+    Sampling,
+)
 from .tools import forced_call_grammar
 
 #: OpenAI's legacy completions endpoint generates 16 tokens unless told otherwise.
@@ -157,12 +164,12 @@ def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMod
         return None, "off", None
     if choice in (None, "auto"):
         return tools, "auto", None
-    if choice == "required":
-        forced = tools
-    else:
+    if isinstance(choice, NamedToolChoice):
         forced = tuple(t for t in tools if t["function"]["name"] == choice.function.name)
         if not forced:
             raise bad_request(f"tool_choice: no tool named {choice.function.name!r}", param="tool_choice")
+    else:  # "required"
+        forced = tools
     try:
         grammar = forced_call_grammar(forced, several=choice == "required" and req.parallel_tool_calls is not False)
     except Exception as exc:  # the converter raises several kinds for schemas it cannot express

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from ..chat import Chunk, Usage
 from .jobs import Job
-from .tools import Text, ToolCallStream
+from .tools import Event, Text, ToolCallStream
 
 
 def usage_json(usage: Usage | None) -> dict[str, Any]:
@@ -64,8 +65,8 @@ class Assembler:
             self.usage = chunk.usage
         return deltas
 
-    def _tool_deltas(self, events) -> list[dict[str, Any]]:
-        out = []
+    def _tool_deltas(self, events: Iterable[Event]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         for event in events:
             if isinstance(event, Text):
                 out.append({"content": event.text})

@@ -14,16 +14,12 @@ nothing is parsed before they pass.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Any
+
+# The ASGI types are Starlette's own, so our apps type-check where Starlette calls them.
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import LOOPBACK_NAMES
 from .openai_errors import ApiError, unauthorized
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -124,7 +120,7 @@ class Guard:
         body = b"".join(chunks)
         replayed = False
 
-        async def replay() -> dict:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True

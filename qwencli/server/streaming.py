@@ -13,18 +13,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from starlette.responses import Response
 
-from ..chat import Chunk
+from ..backends.base import ChunkStream
 from .generation import END, GONE, Generation
 from .jobs import Job
 from .openai_errors import as_api_error
 from .registry import Checkout, Registry
 from .responses import Assembler
-from .security import Receive, Scope, Send, send_error
+from .security import Message, Receive, Scope, Send, send_error
 
 log = logging.getLogger("qwencli.server")
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def sse(obj: Any) -> bytes:
 SSE_DONE = b"data: [DONE]\n\n"
 
 
-def produce(checkout: Checkout, job: Job) -> Iterator[Chunk]:
+def produce(checkout: Checkout, job: Job) -> ChunkStream:
     backend = checkout.model.backend
     if job.kind == "chat":
         return backend.chat(job.messages, job.options, tools=job.tools)
@@ -96,7 +96,7 @@ class GenerationResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
 
-        async def tracked_send(message: dict) -> None:
+        async def tracked_send(message: Message) -> None:
             nonlocal response_started
             response_started = response_started or message["type"] == "http.response.start"
             await send(message)
