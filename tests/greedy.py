@@ -118,11 +118,12 @@ class GreedyWalker:
 
         self._llama_cpp = llama_cpp
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=2, verbose=False)
-        meta = read_model(path).metadata
+        model = read_model(path)
+        meta = model.metadata
         vocab = self.llm._model
         bos = vocab.token_get_text(meta["tokenizer.ggml.bos_token_id"]) if "tokenizer.ggml.bos_token_id" in meta else ""
         eos = vocab.token_get_text(meta["tokenizer.ggml.eos_token_id"]) if "tokenizer.ggml.eos_token_id" in meta else ""
-        self.template = ChatTemplate(read_model(path).chat_template, bos_token=bos, eos_token=eos)
+        self.template = ChatTemplate(model.chat_template, bos_token=bos, eos_token=eos)
         self._add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
         self._n_vocab = self.llm.n_vocab()
 

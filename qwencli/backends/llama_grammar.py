@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..chat import GenerationOptions
-from ..errors import UsageError
-from .local import output_rule
+from .local import grammar_rejected, output_rule
 
 
 def gbnf(options: GenerationOptions) -> str | None:
@@ -21,4 +20,4 @@ def gbnf(options: GenerationOptions) -> str | None:
     try:
         return json_schema_to_gbnf(rule.text)
     except Exception as exc:
-        raise UsageError(f"cannot turn the response format into a grammar: {exc}", param="response_format") from None
+        raise grammar_rejected(str(exc)) from None

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..chat import GenerationOptions
-from ..errors import UsageError
 from .llama_grammar import gbnf
 from .llama_vocab import LlamaVocab
-from .local import PENALTY_WINDOW
+from .local import PENALTY_WINDOW, grammar_rejected
 
 
 def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
@@ -32,9 +31,7 @@ def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
         grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
         if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
             chain.close()
-            raise UsageError(
-                "cannot turn the response format into a grammar: llama.cpp rejected it", param="response_format"
-            )
+            raise grammar_rejected("llama.cpp rejected it")
         llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
     temperature = options.temperature if options.temperature is not None else 0.8
     if temperature <= 0:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, GenerationOptions, Message
-from ..errors import InvalidModelFile, UsageError
+from ..errors import InvalidModelFile
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
@@ -27,7 +27,7 @@ from .engine_thread import EngineThread
 from .llama_grammar import gbnf
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load, raised_context
 from .llama_vocab import LlamaVocab
-from .local import common_prefix, reply_budget
+from .local import common_prefix, grammar_rejected, reply_budget
 from .pipeline import chat_prompt, reply_mode
 from .reply import Reply
 
@@ -156,9 +156,7 @@ class LlamaCppBackend(Backend):
         try:
             grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
         except Exception as exc:
-            raise UsageError(
-                f"cannot turn the response format into a grammar: {exc}", param="response_format"
-            ) from None
+            raise grammar_rejected(str(exc)) from None
         llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         governor = self._governor
         reply = Reply(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..chat import GenerationOptions
-from ..errors import ContextOverflow
+from ..errors import ContextOverflow, UsageError
 
 #: Default context ceiling when the user sets none: enough for long chats, cheap in KV memory.
 #: A prompt that needs more raises it (`ensure_context`), up to the trained length.
@@ -56,6 +56,11 @@ class OutputRule:
 
     kind: Literal["grammar", "schema", "json"]
     text: str = ""
+
+
+def grammar_rejected(detail: str) -> UsageError:
+    """The one error for a response format an engine cannot hold a reply to."""
+    return UsageError(f"cannot turn the response format into a grammar: {detail}", param="response_format")
 
 
 def output_rule(options: GenerationOptions) -> OutputRule | None:

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from ..chat import GenerationOptions
-from ..errors import BackendUnavailable, UsageError
-from .local import output_rule
+from ..errors import BackendUnavailable
+from .local import grammar_rejected, output_rule
 
 
 class Constraint:
@@ -69,9 +69,7 @@ class Grammars:
                 compiled = compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
         except (RuntimeError, ValueError) as exc:
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise UsageError(
-                f"cannot turn the response format into a grammar: {detail}", param="response_format"
-            ) from None
+            raise grammar_rejected(detail) from None
         return Constraint(xgrammar.GrammarMatcher(compiled), self._vocab_size)
 
     def _compiler_or_raise(self) -> Any:

@@ -353,12 +353,13 @@ def check_engine_asserts(model: GGUFModel) -> None:
     134, in the middle of the first prompt), caught here as one clear error instead."""
     sections = model.arch_value("rope.dimension_sections")
     if isinstance(sections, list) and all(isinstance(s, int) for s in sections):
+        sections = sections[:4]  # llama.cpp reads four (time, height, width, extra)
         heads = int(model.arch_value("attention.head_count", 1) or 1)
         head_dim = model.arch_value("attention.key_length", int(model.arch_value("embedding_length", 0) or 0) // heads)
         # ggml's M-RoPE cache asserts that the sections fit one head (ggml-cpu/ops.cpp, sect_dims <= ne0).
-        if isinstance(head_dim, int) and head_dim > 0 and sum(sections[:4]) > head_dim:
+        if isinstance(head_dim, int) and head_dim > 0 and sum(sections) > head_dim:
             raise InvalidModelFile(
-                f"{model.path.name}: its M-RoPE sections ({' + '.join(map(str, sections[:4]))} = {sum(sections[:4])}) "
+                f"{model.path.name}: its M-RoPE sections ({' + '.join(map(str, sections))} = {sum(sections)}) "
                 f"are wider than its attention heads ({head_dim} dimensions); llama.cpp would abort on it",
                 "the file was written with rope.dimension_sections for another head size; convert the model again",
             )
