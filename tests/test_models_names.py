@@ -20,18 +20,54 @@ def test_shipped_catalog_parses_and_every_gguf_row_is_consistent():
     for e in ggufs:
         assert names.valid_repo_id(e.repo), e.repo
         assert e.repo.lower().endswith("-gguf"), e.repo
-        assert e.default_quant in e.quants, e.name
         assert e.approx_bytes > 0, e.name
-    # One GGUF row per name, and an Ollama tag names exactly one model.
-    assert len({e.name for e in ggufs}) == len(ggufs)
+        assert e.publisher in catalog_module.SOURCE_PREFERENCE, e.repo
+    for name in {e.name for e in ggufs}:
+        sources = cat.gguf_sources(name)
+        # The sources of a name agree on its default quant, and at least one has it.
+        assert len({e.default_quant for e in sources}) == 1, name
+        assert any(e.has_quant(e.default_quant) for e in sources), name
+        assert len({e.repo for e in sources}) == len(sources), name
+    # An Ollama tag names exactly one model; the repos are all different.
     aliases = [a for e in cat.entries for a in e.aliases]
     assert len(aliases) == len(set(aliases))
+    assert len({e.repo.lower() for e in cat.entries}) == len(cat.entries)
+
+
+def test_every_row_has_known_sampling_thinking_and_tool_dialect():
+    from qwencli.sampling import FAMILY_DEFAULTS
+
+    for e in catalog_module.load().entries:
+        assert e.sampling in FAMILY_DEFAULTS, (e.name, e.sampling)
+        assert e.thinking in ("none", "switch", "on", "off", "always", "never"), e.name
+        assert e.tools in ("none", "hermes", "xml"), e.name
+
+
+def test_community_sources_follow_the_written_preference():
+    cat = catalog_module.load()
+    # Qwen publishes no GGUF of 3.5: ggml-org's build first (it has the 0.8B default, Q8_0).
+    assert [e.publisher for e in cat.gguf_sources("qwen3.5-0.8b")] == [
+        "ggml-org", "unsloth", "bartowski", "lmstudio-community"]
+    assert cat.gguf("qwen3.5-0.8b").repo == "ggml-org/Qwen3.5-0.8B-GGUF"
+    # ggml-org's 27B is Q8_0 only: the default Q4_K_M comes from the next publisher that has it.
+    assert cat.gguf("qwen3.6-27b").repo == "unsloth/Qwen3.6-27B-GGUF"
+    assert cat.gguf("qwen3.6-27b", "q8_0").repo == "ggml-org/Qwen3.6-27B-GGUF"
+    # Qwen's own GGUF comes before any community one.
+    assert cat.gguf("qwen3-next-80b-a3b-instruct").repo == "Qwen/Qwen3-Next-80B-A3B-Instruct-GGUF"
+    assert not cat.gguf("qwen3.6-27b").official and cat.gguf("qwen3-next-80b-a3b-instruct").official
+    # Unknown publishers rank last (a hand-added row still works).
+    extra = catalog_module.CatalogEntry(
+        "qwen3.6-27b", "qwen3.6", "27B", "gguf", "someone/Qwen3.6-27B-GGUF", "q4_k_m", ("q4_k_m",), 262144,
+        "qwen3.5", 1, "guess", "on", "xml", ())
+    mixed = catalog_module.Catalog((extra, *cat.rows("qwen3.6-27b")))
+    assert mixed.gguf_sources("qwen3.6-27b")[-1].repo == "someone/Qwen3.6-27B-GGUF"
 
 
 def test_catalog_parser_rejects_a_short_row_with_its_line_number():
     header = "\t".join(["name", "family", "size", "format", "repo", "default_quant", "quants", "context",
-                        "sampling", "approx_bytes", "verified", "aliases"])
-    good = "\t".join(["x-1b", "x", "1B", "gguf", "o/X-GGUF", "q4_k_m", "q4_k_m,q8_0", "4096", "qwen", "1", "yes", "x:1b"])
+                        "sampling", "approx_bytes", "verified", "thinking", "tools", "aliases"])
+    good = "\t".join(["x-1b", "x", "1B", "gguf", "o/X-GGUF", "q4_k_m", "q4_k_m,q8_0", "4096", "qwen", "1", "yes",
+                      "none", "hermes", "x:1b"])
     parsed = catalog_module.parse_catalog(f"# comment\n{header}\n{good}\n")
     assert parsed.entries[0].quants == ("q4_k_m", "q8_0") and parsed.entries[0].aliases == ("x:1b",)
     with pytest.raises(ValueError, match="line 3"):
@@ -88,6 +124,29 @@ NAMES = [
     ("qwen3:30b", "Qwen/Qwen3-30B-A3B-GGUF", None),
     ("qwen3", "Qwen/Qwen3-8B-GGUF", None),
     ("qwq:32b", "Qwen/QwQ-32B-GGUF", None),
+    # 2025-2026: 2507, Coder, Next, and the community GGUF of 3.5, 3.6 and 3.8
+    ("qwen3-4b-instruct-2507", "Qwen/Qwen3-4B-Instruct-2507-GGUF", None),
+    ("qwen3:4b-instruct", "Qwen/Qwen3-4B-Instruct-2507-GGUF", None),
+    ("qwen3:30b-a3b-thinking-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507-GGUF", None),
+    ("qwen3:30b-a3b-instruct-2507:q8_0", "Qwen/Qwen3-30B-A3B-Instruct-2507-GGUF", "q8_0"),
+    ("qwen3-coder-30b-a3b", "Qwen/Qwen3-Coder-30B-A3B-Instruct-GGUF", None),
+    ("qwen3-coder:30b", "Qwen/Qwen3-Coder-30B-A3B-Instruct-GGUF", None),
+    ("qwen3-coder", "Qwen/Qwen3-Coder-30B-A3B-Instruct-GGUF", None),
+    ("qwen3-coder-next", "Qwen/Qwen3-Coder-Next-GGUF", None),
+    ("qwen3-next-80b-a3b-instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct-GGUF", None),
+    ("qwen3-next:80b", "Qwen/Qwen3-Next-80B-A3B-Instruct-GGUF", None),
+    ("qwen3.5-0.8b", "ggml-org/Qwen3.5-0.8B-GGUF", None),
+    ("qwen3.5:9b", "unsloth/Qwen3.5-9B-GGUF", None),
+    ("qwen3.5:9b-q8_0", "ggml-org/Qwen3.5-9B-GGUF", "q8_0"),
+    ("qwen3.5", "unsloth/Qwen3.5-9B-GGUF", None),
+    ("qwen3.5:35b", "unsloth/Qwen3.5-35B-A3B-GGUF", None),
+    ("qwen3.5-397b-a17b", "unsloth/Qwen3.5-397B-A17B-GGUF", None),
+    ("qwen3.6-27b", "unsloth/Qwen3.6-27B-GGUF", None),
+    ("qwen3.6:35b-a3b", "unsloth/Qwen3.6-35B-A3B-GGUF", None),
+    ("qwen3.8-27b:UD-Q4_K_XL", "unsloth/Qwen3.8-27B-GGUF", "ud_q4_k_xl"),
+    ("qwen3.8:27b", "unsloth/Qwen3.8-27B-GGUF", None),
+    ("qwen3.8-flash-next", "unsloth/Qwen3.8-Flash-Next-GGUF", None),
+    ("hf.co/unsloth/Qwen3.6-27B-GGUF:UD-Q4_K_XL", "unsloth/Qwen3.6-27B-GGUF", "ud_q4_k_xl"),
     # any hub repo
     ("Qwen/QwQ-32B-GGUF", "Qwen/QwQ-32B-GGUF", None),
     ("Qwen/QwQ-32B-GGUF:Q8_0", "Qwen/QwQ-32B-GGUF", "q8_0"),
@@ -212,3 +271,27 @@ def test_repo_id_rules_agree_with_huggingface_hub_on_random_strings():
     for _ in range(3000):
         repo = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))
         assert names.valid_repo_id(repo) == (repo.count("/") == 1 and _hf_accepts(repo)), repr(repo)
+
+
+# -- hosted names -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("typed", ["qwen-max", "qwen-max-2025-01-25", "qwen2.5-max", "qwen-plus-latest",
+                                   "qwen3-max", "qwen3-max-preview", "qwen3.5-plus", "qwen3.5-flash",
+                                   "qwen3.6-plus", "qwen3-coder-plus", "qwen3.8-flash", "Qwen3.5-Plus"])
+def test_hosted_names_old_and_2026_are_hosted(typed):
+    from qwencli.models import hosted
+
+    assert hosted.is_hosted(typed, local_names=frozenset(catalog_module.load().names))
+
+
+def test_a_name_that_is_both_hosted_and_open_runs_the_open_weights_unless_remote_is_asked(monkeypatch):
+    from qwencli.models import hosted
+    from qwencli.models.resolve import resolve
+
+    local = frozenset(catalog_module.load().names)
+    assert hosted.is_hosted("qwen3-coder-next") and not hosted.is_hosted("qwen3-coder-next", local_names=local)
+    assert not hosted.is_hosted("qwen3.5-9b", local_names=local) and not hosted.is_hosted("qwen3.5-plus-ultra")
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test")
+    remote = resolve("qwen3-coder-next", backend="remote")
+    assert remote.format == "remote" and remote.endpoint.model == "qwen3-coder-next"
+    assert resolve("qwen3-max", backend="auto").hints["context"] == 262144

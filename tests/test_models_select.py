@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from qwencli.errors import ModelNotFound, UnsupportedModel
-from qwencli.models.select import RepoFile, available_quants, choose, default_quant, gguf_models, quant_of
+from qwencli.models.select import (
+    RepoFile,
+    available_quants,
+    choose,
+    default_quant,
+    gguf_models,
+    quant_of,
+    sidecar_kind,
+)
 
 
 def listing(*paths: str) -> list[RepoFile]:
@@ -26,6 +34,12 @@ def chosen(files, quant) -> tuple[str, list[str]]:
     ("Q4_K_M/Qwen3-235B-A22B-Q4_K_M-00001-of-00005.gguf", "q4_k_m"),
     ("qwen2-7b-instruct-bf16.gguf", "bf16"),
     ("model.gguf", None),
+    # community repos: unsloth's dynamic quants, bartowski's Qwen_ prefix, per-quant folders
+    ("Qwen3.8-27B-UD-Q4_K_XL.gguf", "ud_q4_k_xl"),
+    ("UD-Q2_K_XL/Qwen3.8-Flash-Next-UD-Q2_K_XL-00001-of-00003.gguf", "ud_q2_k_xl"),
+    ("Qwen_Qwen3.5-4B-Q4_K_M.gguf", "q4_k_m"),
+    ("BF16/Qwen3.8-27B-BF16-00001-of-00002.gguf", "bf16"),
+    ("qwen3-coder-30b-a3b-instruct-q8_0.gguf", "q8_0"),
     # a quant is a whole token: "q4_k" is not inside "xq4_k" nor is "q4_0" inside "q4_0x"
     ("modelq4_k.gguf", None),
 ])
@@ -111,3 +125,53 @@ def test_a_safetensors_repo_points_to_the_torch_backend():
         choose(listing("model.safetensors", "config.json"), "q4_k_m", repo="o/r")
     with pytest.raises(ModelNotFound, match="no GGUF"):
         choose(listing("README.md"), "q4_k_m", repo="o/r")
+
+
+# -- community layouts (unsloth, bartowski, lmstudio-community) --------------------------------------
+
+UNSLOTH_38 = (
+    "Qwen3.8-27B-UD-Q4_K_XL.gguf", "Qwen3.8-27B-Q4_K_M.gguf", "Qwen3.8-27B-Q8_0.gguf",
+    "BF16/Qwen3.8-27B-BF16-00002-of-00002.gguf", "BF16/Qwen3.8-27B-BF16-00001-of-00002.gguf",
+    "mmproj-BF16.gguf", "mmproj-F16.gguf", "MTP/mtp-Qwen3.8-27B-Q4_0.gguf", "imatrix_unsloth.gguf_file",
+    "README.md", "config.json",
+)
+
+
+def test_unsloth_layout_dynamic_quants_folders_and_sidecars():
+    files = listing(*UNSLOTH_38)
+    assert available_quants(gguf_models(files)) == ["q4_k_m", "q8_0", "bf16", "ud_q4_k_xl"]
+    assert chosen(files, "UD-Q4_K_XL") == ("single", ["Qwen3.8-27B-UD-Q4_K_XL.gguf"])
+    assert chosen(files, "ud_q4_k_xl") == ("single", ["Qwen3.8-27B-UD-Q4_K_XL.gguf"])
+    assert chosen(files, "q4_k_m") == ("single", ["Qwen3.8-27B-Q4_K_M.gguf"])  # not the UD file
+    assert chosen(files, "bf16") == ("shards", ["BF16/Qwen3.8-27B-BF16-00001-of-00002.gguf",
+                                                "BF16/Qwen3.8-27B-BF16-00002-of-00002.gguf"])
+    # The MTP draft is a Q4_0 GGUF, but never the model's Q4_0.
+    with pytest.raises(ModelNotFound):
+        choose(files, "q4_0", repo="unsloth/Qwen3.8-27B-GGUF")
+
+
+def test_unsloth_ud_shard_sets_in_per_quant_folders():
+    files = listing(*(f"UD-Q2_K_XL/Qwen3.8-Flash-Next-UD-Q2_K_XL-0000{i}-of-00003.gguf" for i in (3, 1, 2)),
+                    "MTP/mtp-Qwen3.8-Flash-Next-Q8_0.gguf", "mmproj-F16.gguf")
+    layout, paths = chosen(files, "UD-Q2_K_XL")
+    assert layout == "shards" and [p[-22:] for p in paths] == [
+        f"XL-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    assert default_quant(gguf_models(files), "q4_k_m") == "ud_q2_k_xl"  # all there is
+
+
+def test_default_quant_falls_back_to_the_dynamic_quant_of_the_same_size():
+    models = gguf_models(listing("m-UD-Q4_K_XL.gguf", "m-Q8_0.gguf", "m-UD-Q2_K_XL.gguf"))
+    assert default_quant(models, "q4_k_m") == "ud_q4_k_xl"
+
+
+@pytest.mark.parametrize("path,kind", [
+    ("mmproj-BF16.gguf", "mmproj"),
+    ("mmproj-Qwen_Qwen3.5-9B-f16.gguf", "mmproj"),
+    ("MTP/mtp-Qwen3.8-27B-Q4_0.gguf", "mtp"),
+    ("mtp-Qwen3.6-27B-Q8_0.gguf", "mtp"),
+    ("imatrix.dat", "imatrix"),
+    ("Qwen3.5-0.8B-Q8_0.gguf", None),
+    ("Q4_K_M/m-Q4_K_M-00001-of-00002.gguf", None),
+])
+def test_sidecars_are_told_apart_from_weights(path, kind):
+    assert sidecar_kind(path) == kind

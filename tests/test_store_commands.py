@@ -123,8 +123,20 @@ def test_show_reads_the_gguf_header_and_the_card_without_network(tiny_pulled):
     assert len(template.splitlines()) > len(head)
 
 
-def test_show_of_a_model_that_is_not_downloaded_says_how_to_get_it(hub):
+def test_show_of_a_model_that_is_not_downloaded_says_what_a_pull_would_fetch(hub):
     result = run_qwen("show", "qwen2.5-7b")
+    assert result.returncode == 0, text(result)
+    out = result.stdout.decode()
+    assert "downloaded      no (qwen pull qwen2.5-7b)" in out
+    assert "source          Qwen/Qwen2.5-7B-Instruct-GGUF: Qwen's own files" in out
+    assert hub.log == []
+    # Qwen publishes no GGUF of 3.6: the community source is named as such, with the others in order.
+    out = run_qwen("show", "qwen3.6-27b").stdout.decode()
+    assert "source          unsloth/Qwen3.6-27B-GGUF: a community GGUF by unsloth, not Qwen's own" in out
+    assert "context length  262144" in out and "Qwen3-Coder XML" in out
+    assert out.index("ggml-org/Qwen3.6-27B-GGUF") < out.index("unsloth/Qwen3.6-27B-GGUF (community)")
+    # Not a catalog name: still a clear error, no traceback.
+    result = run_qwen("show", "someone/Nothing-GGUF")
     assert result.returncode == 1
     assert "not downloaded" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
     assert hub.log == []

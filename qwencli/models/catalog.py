@@ -1,8 +1,13 @@
 """The catalog: Qwen model names → hub repos and defaults, shipped as data (`qwencli/data/catalog.tsv`).
 
 The catalog is a hint; at pull time the repo's file listing decides which files exist. One name has
-a row per format (gguf, safetensors, awq, gptq-int4, gptq-int8, fp8): llama.cpp pulls the GGUF row,
+a row per format (gguf, safetensors, awq, gptq-int4, gptq-int8, fp8): llama.cpp pulls a GGUF row,
 the torch backend the others, picked by `format` (`torch_entry`, `torch_repo`).
+
+Qwen publishes no GGUF for Qwen3.5 and later, so those names have several GGUF rows, one per
+community publisher. `gguf_sources` orders them by `SOURCE_PREFERENCE`; a pull takes the first whose
+repo exists and has the quant asked for (`pull.pull`), so a publisher that drops a repo or a quant
+costs one extra listing, not a failed pull.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ GGUF = "gguf"
 TORCH_FORMATS = ("safetensors", "awq", "gptq-int4", "gptq-int8", "fp8")
 #: `--quant` values that pick a torch build of a catalog name, and the catalog format they name.
 TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "gptq_int8": "gptq-int8", "fp8": "fp8"}
+#: Who publishes the GGUF a name pulls, most trusted first. Qwen's own files first. Then ggml-org,
+#: llama.cpp's own organisation: converted by the same converter as the engine we ship and used by
+#: its CI, but usually Q8_0 only. Then unsloth (every quant, UD dynamic quants, fixed templates),
+#: bartowski (imatrix quants of everything) and lmstudio-community (LM Studio's picks).
+SOURCE_PREFERENCE = ("Qwen", "ggml-org", "unsloth", "bartowski", "lmstudio-community")
 
 
 @dataclass(frozen=True)
@@ -34,13 +44,33 @@ class CatalogEntry:
     context: int  # native context length; 0 when unknown
     sampling: str  # key of qwencli.sampling.FAMILY_DEFAULTS
     approx_bytes: int  # size of default_quant, for fit checks and suggestions
-    verified: str
+    verified: str  # yes | partial | guess (see the file's header)
+    thinking: str  # none | switch | on | off | always | never
+    tools: str  # none | hermes | xml: the dialect its template asks for (the template decides at run time)
     aliases: tuple[str, ...]  # Ollama tags naming the same model
 
     @property
     def hints(self) -> dict:
         """Facts handed to the backend through ResolvedModel.hints."""
-        return {"family": self.family, "sampling": self.sampling, "context": self.context or None, "catalog": self.name}
+        return {
+            "family": self.family,
+            "sampling": self.sampling,
+            "context": self.context or None,
+            "catalog": self.name,
+            "thinking": self.thinking,
+        }
+
+    @property
+    def publisher(self) -> str:
+        return self.repo.split("/", 1)[0]
+
+    @property
+    def official(self) -> bool:
+        """Published by Qwen itself (not a community conversion)."""
+        return self.publisher == "Qwen"
+
+    def has_quant(self, quant: str) -> bool:
+        return quant in self.quants
 
 
 @dataclass(frozen=True)
@@ -50,8 +80,18 @@ class Catalog:
     def rows(self, name: str) -> list[CatalogEntry]:
         return [e for e in self.entries if e.name == name]
 
-    def gguf(self, name: str) -> CatalogEntry | None:
-        return next((e for e in self.rows(name) if e.format == GGUF), None)
+    def gguf(self, name: str, quant: str | None = None) -> CatalogEntry | None:
+        """The GGUF source a pull of `name` tries first: the most preferred one that (the catalog
+        believes) has `quant`, or the name's default quant; else the most preferred one."""
+        sources = self.gguf_sources(name)
+        wanted = quant if quant and quant != "auto" else (sources[0].default_quant if sources else None)
+        return next((e for e in sources if wanted and e.has_quant(wanted)), sources[0] if sources else None)
+
+    def gguf_sources(self, name: str) -> list[CatalogEntry]:
+        """Every GGUF row of `name`, in `SOURCE_PREFERENCE` order (unknown publishers last)."""
+        rows = [e for e in self.rows(name) if e.format == GGUF]
+        rank = {owner.lower(): i for i, owner in enumerate(SOURCE_PREFERENCE)}
+        return sorted(rows, key=lambda e: rank.get(e.publisher.lower(), len(rank)))
 
     def by_alias(self, alias: str) -> CatalogEntry | None:
         return next((e for e in self.entries if alias in e.aliases), None)
@@ -138,6 +178,8 @@ def parse_catalog(text: str) -> Catalog:
                 sampling=row["sampling"],
                 approx_bytes=int(row["approx_bytes"] or 0),
                 verified=row["verified"],
+                thinking=row["thinking"],
+                tools=row["tools"],
                 aliases=tuple(a for a in row["aliases"].split(",") if a),
             )
         )

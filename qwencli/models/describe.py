@@ -1,4 +1,5 @@
-"""`qwen show`: a downloaded model's facts from its GGUF header and the cached model card."""
+"""`qwen show`: a downloaded model's facts from its GGUF header and the cached model card; for a
+catalog name not downloaded yet, what the catalog knows (sources, context, thinking, tools, size)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ModelNotFound
 from ..sizes import human_size
+from . import catalog
 
 TEMPLATE_LINES = 8
 
@@ -25,13 +27,20 @@ def describe(name: str, *, full_template: bool = False) -> str:
     else:
         local = store.find(ref)
         if local is None:
-            found = store.matching(name)  # safetensors repos, or a clear "not downloaded"
+            try:
+                found = store.matching(name)  # safetensors repos, or a clear "not downloaded"
+            except ModelNotFound:
+                if ref.kind == "catalog" and ref.entry is not None:
+                    return _describe_catalog(ref)
+                raise
             return _describe_folder(found[0], backend_choice(name, ref))
         path = local.path
     model = read_model(path)
+    entry = catalog.load().by_repo(local.repo) if local and local.repo else None
     rows = [
         ("name", local.name if local else path.name),
         ("repo", local.repo if local else "-"),
+        *([("source", source_text(entry))] if entry is not None else []),
         ("architecture", model.architecture),
         ("parameters", _count(model.parameter_count)),
         ("context length", str(model.context_length or "unknown")),
@@ -40,6 +49,8 @@ def describe(name: str, *, full_template: bool = False) -> str:
         ("size", human_size(model.size)),
         ("backend", backend_choice(name, ref)),
     ]
+    if entry is not None:
+        rows += [("thinking", THINKING[entry.thinking]), ("tool calls", TOOLS[entry.tools])]
     lines = [f"{key:<15} {value}" for key, value in rows]
     lines.append("files")
     lines += [f"  {p}" + (f" -> {p.resolve()}" if p.is_symlink() else "") for p in model.shards]
@@ -54,6 +65,73 @@ def describe(name: str, *, full_template: bool = False) -> str:
         lines += [f"  {line}" for line in shown[:TEMPLATE_LINES]]
         if len(shown) > TEMPLATE_LINES:
             lines.append(f"  … {len(shown) - TEMPLATE_LINES} more lines (--template shows all)")
+    return "\n".join(lines) + "\n"
+
+
+#: How the catalog's `thinking` and `tools` columns read in `qwen show`.
+THINKING = {
+    "none": "no",
+    "switch": "yes, on by default (--no-think, or /no_think in a message, turns it off)",
+    "on": "yes, on by default (--no-think turns it off)",
+    "off": "yes, off by default (--think turns it on)",
+    "always": "always (a Thinking model: it cannot be turned off)",
+    "never": "never (an Instruct model: it cannot be turned on)",
+}
+TOOLS = {"none": "no", "hermes": "yes, Hermes JSON in <tool_call>", "xml": "yes, Qwen3-Coder XML in <tool_call>"}
+
+
+def source_text(entry: catalog.CatalogEntry) -> str:
+    """Whose files these are: Qwen's own, or which community publisher converted them."""
+    if entry.official:
+        return "Qwen's own files"
+    rows = catalog.load().rows(entry.name)
+    weights = next((e.repo for e in rows if e.official and e.format != catalog.GGUF), None)
+    return f"a community GGUF by {entry.publisher}, not Qwen's own" + (
+        f" (converted from {weights})" if weights else ""
+    )
+
+
+def _describe_catalog(ref) -> str:
+    """A catalog name that is not downloaded: what a pull would fetch, and from where. No network."""
+    from ..sampling import defaults_for
+
+    entry = ref.entry
+    sources = catalog.load().gguf_sources(entry.name)
+    options = defaults_for(entry.sampling)
+    sampling = ", ".join(
+        f"{k} {v:g}"
+        for k, v in (
+            ("temperature", options.temperature),
+            ("top_p", options.top_p),
+            ("top_k", options.top_k),
+            ("min_p", options.min_p),
+            ("presence_penalty", options.presence_penalty),
+            ("repeat_penalty", options.repeat_penalty),
+        )
+        if v is not None
+    )
+    rows = [
+        ("name", entry.name),
+        ("family", entry.family),
+        ("parameters", entry.size),
+        ("context length", str(entry.context or "unknown (the GGUF header says, once pulled)")),
+        ("thinking", THINKING[entry.thinking]),
+        ("tool calls", TOOLS[entry.tools]),
+        ("sampling", f"{entry.sampling} defaults: {sampling}"),
+        ("downloaded", f"no (qwen pull {'' if sources else '--backend torch '}{ref.display})"),
+    ]
+    if sources:
+        chosen = catalog.load().gguf(entry.name, ref.quant) or sources[0]
+        if ref.quant in (None, "auto", entry.default_quant):  # approx_bytes is the default quant's size
+            rows.insert(4, ("size", f"about {human_size(chosen.approx_bytes)} at {entry.default_quant}"))
+        rows.insert(1, ("source", f"{chosen.repo}: {source_text(chosen)}"))
+    lines = [f"{key:<15} {value}" for key, value in rows]
+    if len(sources) > 1:
+        lines.append("GGUF sources, tried in this order (the first with the quant is pulled)")
+        lines += [f"  {e.repo}" + ("" if e.official else " (community)") for e in sources]
+    elif not sources:
+        torch = [e.repo for e in catalog.load().rows(entry.name)]
+        lines.append("files           safetensors only (the torch backend): " + ", ".join(torch[:3]))
     return "\n".join(lines) + "\n"
 
 

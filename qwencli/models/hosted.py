@@ -17,16 +17,31 @@ DASHSCOPE_MAINLAND = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 DASHSCOPE_KEY = "DASHSCOPE_API_KEY"
 
 #: Names Model Studio serves: `qwen-max`, `qwen-max-latest`, dated snapshots such as
-#: `qwen-max-2025-01-25` or `qwen-max-0428`. The service decides which snapshots still exist.
-HOSTED = re.compile(r"qwen-(max|plus|turbo)(-latest|-\d{4}(-\d{2}-\d{2})?)?")
+#: `qwen-max-2025-01-25` or `qwen-max-0428`, and the 2025–2026 lines (`qwen3-max`, `qwen3.5-plus`,
+#: `qwen3.6-plus`, `qwen3-coder-plus`, `qwen3.8-flash`, …). The service decides which still exist.
+HOSTED = re.compile(
+    r"(?P<tier>qwen-(max|plus|turbo)|qwen3-max|qwen3\.5-(plus|flash)|qwen3\.6-plus|qwen3-coder-(plus|next)"
+    r"|qwen3\.8-flash)(-latest|-preview|-\d{4}(-\d{2}-\d{2})?)?"
+)
 #: Names people know a snapshot by.
 ALIASES = {"qwen2.5-max": "qwen-max-2025-01-25"}
-#: Context windows Model Studio documents for the current models (a hint for `/show`).
-CONTEXT = {"max": 32768, "plus": 131072, "turbo": 1000000}
+#: Context windows Model Studio documents (a hint for `/show`); a line not listed reports none.
+CONTEXT = {
+    "qwen-max": 32768,
+    "qwen-plus": 131072,
+    "qwen-turbo": 1000000,
+    "qwen3-max": 262144,
+    "qwen3-coder-plus": 1000000,
+}
 
 
-def is_hosted(name: str) -> bool:
-    return name.lower() in ALIASES or bool(HOSTED.fullmatch(name.lower()))
+def is_hosted(name: str, *, local_names: frozenset[str] = frozenset()) -> bool:
+    """A Model Studio name. `qwen3-coder-next` is hosted and open: where `local_names` holds it,
+    the open weights win and the hosted one is reached with `--backend remote`."""
+    lowered = name.lower()
+    if lowered in local_names:
+        return False
+    return lowered in ALIASES or bool(HOSTED.fullmatch(lowered))
 
 
 def resolve(
@@ -41,10 +56,10 @@ def resolve(
         endpoint = host_endpoint(host, api_key, model=name.strip())
         reason = f"--host {endpoint.base_url}"
         return ResolvedModel(name=endpoint.model, format="remote", endpoint=endpoint, reason=reason)
-    if not is_hosted(name):
+    if not is_hosted(name):  # here (--backend remote) a name that is also open weights is the hosted one
         raise UsageError(
             f"--backend remote needs a server for {name!r}",
-            "give --host URL (or QWEN_HOST), or a hosted name: qwen-max, qwen2.5-max, qwen-plus, qwen-turbo",
+            "give --host URL (or QWEN_HOST), or a hosted name: qwen3-max, qwen3.5-plus, qwen3.6-plus, qwen-plus, …",
         )
     model = ALIASES.get(name.lower(), name.lower())
     key = config.dashscope_api_key
@@ -57,7 +72,7 @@ def resolve(
     url = normalize_url(base_url or config.dashscope_base_url, flag="--base-url")
     endpoint = Endpoint(base_url=url, model=model, provider="dashscope", api_key=key, key_source=DASHSCOPE_KEY)
     tier = HOSTED.fullmatch(model)
-    hints = {"context": CONTEXT.get(tier.group(1)) if tier else None, "family": "qwen-hosted"}
+    hints = {"context": CONTEXT.get(tier.group("tier")) if tier else None, "family": "qwen-hosted"}
     return ResolvedModel(
         name=name, format="remote", endpoint=endpoint, hints=hints, reason=f"{name} is hosted: Model Studio at {url}"
     )

@@ -150,8 +150,18 @@ def _catalog_name(base: str, catalog: Catalog) -> str | None:
 
 
 def _catalog_ref(text: str, name: str, quant: str | None, catalog: Catalog) -> ModelRef:
-    entry = catalog.gguf(name) or catalog.rows(name)[0]
-    return ModelRef("catalog", text, repo=entry.repo, quant=check_quant(quant, text) if quant else None, entry=entry)
+    quant = check_quant(quant, text) if quant else None
+    entry = catalog.gguf(name, quant) or catalog.rows(name)[0]
+    return ModelRef("catalog", text, repo=entry.repo, quant=quant, entry=entry)
+
+
+def gguf_sources(ref: ModelRef, catalog: Catalog | None = None) -> list[CatalogEntry]:
+    """The GGUF repos `ref` may be pulled from or found in, the one it names first: a catalog name's
+    sources in preference order; any other ref, just its own repo (an empty list for a path)."""
+    if ref.kind != "catalog" or ref.entry is None or ref.entry.format != "gguf":
+        return []
+    sources = (catalog or load()).gguf_sources(ref.entry.name)
+    return sorted(sources, key=lambda e: e.repo != ref.entry.repo)  # type: ignore[union-attr]
 
 
 def _parse_ollama(text: str, family: str, tag: str, catalog: Catalog) -> ModelRef:
@@ -175,8 +185,8 @@ def _parse_ollama(text: str, family: str, tag: str, catalog: Catalog) -> ModelRe
 
 
 def _looks_like_quant(word: str) -> bool:
-    # GGUF quants, and the torch builds' names (qwen2.5-7b:awq, :gptq-int4, :fp8).
-    return bool(re.fullmatch(r"i?q\d[a-z0-9_]*|f16|bf16|fp16|f32|fp32|auto|awq|gptq_int[48]|fp8", word))
+    # GGUF quants (unsloth's dynamic ones as ud_q4_k_xl), and the torch builds' names (:awq, :gptq-int4, :fp8).
+    return bool(re.fullmatch(r"(ud_)?i?q\d[a-z0-9_]*|f16|bf16|fp16|f32|fp32|auto|awq|gptq_int[48]|fp8", word))
 
 
 def _unknown(text: str, catalog: Catalog) -> ModelNotFound:

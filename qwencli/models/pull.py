@@ -12,16 +12,16 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import DownloadError, InvalidModelFile, QwenError, UnsupportedModel, UsageError
+from ..errors import DownloadError, InvalidModelFile, ModelNotFound, QwenError, UnsupportedModel, UsageError
 from ..sizes import human_size
 from . import download, fit, hub, select, store
 from .cache import RepoCache, hub_cache, safe_relpath
 from .catalog import GGUF
 from .catalog import load as load_catalog
-from .names import ModelRef, check_quant
+from .names import ModelRef, check_quant, gguf_sources
 from .progress import PullProgress
 
 
@@ -43,13 +43,15 @@ def pull(
 ) -> PullResult:
     started = time.monotonic()
     ref = merge_quant(ref, quant)
-    repo = require_gguf_repo(ref)
+    require_gguf_repo(ref)
     progress = progress or PullProgress()
     if hub.offline() and (local := store.find(ref, cache_dir)) is not None:
         # Nothing to check it against; what is in the store was verified when it was pulled.
         progress.finish(f"{local.name} is downloaded (HF_HUB_OFFLINE=1: not checked for updates) → {local.path}")
         return PullResult(local, 0, time.monotonic() - started, True)
-    listing = hub.fetch_listing(repo)
+    ref, listing = pick_source(ref, progress)
+    assert ref.repo is not None
+    repo = ref.repo
     models = select.gguf_models(listing.files)
     if not models:
         select.choose(listing.files, "q4_k_m", repo=repo)  # raises the right "no GGUF here" error
@@ -82,7 +84,9 @@ def pull(
     model = _found(cache, listing.commit, choice)
     seconds = time.monotonic() - started
     rate = f" ({human_size(progress.transferred / seconds)}/s)" if progress.transferred and seconds > 0 else ""
-    progress.finish(f"pulled {model.name}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}")
+    progress.finish(
+        f"pulled {model.name}{source_note(ref)}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}"
+    )
     return PullResult(model, progress.transferred, seconds, False)
 
 
@@ -110,6 +114,62 @@ def _fetch_card(cache: RepoCache, commit: str, card: select.RepoFile, progress: 
         cache.link(commit, card.path, download.fetch(cache, commit, card, progress))
     except QwenError as exc:
         progress.note(f"skipped {card.path}: {exc.message}")
+
+
+def pick_source(ref: ModelRef, progress: PullProgress) -> tuple[ModelRef, hub.Listing]:
+    """The repo to pull `ref` from, with its listing. A catalog name with several GGUF sources
+    (`catalog.SOURCE_PREFERENCE`) takes the first that exists on the hub and has the quant asked for,
+    or else the name's default quant; when none has the default, the first with any GGUF."""
+    sources = gguf_sources(ref)
+    if len(sources) <= 1:
+        assert ref.repo is not None
+        return ref, hub.fetch_listing(ref.repo)
+    assert ref.entry is not None
+    wanted = ref.quant if ref.quant and ref.quant != "auto" else ref.entry.default_quant
+    tried: list[tuple[ModelRef, hub.Listing, list[select.GGUFChoice]]] = []
+    missing: list[str] = []
+    for entry in sources:
+        try:
+            listing = hub.fetch_listing(entry.repo)
+        except ModelNotFound:
+            missing.append(entry.repo)
+            continue
+        models = select.gguf_models(listing.files)
+        candidate = replace(ref, repo=entry.repo, entry=entry)
+        if models and (ref.quant == "auto" or wanted in {m.quant for m in models}):
+            _say_skipped(progress, missing + [r.repo or "" for r, _, _ in tried], candidate)
+            return candidate, listing
+        tried.append((candidate, listing, models))
+    if ref.quant and ref.quant != "auto":
+        found = "; ".join(f"{r.repo}: {', '.join(select.available_quants(m)) or 'no GGUF'}" for r, _, m in tried)
+        raise ModelNotFound(
+            f"no source of {ref.entry.name} has a {ref.quant} GGUF"
+            + (f" ({', '.join(missing)} not on the hub)" if missing else ""),
+            f"available: {found}" if found else "none of its repos is on the hub; name one as owner/repo:QUANT",
+        )
+    for candidate, listing, models in tried:
+        if models:
+            _say_skipped(progress, missing, candidate)
+            return candidate, listing
+    raise ModelNotFound(
+        f"none of the GGUF repos of {ref.entry.name} is on the hub ({', '.join(missing)})"
+        if not tried
+        else f"none of the GGUF repos of {ref.entry.name} holds a GGUF file",
+        "name a repo yourself as owner/repo[:QUANT]",
+    )
+
+
+def _say_skipped(progress: PullProgress, skipped: list[str], chosen: ModelRef) -> None:
+    if skipped:
+        progress.note(f"{', '.join(skipped)}: not on the hub or without that quant; using {chosen.repo}")
+
+
+def source_note(ref: ModelRef) -> str:
+    """ " from unsloth/…-GGUF (a community GGUF, not Qwen's own)" for a catalog name pulled from a
+    community repo; "" for Qwen's own files and for repos the user named."""
+    if ref.kind != "catalog" or ref.entry is None or ref.entry.official:
+        return ""
+    return f" from {ref.repo} (a community GGUF, not Qwen's own)"
 
 
 def merge_quant(ref: ModelRef, quant: str | None) -> ModelRef:

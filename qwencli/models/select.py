@@ -3,7 +3,10 @@
 Qwen publishes GGUF four ways (shared/reference/qwen-models.md): one file; a raw byte split
 (`x.gguf.a`, `x.gguf.b`, … joined after download); a gguf-split shard set side by side
 (`x-00001-of-00003.gguf`); or a shard set in a per-quant folder (`Q4_K_M/x-Q4_K_M-00001-of-00005.gguf`).
-The same rules run on a hub listing before a pull and on a cached snapshot before a run.
+Community repos add unsloth's dynamic quants (`x-UD-Q4_K_XL.gguf`, quant `ud_q4_k_xl`), bartowski's
+`Qwen_` prefix, and sidecars that are not models: vision projectors (`mmproj-*.gguf`), MTP draft
+heads (`MTP/mtp-*.gguf`) and imatrix data. The same rules run on a hub listing before a pull and on
+a cached snapshot before a run.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from ..errors import ModelNotFound, UnsupportedModel
 
 SHARD = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 BYTE_PART = re.compile(r"^(?P<base>.+\.gguf)\.(?P<part>[a-z])$", re.IGNORECASE)
-#: A quantization name inside a file name, as a whole token (`q4_k` does not match `q4_k_m`).
-QUANT_IN_NAME = re.compile(r"(?<![A-Za-z0-9])(i?q\d(?:_[a-z0-9]+)*|bf16|f16|fp16|f32)(?![A-Za-z0-9_])", re.IGNORECASE)
+#: A quantization name inside a file name, as a whole token (`q4_k` does not match `q4_k_m`); unsloth's
+#: `UD-` prefix belongs to it (`UD-Q4_K_XL` is a different file from `Q4_K_XL`).
+QUANT_IN_NAME = re.compile(
+    r"(?<![A-Za-z0-9])((?:ud[-_])?i?q\d(?:_[a-z0-9]+)*|bf16|f16|fp16|f32)(?![A-Za-z0-9_])", re.IGNORECASE
+)
 #: The usual quants, smallest to largest: `--quant auto` picks the largest of these that fits.
 STANDARD_QUANTS = (
     "q2_k",
@@ -39,6 +45,7 @@ STANDARD_QUANTS = (
 #: When the default quant is missing, the first of these the repo has.
 FALLBACK_ORDER = (
     "q4_k_m",
+    "ud_q4_k_xl",
     "q4_k_s",
     "q4_0",
     "q5_k_m",
@@ -46,8 +53,10 @@ FALLBACK_ORDER = (
     "q6_k",
     "q8_0",
     "q3_k_m",
+    "ud_q3_k_xl",
     "q3_k_l",
     "q2_k",
+    "ud_q2_k_xl",
     "iq4_xs",
     "f16",
     "bf16",
@@ -89,13 +98,25 @@ class GGUFChoice:
 
 def quant_of(path: str) -> str | None:
     found = QUANT_IN_NAME.findall(path.rsplit("/", 1)[-1]) or QUANT_IN_NAME.findall(path)
-    return found[-1].lower() if found else None
+    return found[-1].lower().replace("-", "_") if found else None
+
+
+def sidecar_kind(path: str) -> str | None:
+    """ "mmproj" (a vision projector), "mtp" (a speculative draft head), "imatrix", or None for weights."""
+    parts = path.lower().split("/")
+    name = parts[-1]
+    if "mmproj" in name:
+        return "mmproj"
+    if name.startswith("mtp-") or "mtp" in parts[:-1]:
+        return "mtp"
+    if name.startswith("imatrix"):
+        return "imatrix"
+    return None
 
 
 def _is_auxiliary(path: str) -> bool:
-    # Vision projectors and imatrix data sit beside the weights in some repos; they are not models.
-    name = path.rsplit("/", 1)[-1].lower()
-    return "mmproj" in name or name.startswith("imatrix")
+    # Sidecars sit beside the weights; a text-only pull never takes one, and none is a model.
+    return sidecar_kind(path) is not None
 
 
 def gguf_models(files: Iterable[RepoFile]) -> list[GGUFChoice]:
@@ -148,7 +169,7 @@ def choose(files: Iterable[RepoFile], quant: str, *, repo: str) -> GGUFChoice:
     models = gguf_models(files)
     if not models:
         raise _no_gguf(files, repo)
-    wanted = quant.lower()
+    wanted = quant.lower().replace("-", "_")
     matches = [m for m in models if m.quant == wanted]
     if not matches:
         available = available_quants(models)

@@ -18,7 +18,7 @@ from ..formats.hf_folder import PICKLE_WEIGHTS
 from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
-from .names import ModelRef
+from .names import ModelRef, gguf_sources
 from .select import GGUFChoice, RepoFile, gguf_models
 
 
@@ -76,10 +76,17 @@ def repo_models(cache: RepoCache) -> list[LocalModel]:
 
 
 def find(ref: ModelRef, cache_dir: Path | None = None) -> LocalModel | None:
-    """The installed model `ref` names, without touching the network (None if not installed)."""
-    if ref.repo is None:
-        return None
-    cache = RepoCache(cache_dir or hub_cache(), ref.repo)
+    """The installed model `ref` names, without touching the network (None if not installed). A
+    catalog name with several GGUF sources is found in whichever of them it was pulled from."""
+    repos = [e.repo for e in gguf_sources(ref)] or ([ref.repo] if ref.repo else [])
+    for repo in repos:
+        found = _find_in(RepoCache(cache_dir or hub_cache(), repo), ref)
+        if found is not None:
+            return found
+    return None
+
+
+def _find_in(cache: RepoCache, ref: ModelRef) -> LocalModel | None:
     if not cache.snapshots.is_dir():
         return None
     models = [m for m in repo_models(cache) if m.format == "gguf"]
@@ -275,7 +282,8 @@ def matching(name: str, cache_dir: Path | None = None) -> list[LocalModel]:
     ref = parse(name)
     if ref.kind == "path" or ref.repo is None:
         raise UsageError(f"{name!r} is a path; qwen rm deletes downloaded models (see qwen list)")
-    models = repo_models(RepoCache(cache_dir or hub_cache(), ref.repo))
+    repos = [e.repo for e in gguf_sources(ref)] or [ref.repo]
+    models = [m for repo in repos for m in repo_models(RepoCache(cache_dir or hub_cache(), repo))]
     if ref.kind == "catalog" and ref.entry is not None and ref.entry.format == "gguf":
         models = [m for m in models if m.format == "gguf"]
     if ref.quant:
