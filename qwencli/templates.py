@@ -13,10 +13,14 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from .chat import Message
 from .errors import TemplateError
+
+#: How a model writes tool calls: Hermes `<tool_call>{json}</tool_call>` (Qwen2.5, Qwen3, QwQ) or
+#: Qwen3-Coder XML `<tool_call><function=…><parameter=…>` (Qwen3-Coder, Qwen3.5 and later).
+ToolDialect = Literal["hermes", "xml"]
 
 #: Used when a GGUF carries no template at all; ChatML is what every Qwen model speaks.
 CHATML = (
@@ -92,6 +96,12 @@ class ChatTemplate:
     @property
     def supports_tools(self) -> bool:
         return "tools" in self.source
+
+    @property
+    def tool_dialect(self) -> ToolDialect:
+        """Read from the template, not the model's name, so a fine-tune of either kind works:
+        a template that writes `<function=` and `<parameter=` teaches XML (llama.cpp's test)."""
+        return "xml" if "<function=" in self.source and "<parameter=" in self.source else "hermes"
 
     def render(
         self,

@@ -11,13 +11,15 @@ import pytest
 from qwencli.chat import ToolCall
 from qwencli.server.scheduler import QueueFull, Scheduler
 from qwencli.server.security import host_name
-from qwencli.server.tools import Text, ToolCallStream, forced_call_grammar, parse_call
+from qwencli.server.tools import Text, call_stream
+from qwencli.server.tools.hermes import forced_grammar as forced_call_grammar
+from qwencli.server.tools.hermes import parse_call
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
 def run_stream(pieces, **kwargs):
-    stream = ToolCallStream(**kwargs)
+    stream = call_stream("hermes", (), **kwargs)
     events = [e for piece in pieces for e in stream.feed(piece)] + list(stream.finish())
     text = "".join(e.text for e in events if isinstance(e, Text))
     calls = [e for e in events if isinstance(e, ToolCall)]

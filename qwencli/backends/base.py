@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..chat import Chunk, GenerationOptions, Message
+from ..templates import ToolDialect
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ModelInfo:
     size_bytes: int | None = None
     supports_thinking: bool = False
     supports_tools: bool = False
+    #: How the model writes tool calls (`ChatTemplate.tool_dialect`).
+    tool_dialect: ToolDialect = "hermes"
     load_seconds: float = 0.0
     threads: int | None = None
     gpu_layers: int | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..chat import Chunk, Usage
 from .jobs import Job
-from .tools import Event, Text, ToolCallStream
+from .tools import Event, Text, call_stream
 
 
 def usage_json(usage: Usage | None) -> dict[str, Any]:
@@ -42,7 +42,11 @@ class Assembler:
         self.created = int(time.time())
         prefix = "chatcmpl-" if job.kind == "chat" else "cmpl-"
         self.id = prefix + uuid.uuid4().hex[:24]
-        self._tools = ToolCallStream(first_only=job.first_call_only) if job.tool_mode != "off" else None
+        self._tools = (
+            call_stream(job.tool_dialect, job.tools or (), first_only=job.first_call_only)
+            if job.tool_mode != "off"
+            else None
+        )
         self._n_calls = 0
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
