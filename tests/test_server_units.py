@@ -57,6 +57,7 @@ def test_first_only_keeps_one_call():
     ('{"name": "f", "arguments": "{\\"a\\": 1}"}', {"a": 1}),  # already encoded
     ('{"name": "f", "parameters": {"a": 1}}', {"a": 1}),
     ('{"name": "f"}', {}),
+    ('{"name": "f", "arguments": {"code": "a\n  b"}}', {"code": "a\n  b"}),  # a raw newline in a string
 ])
 def test_parse_call_accepts_the_shapes_models_write(body, arguments):
     call = parse_call(body)

@@ -129,7 +129,8 @@ def typed_value(raw: str, schema: Any, root: dict[str, Any]) -> Any:
             ok, value = _as(kind, text)
             if ok:
                 return value
-    return raw
+    # Around a number or an object, whitespace is layout; a string keeps every character.
+    return raw if "string" in types else text
 
 
 def typed_arguments(params: Iterable[tuple[str, str]], parameters: Any) -> dict[str, Any]:

@@ -24,7 +24,10 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 def parse_call(body: str) -> ToolCall | None:
     """A `{"name", "arguments"}` object as a ToolCall, or None if it is not one."""
     try:
-        data = json.loads(body)
+        # strict=False lets a raw newline stand inside a string: models write code that way, and
+        # llama-cpp-python's schema converter writes an enum's "\n" as one (its literals do not
+        # escape the backslash), so a forced call could not parse otherwise.
+        data = json.loads(body, strict=False)
     except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
