@@ -295,6 +295,16 @@ def test_a_forced_choice_gets_the_grammar_of_the_model_s_dialect():
             assert grammar.startswith(f"root ::= {head}") and "write_file" in grammar
 
 
+def test_a_forced_call_the_dialect_cannot_write_is_a_400_and_the_server_carries_on():
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a>b": {"type": "string"}}}}}
+    with fake_server(XmlToolFake(replies=["fine"])) as server:
+        with pytest.raises(openai.BadRequestError) as err:
+            chat(sdk(server), tools=[bad], tool_choice="required")
+        assert err.value.body["param"] == "tools" and "a>b" in err.value.body["message"]
+        assert chat(sdk(server)).choices[0].message.content == "fine"
+
+
 def test_arguments_that_are_not_a_json_object_are_a_400_naming_the_field():
     history = [{"role": "user", "content": "hi"},
                {"role": "assistant", "content": None, "tool_calls": [

@@ -112,6 +112,21 @@ def test_an_xml_model_takes_its_calls_and_their_results_back(llama_server):
     assert err.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
 
 
+def test_a_forced_xml_call_with_parallel_slots(qwen_tokenizer):
+    """`--parallel` decodes in a batch with llama.cpp's own grammar sampler (C++, not the
+    Python LlamaGrammar): it takes the XML grammar as well."""
+    path = build_tiny_with_template("gguf", "qwen2", qwen_tokenizer, "Qwen3.5-4B.jinja")
+    server, base = start_server(str(path), "--parallel", "2")
+    try:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(model=path.stem, messages=ASK, tools=[SETTINGS], tool_choice=NAMED,
+                                               temperature=0, max_tokens=300)
+        assert reply.choices[0].finish_reason == "tool_calls"
+        _check_typed(reply.choices[0].message.tool_calls[0].function.arguments)
+    finally:
+        stop_server(server)
+
+
 def test_a_forced_xml_call_on_the_torch_backend(qwen_tokenizer, isolated_home):
     pytest.importorskip("torch")
     pytest.importorskip("xgrammar")

@@ -252,6 +252,14 @@ def test_enum_and_const_values_are_their_raw_text():
     assert _accepts(grammar, call.format("c")) and not _accepts(grammar, call.format("\"c\""))
 
 
+@pytest.mark.parametrize("key", ["a>b", "a<b", "two\nlines", " padded", ""])
+def test_a_parameter_name_xml_cannot_carry_is_refused(key):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        key: {"type": "string"}}}}}
+    with pytest.raises(ValueError, match="cannot be written"):
+        forced_grammar("xml", [tool], several=False)
+
+
 # -- which dialect ----------------------------------------------------------------------------
 
 

@@ -90,6 +90,8 @@ def _function_rules(converter: Any, index: int, function: dict[str, Any]) -> lis
     order = required + [k for k in properties if k not in required]
     rules, parts = [], []
     for j, key in enumerate(dict.fromkeys(order)):
+        if not key or key != key.strip() or any(c in key for c in "<>\n"):
+            raise ValueError(f"the parameter name {key!r} of {function['name']} cannot be written as <parameter=NAME>")
         rule = f"tool-{index}-arg-{j}"
         value = _value_rule(converter, properties.get(key), converted.get(key), root, rule + "-json")
         open_tag = literal(f"<parameter={key}>\n")
