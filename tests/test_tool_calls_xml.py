@@ -285,3 +285,45 @@ def test_an_unknown_fine_tune_with_an_xml_template_is_read_as_xml():
     template = ChatTemplate(renamed)
     assert template.tool_dialect == "xml"
     assert ChatTemplate(None).tool_dialect == "hermes"
+
+
+# -- a call inside the thinking ----------------------------------------------------------------
+
+
+def _assemble(chunks, dialect="xml"):
+    from qwencli.chat import Chunk, GenerationOptions
+    from qwencli.server.jobs import Job
+    from qwencli.server.responses import Assembler
+
+    job = Job(model="m", kind="chat", options=GenerationOptions(), stream=True, include_usage=False,
+              tools=tuple(TOOLS), tool_mode="auto", tool_dialect=dialect)
+    assembler = Assembler(job, "m")
+    deltas = [d for c in chunks for d in assembler.feed(c)] + assembler.feed(Chunk(finish_reason="stop"))
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    content = "".join(d.get("content", "") for d in deltas)
+    calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for d in deltas
+             for c in d.get("tool_calls", ())]
+    return reasoning, content, calls, assembler.finish_reason
+
+
+def test_a_call_opened_inside_the_thinking_is_a_call_at_every_split():
+    """Qwen3.5 may write `<tool_call>` before `</think>` (llama.cpp ends reasoning there too);
+    the thinking split hands all of that over as reasoning."""
+    from qwencli.chat import Chunk
+
+    thinking = "The user wants the weather.\n\n" + SECOND
+    for pieces in splits(thinking):
+        chunks = [Chunk(p, kind="reasoning") for p in pieces if p]
+        assert _assemble(chunks) == ("The user wants the weather.", "",
+                                     [("get_weather", {"city": "São Paulo"})], "tool_calls"), pieces
+
+
+def test_reasoning_without_a_call_stays_reasoning():
+    from qwencli.chat import Chunk
+
+    for pieces in splits("Think <tool about it\n"):
+        chunks = [Chunk(p, kind="reasoning") for p in pieces if p] + [Chunk("Answer.")]
+        assert _assemble(chunks) == ("Think <tool about it\n", "Answer.", [], "stop"), pieces
+    # Hermes models (Qwen3) keep what they think to themselves, tags and all.
+    hermes = [Chunk("<tool_call>\n{\"name\": \"f\"}\n</tool_call>", kind="reasoning")]
+    assert _assemble(hermes, dialect="hermes")[2] == []

@@ -9,10 +9,10 @@ from typing import Any
 
 from ...templates import ToolDialect
 from . import hermes, xml_grammar
-from .stream import Dialect, Event, Text, ToolCallStream
+from .stream import CallInReasoning, Dialect, Event, Text, ToolCallStream
 from .xml_calls import XmlDialect
 
-__all__ = ["Event", "Text", "ToolCallStream", "call_stream", "forced_grammar"]
+__all__ = ["CallInReasoning", "Event", "Text", "ToolCallStream", "call_stream", "forced_grammar"]
 
 
 def call_stream(dialect: ToolDialect, tools: Sequence[dict[str, Any]], *, first_only: bool = False) -> ToolCallStream:

@@ -140,3 +140,37 @@ class ToolCallStream:
             return
         lead, self._space = self._space, text[len(body) :]
         yield Text(lead + body)
+
+
+class CallInReasoning:
+    """Reasoning pieces in, `(reasoning, text)` out: from a `<tool_call>` on, reasoning is text.
+
+    Qwen3.5 can open a call before it closes its thinking; llama.cpp ends the reasoning at
+    `<tool_call>` as at `</think>` for that reason. A possible opener that straddles two pieces
+    is held back, so the cut falls in the same place however the reply is split.
+    """
+
+    def __init__(self, opener: str = "<tool_call>"):
+        self._opener = opener
+        self._held = ""
+        self.cut = False
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        if self.cut:
+            return "", piece
+        buf, self._held = self._held + piece, ""
+        at = buf.find(self._opener)
+        if at >= 0:
+            self.cut = True
+            return buf[:at].rstrip("\n"), buf[at:]
+        # Newlines before a call are layout, so they too wait for what follows.
+        hold = partial_suffix(buf, self._opener)
+        keep = buf[: len(buf) - hold]
+        body = keep.rstrip("\n")
+        self._held = keep[len(body) :] + buf[len(buf) - hold :]
+        return body, ""
+
+    def finish(self) -> str:
+        """What is still held back (the reasoning ended otherwise): reasoning after all."""
+        held, self._held = self._held, ""
+        return held
