@@ -46,9 +46,18 @@ def parse_call(body: str) -> ToolCall | None:
 class HermesDialect:
     openers: tuple[str, ...] = (OPEN,)
 
-    def scan(self, opener: str, body: str, *, final: bool) -> Scan:
-        end = body.find(CLOSE)
+    def reader(self, opener: str) -> _HermesReader:
+        return _HermesReader()
+
+
+class _HermesReader:
+    def __init__(self) -> None:
+        self._from = 0  # where the closing tag may still start
+
+    def scan(self, body: str, *, final: bool) -> Scan:
+        end = body.find(CLOSE, self._from)
         if end < 0:
+            self._from = max(0, len(body) - len(CLOSE) + 1)
             if not final:
                 return WAIT
             call = parse_call(body.strip())  # a complete object cut off before its closing tag

@@ -47,15 +47,24 @@ class Scan:
 WAIT = Scan("wait")
 
 
+class CallReader(Protocol):
+    """Reads one call's body; it is given the same body, only ever longer, until it decides,
+    so it may resume where it stopped (a long value is not read again for every piece)."""
+
+    def scan(self, body: str, *, final: bool) -> Scan:
+        """Read `body`, the text after the opener; `final` when the reply has ended (nothing is
+        left to wait for)."""
+        ...
+
+
 class Dialect(Protocol):
     @property
     def openers(self) -> tuple[str, ...]:
         """Texts that start a call; the first one found in the reply wins."""
         ...
 
-    def scan(self, opener: str, body: str, *, final: bool) -> Scan:
-        """Read `body`, the text after `opener`; `final` when the reply has ended (nothing is
-        left to wait for)."""
+    def reader(self, opener: str) -> CallReader:
+        """A reader for the call `opener` starts."""
         ...
 
 
@@ -70,6 +79,7 @@ class ToolCallStream:
         self._dialect = dialect
         self._buf = ""
         self._opener: str | None = None
+        self._reader: CallReader | None = None
         self._space = ""
         self._first_only = first_only
         self.calls: list[ToolCall] = []
@@ -77,8 +87,8 @@ class ToolCallStream:
     def feed(self, piece: str) -> Iterator[Event]:
         self._buf += piece
         while self._buf:
-            if self._opener is not None:
-                scan = self._dialect.scan(self._opener, self._buf, final=False)
+            if self._reader is not None:
+                scan = self._reader.scan(self._buf, final=False)
                 if scan.status == "wait":
                     return
                 yield from self._settle(scan)
@@ -87,7 +97,7 @@ class ToolCallStream:
             if found is not None:
                 start, opener = found
                 before, self._buf = self._buf[:start], self._buf[start + len(opener) :]
-                self._opener = opener
+                self._opener, self._reader = opener, self._dialect.reader(opener)
                 yield from self._text(before)
                 continue
             hold = max(partial_suffix(self._buf, o) for o in self._dialect.openers)
@@ -97,8 +107,8 @@ class ToolCallStream:
             return
 
     def finish(self) -> Iterator[Event]:
-        if self._opener is not None:  # cut off at EOS or by max_tokens
-            scan = self._dialect.scan(self._opener, self._buf, final=True)
+        if self._reader is not None:  # cut off at EOS or by max_tokens
+            scan = self._reader.scan(self._buf, final=True)
             if scan.status == "wait":
                 scan = Scan("text", len(self._buf))
             yield from self._settle(scan)
@@ -119,7 +129,7 @@ class ToolCallStream:
     def _settle(self, scan: Scan) -> Iterator[Event]:
         opener = self._opener or ""
         body, self._buf = self._buf[: scan.end], self._buf[scan.end :]
-        self._opener = None
+        self._opener = self._reader = None
         if scan.status == "text" or scan.call is None:
             yield from self._text(opener + body)
             return

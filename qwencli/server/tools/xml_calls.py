@@ -93,29 +93,42 @@ class XmlDialect:
         bare = tuple(f"{FUNCTION_OPEN}{name}>" for name in self._parameters)
         self.openers: tuple[str, ...] = (TOOL_OPEN, *bare)
 
-    def scan(self, opener: str, body: str, *, final: bool) -> Scan:
+    def reader(self, opener: str) -> _XmlReader:
         name = "" if opener == TOOL_OPEN else opener[len(FUNCTION_OPEN) : -1]
+        return _XmlReader(name, self._parameters)
+
+
+class _XmlReader:
+    """One call's reading, resumed after the last whole element (the header, a parameter)."""
+
+    def __init__(self, name: str, parameters: dict[str, Any]):
+        self._parameters = parameters
+        self._name = name  # "" until the header is read (a bare `<function=NAME>` opener gives it)
+        self._pos = 0
+        self._params: list[tuple[str, str]] = []
+        self._value_from = 0  # where `</parameter>` may still start in the value being read
+
+    def scan(self, body: str, *, final: bool) -> Scan:
         closed = False  # past </function>, looking for </tool_call>
         try:
-            pos = 0
-            if not name:
+            if not self._name:
                 pos = _literal(body, _space(body, 0), FUNCTION_OPEN)
-                name, pos = _name(body, pos)
-            params: list[tuple[str, str]] = []
+                self._name, self._pos = _name(body, pos)
             while True:
-                pos = _space(body, pos)
+                pos = _space(body, self._pos)
                 if body.startswith(PARAMETER_OPEN, pos):
-                    key, pos = _name(body, pos + len(PARAMETER_OPEN))
-                    end = body.find(PARAMETER_CLOSE, pos)
+                    key, start = _name(body, pos + len(PARAMETER_OPEN))
+                    end = body.find(PARAMETER_CLOSE, max(start, self._value_from))
                     if end < 0:
+                        self._value_from = max(start, len(body) - len(PARAMETER_CLOSE) + 1)
                         raise _Incomplete()
-                    params.append((key, _value(body[pos:end])))
-                    pos = end + len(PARAMETER_CLOSE)
+                    self._params.append((key, _value(body[start:end])))
+                    self._pos, self._value_from = end + len(PARAMETER_CLOSE), 0
                     continue
                 if body.startswith(FUNCTION_CLOSE, pos):
                     pos += len(FUNCTION_CLOSE)
                     break
-                rest = body[pos:]
+                rest = body[pos : pos + len(PARAMETER_OPEN)]
                 if PARAMETER_OPEN.startswith(rest) or FUNCTION_CLOSE.startswith(rest):
                     raise _Incomplete()
                 raise _Bad(pos)
@@ -130,8 +143,8 @@ class XmlDialect:
         except _Bad as bad:
             # Only the text up to the fault is settled: what follows may hold a real call.
             return Scan("text", bad.at)
-        return Scan("call", pos, self._call(name, params))
+        return Scan("call", pos, self._call())
 
-    def _call(self, name: str, params: list[tuple[str, str]]) -> ToolCall:
-        arguments = typed_arguments(params, self._parameters.get(name))
-        return ToolCall(id=new_call_id(), name=name, arguments=json.dumps(arguments, ensure_ascii=False))
+    def _call(self) -> ToolCall:
+        arguments = typed_arguments(self._params, self._parameters.get(self._name))
+        return ToolCall(id=new_call_id(), name=self._name, arguments=json.dumps(arguments, ensure_ascii=False))
