@@ -327,3 +327,18 @@ def test_reasoning_without_a_call_stays_reasoning():
     # Hermes models (Qwen3) keep what they think to themselves, tags and all.
     hermes = [Chunk("<tool_call>\n{\"name\": \"f\"}\n</tool_call>", kind="reasoning")]
     assert _assemble(hermes, dialect="hermes")[2] == []
+
+
+def test_free_text_is_exactly_the_text_without_a_closing_parameter_tag():
+    import random
+
+    from qwencli.server.tools.xml_grammar import free_text_rules
+
+    grammar = _matcher("root ::= xml-text\n" + "\n".join(free_text_rules()))
+    rng = random.Random(7)
+    alphabet = list("</parameter>") + ["x", "\n", "<", "/", "é"]
+    for _ in range(1500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        if rng.random() < 0.4:  # plant a start of the tag, sometimes all of it
+            text = text[:4] + "</parameter>"[:rng.randint(1, 12)] + text[4:]
+        assert _accepts(grammar, text) == ("</parameter>" not in text), repr(text)

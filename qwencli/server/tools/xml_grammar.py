@@ -31,30 +31,27 @@ def literal(text: str) -> str:
     return '"' + escaped.replace("\t", "\\t") + '"'
 
 
-def _class_char(c: str) -> str:
-    return "\\" + c if c in "]\\^-[" else c
-
-
 def free_text_rules(stop: str = PARAMETER_CLOSE, name: str = _TEXT) -> list[str]:
     """Rules for any text that does not contain `stop` (whose first character occurs in it only
-    there): one rule per count of `stop`'s characters matched so far, as the states of the
-    automaton that looks for it. Every state may end the text."""
-    first = stop[0]
-    assert first not in stop[1:], "the automaton below assumes the first character does not repeat"
-    rules = []
-    for k in range(len(stop)):
-        here = f"{name}-{k}" if k else name
-        back = f"{literal(first)} {name}-1"
-        if k == 0:
-            rules.append(f"{here} ::= ([^{_class_char(first)}] {name} | {literal(first)} {name}-1)?")
-            continue
-        nxt = stop[k]
-        avoid = _class_char(first) + _class_char(nxt)
-        options = [f"[^{avoid}] {name}", back]
-        if k + 1 < len(stop):
-            options.append(f"{literal(nxt)} {name}-{k + 1}")
-        rules.append(f"{here} ::= ({' | '.join(options)})?")
-    return rules
+    there, as `<` in `</parameter>`).
+
+    Read as the automaton that looks for `stop`: text is a run of steps that come back to "no
+    match" — a character other than `<`, or `<`s and partial matches broken by a character
+    that fits none (`name-lt name-break`) — then perhaps a partial match the text ends in. A
+    star over steps, not one rule per state: xgrammar compiles it six times faster (0.15 s
+    against 0.95 s with Qwen's vocabulary)."""
+    first, rest = stop[0], stop[1:]
+    assert first not in rest and "]" not in stop and "^" not in stop
+    prefix = ""
+    for c in reversed(rest[:-1]):  # any start of `rest` but the whole: ("/" ("p" (…)?)?)?
+        prefix = f"({literal(c)} {prefix})?" if prefix else f"({literal(c)})?"
+    breaks = [f"[^{first}{rest[0]}]"] + [f"{literal(rest[:j])} [^{first}{rest[j]}]" for j in range(1, len(rest))]
+    return [
+        f"{name} ::= ([^{first}] | {name}-lt {name}-break)* ({name}-lt {name}-prefix)?",
+        f"{name}-lt ::= {literal(first)} ({name}-prefix {literal(first)})*",
+        f"{name}-prefix ::= {prefix}",
+        f"{name}-break ::= " + " | ".join(breaks),
+    ]
 
 
 def _raw(value: Any) -> str:
