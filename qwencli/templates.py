@@ -13,14 +13,10 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
-from .chat import Message
+from .chat import Message, ToolDialect
 from .errors import TemplateError
-
-#: How a model writes tool calls: Hermes `<tool_call>{json}</tool_call>` (Qwen2.5, Qwen3, QwQ) or
-#: Qwen3-Coder XML `<tool_call><function=…><parameter=…>` (Qwen3-Coder, Qwen3.5 and later).
-ToolDialect = Literal["hermes", "xml"]
 
 #: Used when a GGUF carries no template at all; ChatML is what every Qwen model speaks.
 CHATML = (
@@ -94,14 +90,14 @@ class ChatTemplate:
         return "enable_thinking" in self.source or "<think>" in self.source
 
     @property
-    def supports_tools(self) -> bool:
-        return "tools" in self.source
-
-    @property
     def tool_dialect(self) -> ToolDialect:
         """Read from the template, not the model's name, so a fine-tune of either kind works:
         a template that writes `<function=` and `<parameter=` teaches XML (llama.cpp's test)."""
         return "xml" if "<function=" in self.source and "<parameter=" in self.source else "hermes"
+
+    @property
+    def supports_tools(self) -> bool:
+        return "tools" in self.source
 
     def render(
         self,

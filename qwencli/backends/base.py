@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..chat import Chunk, GenerationOptions, Message
-from ..templates import ToolDialect
+from ..chat import Chunk, GenerationOptions, Message, ToolDialect
 
 
 @dataclass(frozen=True)

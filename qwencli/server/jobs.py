@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..backends.base import ModelInfo
-from ..chat import GenerationOptions, Message, ToolCall
-from ..templates import ToolDialect
+from ..chat import GenerationOptions, Message, ToolCall, ToolDialect
 from .openai_errors import bad_request
 from .schemas import (
     ChatCompletionRequest,

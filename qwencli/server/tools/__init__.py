@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...templates import ToolDialect
+from ...chat import ToolDialect
 from . import hermes, xml_grammar
 from .stream import CallInReasoning, Dialect, Event, Text, ToolCallStream
 from .xml_calls import XmlDialect
