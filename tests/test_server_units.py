@@ -36,6 +36,14 @@ def test_tool_calls_split_anywhere_are_found(size):
     assert len({c.id for c in calls}) == 2
 
 
+def test_tool_calls_cut_anywhere_are_found():
+    reply = "Checking. " + CALL + "\n" + CALL.replace("Paris", "Rome") + " Done."
+    for cut in range(len(reply) + 1):
+        text, calls = run_stream([reply[:cut], reply[cut:]])
+        assert text == "Checking. Done.", cut
+        assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}], cut
+
+
 def test_text_that_only_looks_like_a_tag_is_kept():
     text, calls = run_stream(["a <tool", "_cal", " b <", "tool_call> {not json} </tool_call> c"])
     assert calls == []
