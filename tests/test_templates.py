@@ -114,16 +114,6 @@ def test_llama_cpp_tokens_match_hf(hf_tokenizer, tiny_qwen3_gguf):
 
 # -- the Qwen3-Coder XML templates (Qwen3-Coder, Qwen3.5, Qwen3.6) -----------------------------
 
-SDIST_TEMPLATES = Path("/work/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates")
-SDIST_CONFIGS = Path("/work/sdist/llama_cpp_python-0.3.36/examples/server/configs")
-
-
-def _xml_template(name: str) -> str:
-    if name.endswith(".json"):
-        return "".join(json.loads((SDIST_CONFIGS / name).read_text())["model"]["chat_template"])
-    return (SDIST_TEMPLATES / name).read_text()
-
-
 XML_TOOLS = TOOLS + [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
                       "parameters": {"type": "object", "properties": {
                           "path": {"type": "string"}, "content": {"type": "string", "description": "the text"},
@@ -171,7 +161,9 @@ def _hf_xml_messages(messages):
 def test_xml_templates_render_tool_calls_and_results_as_transformers(hf_tokenizer, name, think, template_name):
     """Arguments reach the template as an object (it iterates `arguments|items`), typed values
     as the objects they are, so the history reads exactly as transformers writes it."""
-    source = _xml_template(template_name)
+    from tests.tool_models import template
+
+    source = template(template_name)
     messages = XML_CONVERSATIONS[name]
     kwargs = {} if think is None else {"enable_thinking": think}
     expected = hf_tokenizer.apply_chat_template(

@@ -13,10 +13,7 @@ from qwencli.chat import ToolCall
 from qwencli.server.tools import Text, call_stream, forced_grammar
 from qwencli.server.tools.arguments import typed_arguments
 from qwencli.templates import ChatTemplate
-
-SDIST = Path("/work/sdist/llama_cpp_python-0.3.36")
-TEMPLATES = SDIST / "vendor/llama.cpp/models/templates"
-CONFIGS = SDIST / "examples/server/configs"
+from tests.tool_models import template
 
 WRITE = {"type": "function", "function": {"name": "write_file", "parameters": {
     "type": "object",
@@ -141,7 +138,8 @@ def test_a_known_function_without_its_tool_call_tag_is_a_call():
 
 
 def test_values_lose_exactly_one_newline_each_side():
-    body = "<tool_call>\n<function=get_weather>\n<parameter=city>\n\n  two lines\nhere \n\n</parameter>\n</function>\n</tool_call>"
+    body = ("<tool_call>\n<function=get_weather>\n<parameter=city>\n\n  two lines\nhere \n\n</parameter>\n"
+            "</function>\n</tool_call>")
     assert run([body])[1] == [("get_weather", {"city": "\n  two lines\nhere \n"})]
     tight = "<tool_call><function=get_weather><parameter=city>Rome</parameter></function></tool_call>"
     assert run([tight])[1] == [("get_weather", {"city": "Rome"})]
@@ -189,13 +187,13 @@ def test_raw_values_are_typed_by_the_schema(schema, raw, value):
 # -- the forced-call grammar ------------------------------------------------------------------
 
 
-def _rendered_call(template: str, arguments: dict) -> str:
+def _rendered_call(source: str, arguments: dict) -> str:
     """A call as the model's own template writes it in a conversation's history."""
     from qwencli.chat import Message
 
-    prompt = ChatTemplate(template).render(
-        [Message("user", "x"), Message("assistant", "", tool_calls=(ToolCall("c1", "write_file", json.dumps(arguments)),))],
-        add_generation_prompt=False)
+    call = ToolCall("c1", "write_file", json.dumps(arguments))
+    prompt = ChatTemplate(source).render(
+        [Message("user", "x"), Message("assistant", "", tool_calls=(call,))], add_generation_prompt=False)
     return prompt[prompt.index("<tool_call>"):prompt.rindex("</tool_call>") + len("</tool_call>")]
 
 
@@ -225,7 +223,7 @@ def test_the_forced_grammar_holds_the_template_s_own_calls_and_no_other():
     grammar = _matcher(forced_grammar("xml", TOOLS, several=True))
     arguments = {"path": "a\n</tool_call>\n<b>", "content": "x", "mode": 644, "overwrite": False,
                  "tags": ["t"], "limit": None}
-    call = _rendered_call((TEMPLATES / "Qwen3-Coder.jinja").read_text(), arguments)
+    call = _rendered_call(template("Qwen3-Coder.jinja"), arguments)
     assert _accepts(grammar, call)
     assert _accepts(grammar, call + "\n" + SECOND)  # parallel calls
     assert _accepts(grammar, SECOND)  # optional parameters may be left out
@@ -248,7 +246,8 @@ def test_enum_and_const_values_are_their_raw_text():
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
         "unit": {"enum": ["c", "f"]}, "n": {"const": 3}}, "required": ["unit", "n"]}}}
     grammar = _matcher(forced_grammar("xml", [tool], several=False))
-    call = "<tool_call>\n<function=f>\n<parameter=unit>\n{}\n</parameter>\n<parameter=n>\n3\n</parameter>\n</function>\n</tool_call>"
+    call = ("<tool_call>\n<function=f>\n<parameter=unit>\n{}\n</parameter>\n<parameter=n>\n3\n</parameter>\n"
+            "</function>\n</tool_call>")
     assert _accepts(grammar, call.format("c")) and not _accepts(grammar, call.format("\"c\""))
 
 
@@ -263,27 +262,22 @@ def test_a_parameter_name_xml_cannot_carry_is_refused(key):
 # -- which dialect ----------------------------------------------------------------------------
 
 
-def _config_template(name: str) -> str:
-    return "".join(json.loads((CONFIGS / name).read_text())["model"]["chat_template"])
-
-
 @pytest.mark.parametrize("source, dialect", [
-    (lambda: (TEMPLATES / "Qwen3-Coder.jinja").read_text(), "xml"),
-    (lambda: (TEMPLATES / "Qwen3.5-4B.jinja").read_text(), "xml"),
-    (lambda: _config_template("qwen3.5-0.8b.json"), "xml"),
-    (lambda: _config_template("qwen3.6-27b.json"), "xml"),
-    (lambda: (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(), "hermes"),
-    (lambda: (TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(), "hermes"),
-    (lambda: (TEMPLATES / "Qwen-QwQ-32B.jinja").read_text(), "hermes"),
+    ("Qwen3-Coder.jinja", "xml"),
+    ("Qwen3.5-4B.jinja", "xml"),
+    ("qwen3.5-0.8b.json", "xml"),
+    ("qwen3.6-27b.json", "xml"),
+    ("Qwen-Qwen3-0.6B.jinja", "hermes"),
+    ("Qwen-Qwen2.5-7B-Instruct.jinja", "hermes"),
+    ("Qwen-QwQ-32B.jinja", "hermes"),
 ])
 def test_the_dialect_follows_from_the_template(source, dialect):
-    assert ChatTemplate(source()).tool_dialect == dialect
+    assert ChatTemplate(template(source)).tool_dialect == dialect
 
 
 def test_an_unknown_fine_tune_with_an_xml_template_is_read_as_xml():
-    renamed = (TEMPLATES / "Qwen3-Coder.jinja").read_text().replace("You are Qwen", "You are Bob")
-    template = ChatTemplate(renamed)
-    assert template.tool_dialect == "xml"
+    renamed = template("Qwen3-Coder.jinja").replace("You are Qwen", "You are Bob")
+    assert ChatTemplate(renamed).tool_dialect == "xml"
     assert ChatTemplate(None).tool_dialect == "hermes"
 
 

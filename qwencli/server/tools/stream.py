@@ -1,9 +1,9 @@
 """Tool calls pulled out of a stream of text pieces, whatever the dialect.
 
 Both Qwen dialects open a call with `<tool_call>`; what follows differs (JSON for Hermes, XML
-for Qwen3-Coder), so a `Dialect` reads the body and `ToolCallStream` does the rest: it finds
-openers (holding back a possible opener that straddles two pieces), hands the dialect what
-follows, and keeps the text around calls. Decisions are made only once the text seen so far
+for Qwen3-Coder), so a `Dialect` gives a reader for each call's body and `ToolCallStream` does
+the rest: it finds openers (holding back a possible opener that straddles two pieces), hands the
+reader what follows, and keeps the text around calls. Decisions are made only once the text seen so far
 settles them, so the output is the same however the reply is split into pieces.
 """
 
