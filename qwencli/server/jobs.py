@@ -1,7 +1,9 @@
 """From a validated OpenAI request to what a backend takes: messages, options, tools.
 
 Everything here is a check a client can fail with a 400 naming the field; nothing touches a
-model, so it runs on the event loop before a request is queued.
+model, so it runs on the event loop before a request is queued. `for_model` then fits the job
+to the model it was given to (its tool-call dialect, the grammar of a forced call), still
+before it waits its turn.
 """
 
 from __future__ import annotations
