@@ -74,6 +74,8 @@ def test_a_community_gguf_is_pulled_by_name_from_the_preferred_source_with_the_d
     assert answer.stdout == b"Answer\n"
     shown = run_qwen("show", "qwen3.6:27b", env=offline).stdout.decode()
     assert "source          a community GGUF by unsloth, not Qwen's own (converted from Qwen/Qwen3.6-27B)" in shown
+    # The dialect shown is the one the file's own template teaches (this stand-in carries Qwen3's).
+    assert "tool calls      yes, Hermes JSON in <tool_call>" in shown
     assert hub.log == []
 
 

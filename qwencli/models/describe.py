@@ -50,7 +50,8 @@ def describe(name: str, *, full_template: bool = False) -> str:
         ("backend", backend_choice(name, ref)),
     ]
     if entry is not None:
-        rows += [("thinking", THINKING[entry.thinking]), ("tool calls", TOOLS[entry.tools])]
+        rows.append(("thinking", THINKING[entry.thinking]))
+    rows.append(("tool calls", _tool_calls(model.chat_template)))
     lines = [f"{key:<15} {value}" for key, value in rows]
     lines.append("files")
     lines += [f"  {p}" + (f" -> {p.resolve()}" if p.is_symlink() else "") for p in model.shards]
@@ -78,6 +79,18 @@ THINKING = {
     "never": "never (an Instruct model: it cannot be turned on)",
 }
 TOOLS = {"none": "no", "hermes": "yes, Hermes JSON in <tool_call>", "xml": "yes, Qwen3-Coder XML in <tool_call>"}
+
+
+def _tool_calls(template: str | None) -> str:
+    """The dialect the file's own template teaches (what the server parses), not the catalog's guess."""
+    from ..templates import ChatTemplate
+
+    if not template or "tools" not in template:
+        return "no (the template takes no tools)"
+    try:
+        return TOOLS[ChatTemplate(template).tool_dialect]
+    except Exception:  # a template that does not compile is reported by `run`, not here
+        return "unknown (the template does not compile)"
 
 
 def source_text(entry: catalog.CatalogEntry) -> str:
