@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from .chat import Chunk
+from .chat import Chunk, ReasoningEffort
 from .stops import partial_suffix
 
 OPEN, CLOSE = "<think>", "</think>"
 Mode = Literal["detect", "reasoning", "text"]
+EFFORTS: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high")
 
 
 def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
@@ -22,11 +23,18 @@ def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
     if not supports_thinking:
         return "text"
     tail = generation_prefix.rstrip()
-    if tail.endswith(OPEN):  # QwQ pre-fills the opening tag
+    # QwQ, 2507 Thinking and Qwen3.5+ (thinking on: "<think>\n") pre-fill the opening tag.
+    if tail.endswith(OPEN):
         return "reasoning"
-    if tail.endswith(CLOSE):  # Qwen3 with enable_thinking=False pre-fills an empty block
+    # Qwen3 and Qwen3.5+ with thinking off pre-fill an empty block ("<think>\n\n</think>\n\n").
+    if tail.endswith(CLOSE):
         return "text"
     return "detect"
+
+
+def effort_thinks(effort: ReasoningEffort) -> bool:
+    """Qwen3.8's mapping, for templates that take only `enable_thinking`."""
+    return effort in ("medium", "high")
 
 
 class ThinkingSplitter:

@@ -28,7 +28,7 @@ from .llama_grammar import gbnf
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load, raised_context
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, grammar_rejected, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 
 
@@ -126,7 +126,8 @@ class LlamaCppBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        return self._stream(prompt, as_rendered(options, mode), mode)
 
     def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")

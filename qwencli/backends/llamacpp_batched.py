@@ -36,7 +36,7 @@ from .llama_load import choose_context_length, gpu_layers, model_info, quiet_loa
 from .llama_sampler import sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
 
@@ -203,7 +203,8 @@ class BatchedLlamaCppBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> BatchedStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        return self._stream(prompt, as_rendered(options, mode), mode)
 
     def complete(self, prompt: str, options: GenerationOptions) -> BatchedStream:
         return self._stream(prompt, options, "text")

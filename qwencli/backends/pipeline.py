@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from ..chat import Chunk, GenerationOptions, Message
 from ..stops import StopFilter
 from ..templates import ChatTemplate
-from ..thinking import Mode, ThinkingSplitter, initial_mode
+from ..thinking import Mode, ThinkingSplitter, effort_thinks, initial_mode
 
 
 def _constrained(options: GenerationOptions) -> bool:
@@ -23,12 +23,29 @@ def chat_prompt(
     """A chat turn's prompt. A constrained reply is rendered with thinking off: the grammar
     leaves no room for <think>."""
     think = False if _constrained(options) and template.supports_thinking else options.think
-    return template.render(messages, tools=tools, think=think)
+    extra: dict = {}
+    if options.preserve_thinking is not None:
+        extra["preserve_thinking"] = options.preserve_thinking
+    if options.reasoning_effort is not None and think is None:
+        # Qwen3.8's template maps the level itself; older ones only know enable_thinking.
+        if template.supports_reasoning_effort:
+            extra["reasoning_effort"] = options.reasoning_effort
+        else:
+            think = effort_thinks(options.reasoning_effort)
+    return template.render(messages, tools=tools, think=think, extra=extra)
 
 
 def reply_mode(template: ChatTemplate, prompt: str, options: GenerationOptions) -> Mode:
     """Where the reply to `prompt` starts: thinking, text, or to be detected."""
     return "text" if _constrained(options) else initial_mode(template.supports_thinking, prompt[-40:])
+
+
+def as_rendered(options: GenerationOptions, mode: Mode) -> GenerationOptions:
+    """`options` with `think` as the prompt turned out, so the family's sampling defaults follow
+    the mode the template chose (Qwen3.5's small sizes, 2507 Instruct/Thinking, reasoning_effort)."""
+    if options.think is not None or mode == "detect":
+        return options
+    return options.replace(think=mode == "reasoning")
 
 
 class TextPipeline:

@@ -33,7 +33,7 @@ from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
 from .local import DEFAULT_CONTEXT, PENALTY_WINDOW, common_prefix, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
@@ -175,13 +175,15 @@ class TorchBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        return self._stream(prompt, as_rendered(options, mode), mode)
 
     def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
     def _options(self, options: GenerationOptions) -> GenerationOptions:
-        if not (self.family == "qwen3" and options.think is False):  # the repo's values are for thinking
+        # The repo's generation_config holds one set: a two-mode family's thinking one.
+        if not (options.think is False and self.family in sampling.THINK_OFF):
             options = options.merged_over(self._generation_defaults)
         return sampling.resolve(options, self.family)
 
