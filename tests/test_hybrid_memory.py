@@ -95,7 +95,30 @@ def test_served_branches_of_one_conversation_answer_as_fresh(tiny_hybrid_gguf, w
     batched = BatchedLlamaCppBackend(tiny_hybrid_gguf, LoadOptions(context_length=CTX), slots=2)
     try:
         for backend in (warm, batched):
-            for messages, want in zip(_branches(), expected):
-                assert same(collect(backend.chat(messages, GREEDY)), want), backend
+            replies = [collect(backend.chat(messages, GREEDY)) for messages in _branches()]
+            assert all(same(got, want) for got, want in zip(replies, expected)), backend
+            # A sibling question and a repeat restart from a checkpoint, not from the top.
+            assert replies[1].usage.cached_tokens > 0 and replies[3].usage.cached_tokens > 0, backend
     finally:
         batched.close()
+
+
+def _evaluated(backend) -> int:
+    """Tokens llama.cpp has decoded in this context so far (prompt and reply)."""
+    import llama_cpp
+
+    data = backend._engine.call(lambda: llama_cpp.llama_perf_context(backend._llama.ctx))
+    return data.n_p_eval + data.n_eval
+
+
+def test_the_second_turn_reads_only_the_last_exchange_and_says_so(warm):
+    conversation = Conversation(warm, system=SYSTEM, options=GREEDY)
+    turn(conversation, "Hello there, who are you?")
+    before = _evaluated(warm)
+    _, second = turn(conversation, "Tell me more.")
+    read = _evaluated(warm) - before
+    history = warm.count_prompt_tokens([Message("system", SYSTEM), Message("user", "Hello there, who are you?")],
+                                       GREEDY)
+    assert second.usage.cached_tokens >= history - 8  # all but the generation prompt of the first turn
+    # What was decoded is the uncached prompt plus the reply (±2 for llama.cpp's own counting).
+    assert read <= second.usage.prompt_tokens - second.usage.cached_tokens + second.usage.completion_tokens + 2

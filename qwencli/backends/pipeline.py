@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
+from ..errors import TemplateError
 from ..stops import StopFilter
 from ..templates import ChatTemplate
 from ..thinking import Mode, ThinkingSplitter, effort_thinks, initial_mode
@@ -22,6 +23,46 @@ def chat_prompt(
 ) -> str:
     """A chat turn's prompt. A constrained reply is rendered with thinking off: the grammar
     leaves no room for <think>."""
+    think, extra = _switches(template, options)
+    return template.render(messages, tools=tools, think=think, extra=extra)
+
+
+def checkpoint_prefixes(
+    template: ChatTemplate,
+    messages: Sequence[Message],
+    options: GenerationOptions,
+    tools: Sequence[dict] | None,
+    prompt: str,
+) -> tuple[str, ...]:
+    """Where a later prompt is likely to part from this one, as prefixes of `prompt`: where the
+    last message's text starts (an edited question, an /undo) and where the history ends (the next
+    turn, a /regen). Hybrid models checkpoint their memory there (backends/llama_memory.py)."""
+    think, extra = _switches(template, options)
+    found: set[str] = set()
+    try:
+        history = template.render(messages, tools=tools, think=think, extra=extra, add_generation_prompt=False)
+        if prompt.startswith(history):
+            found.add(history)
+        if len(messages) >= 2:
+            probe = [*messages[:-1], Message(messages[-1].role, "\x00")]
+            other = template.render(probe, tools=tools, think=think, extra=extra, add_generation_prompt=False)
+            found.add(prompt[: _common_length(prompt, other)])
+    except TemplateError:
+        pass  # the prompt itself rendered; without checkpoints a turn is only slower
+    return tuple(sorted((p for p in found if 0 < len(p) < len(prompt)), key=len))
+
+
+def _common_length(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _switches(template: ChatTemplate, options: GenerationOptions) -> tuple[bool | None, dict]:
+    """`enable_thinking` and the other template switches the options ask for."""
     think = False if _constrained(options) and template.supports_thinking else options.think
     extra: dict = {}
     if options.preserve_thinking is not None:
@@ -32,7 +73,7 @@ def chat_prompt(
             extra["reasoning_effort"] = options.reasoning_effort
         else:
             think = effort_thinks(options.reasoning_effort)
-    return template.render(messages, tools=tools, think=think, extra=extra)
+    return think, extra
 
 
 def reply_mode(template: ChatTemplate, prompt: str, options: GenerationOptions) -> Mode:
