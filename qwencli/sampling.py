@@ -42,6 +42,15 @@ THINK_OFF: dict[str, GenerationOptions] = {
     "qwen3-next": GenerationOptions(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.0),
 }
 
+#: transformers' model_type (a torch folder's config) → the GGUF architecture it converts to.
+_HF_MODEL_TYPES = {
+    "qwen3_5": "qwen35",
+    "qwen3_5_text": "qwen35",
+    "qwen3_5_moe": "qwen35moe",
+    "qwen3_5_moe_text": "qwen35moe",
+    "qwen3_next": "qwen3next",
+}
+
 #: GGUF architectures of the hybrid generations (Gated DeltaNet + attention).
 _QWEN35_ARCHS = ("qwen35", "qwen35moe", "qwen4exp")  # Qwen3.5, 3.6, 3.8 and 3.8-Flash-Next
 
@@ -49,6 +58,7 @@ _QWEN35_ARCHS = ("qwen35", "qwen35moe", "qwen4exp")  # Qwen3.5, 3.6, 3.8 and 3.8
 def family_of(architecture: str | None, name: str | None) -> str | None:
     """The sampling family of a model from its GGUF architecture and name, or None if unknown."""
     arch = (architecture or "").lower()
+    arch = _HF_MODEL_TYPES.get(arch, arch)
     label = (name or "").lower()
     if "qwq" in label:
         return "qwq"

@@ -17,6 +17,7 @@ from typing import Any
 
 from .chat import Message
 from .errors import TemplateError
+from .thinking import ThinkingControl, initial_mode
 
 #: Used when a GGUF carries no template at all; ChatML is what every Qwen model speaks.
 CHATML = (
@@ -115,6 +116,16 @@ class ChatTemplate:
             return self.generation_prefix(think=True) != self.generation_prefix(think=False)
         except TemplateError:
             return False
+
+    @cached_property
+    def thinking_control(self) -> ThinkingControl:
+        if self.thinking_switch:
+            return "switch"
+        try:
+            starts = initial_mode(self.supports_thinking, self.generation_prefix())
+        except TemplateError:
+            return "never"
+        return "always" if starts == "reasoning" else "never"
 
     def render(
         self,

@@ -23,6 +23,11 @@ from qwencli.chat import GenerationOptions
     ("qwen2", "QwQ-32B", "qwq"),
     ("llama", "SmolLM2 135M Instruct", "smollm"),
     ("llama", "Llama 3", None),
+    # A torch folder's config.json model_type
+    ("qwen3_5_text", "tiny-qwen35-hf", "qwen3.5"),
+    ("qwen3_5_moe", "Qwen3.6-35B-A3B", "qwen3.5"),
+    ("qwen3_next", "Qwen3-Next-80B-A3B-Thinking", "qwen3-next"),
+    ("qwen3_moe", "Qwen3-Coder-30B-A3B-Instruct", "qwen3-coder"),
 ])
 def test_family_of(arch, name, family):
     assert sampling.family_of(arch, name) == family

@@ -32,7 +32,7 @@ from ..hardware import physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .local import DEFAULT_CONTEXT, PENALTY_WINDOW, common_prefix, reply_budget
+from .local import DEFAULT_CONTEXT, common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .torch_device import pick_device, pick_dtype
@@ -93,6 +93,7 @@ class TorchBackend(Backend):
             quantization=str(quant).lower() if quant else str(self.dtype).removeprefix("torch."),
             size_bytes=size,
             supports_thinking=self.template.supports_thinking,
+            thinking=self.template.thinking_control,
             supports_tools=self.template.supports_tools,
             load_seconds=time.perf_counter() - started,
             threads=self._threads if self.device == "cpu" else None,
@@ -208,7 +209,9 @@ class TorchBackend(Backend):
         constraint = self._grammars.constraint(options)
         model, device = self.model, self.device
         assert model is not None, "generating on a closed backend"
-        recent = list(ids[-PENALTY_WINDOW:]) if sampler.penalised else []
+        # Penalties look at the reply's own tokens, as llama.cpp's samplers do (they see only what
+        # they sampled) and as Qwen's presence_penalty 1.5 is meant: not at the question's words.
+        recent: list[int] = []
         cached = self._reuse_cache(ids)
         cache, cache_arg = self._cache, self._cache_arg
         fed = self._cached_ids  # what the cache holds, kept exact as tokens go in
