@@ -71,3 +71,18 @@ def test_torch_and_llama_cpp_answer_alike_and_torch_turns_answer_as_fresh(qwen_t
         llama.close()
     assert on_llama == on_torch
     assert all(text or reasoning for reasoning, text, _ in on_torch)  # it did generate
+
+
+def test_a_hybrid_model_s_context_is_sized_by_its_attention_layers_only(qwen_tokenizer):
+    """Qwen3.5's trained 262,144 tokens; only one layer in four holds a KV cache, so free memory
+    buys four times the context a dense model of the same shape would get."""
+    from qwencli.backends.llama_load import choose_context_length
+    from qwencli.formats.gguf import read_model
+    from tests.models import build_hybrid
+
+    model = read_model(build_hybrid("gguf", "qwen35", qwen_tokenizer))
+    assert model.context_length == 262144
+    per_token = model.kv_bytes_per_token()
+    assert per_token == 1 * 2 * (32 + 32) * 2  # 1 attention layer of 4, 2 KV heads of 32, K and V at f16
+    n_ctx, reason = choose_context_length(model, None, model.size + per_token * 100_000)
+    assert "trained 262144" in reason and n_ctx > 4096
