@@ -122,3 +122,38 @@ def test_the_second_turn_reads_only_the_last_exchange_and_says_so(warm):
     assert second.usage.cached_tokens >= history - 8  # all but the generation prompt of the first turn
     # What was decoded is the uncached prompt plus the reply (±2 for llama.cpp's own counting).
     assert read <= second.usage.prompt_tokens - second.usage.cached_tokens + second.usage.completion_tokens + 2
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_served_conversation_that_branches_answers_as_fresh(tiny_hybrid_gguf, parallel):
+    """Through `qwen serve` and the openai SDK: branches of one history, also two at once."""
+    import threading
+
+    import openai
+
+    from qwencli.server.app import create_app
+    from qwencli.server.config import ServerConfig
+    from qwencli.server.static_source import StaticSource
+    from tests.serving import RunningServer
+
+    branches = _branches()
+    expected = [fresh(tiny_hybrid_gguf, m).reasoning for m in branches]  # the template opens <think>
+    app = create_app(ServerConfig(parallel=parallel, keep_alive=None), StaticSource({"tiny": tiny_hybrid_gguf}))
+    with RunningServer(app) as server:
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key="x", max_retries=0, timeout=60)
+
+        def ask(messages):
+            reply = client.chat.completions.create(
+                model="tiny", temperature=0, max_tokens=GREEDY.max_tokens,
+                messages=[{"role": m.role, "content": m.content} for m in messages])
+            message = reply.choices[0].message
+            return getattr(message, "reasoning_content", None) or (message.model_extra or {}).get("reasoning_content")
+
+        assert all(expected) and [ask(m) for m in branches] == expected
+        got: dict[int, str | None] = {}
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, ask(branches[i]))) for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert [got.get(0), got.get(1)] == expected[:2]
