@@ -147,3 +147,17 @@ def test_reasoning_effort_switches_a_qwen35_model(tiny_hybrid_gguf):
         runs[level] = json.loads(result.stdout)
     assert runs["low"]["usage"]["prompt_tokens"] == runs["high"]["usage"]["prompt_tokens"] + 2  # "\n\n</think>\n\n"
     assert not runs["low"].get("reasoning") and runs["high"].get("reasoning")
+
+
+def test_switching_thinking_switches_the_sampling_set_shown():
+    state, said = _state()
+    state.conversation.backend.info = dataclasses.replace(state.conversation.backend.info, family="qwen3.5")
+    _run(state, "/set think on")
+    _run(state, "/show")
+    assert "temperature 1.0, top_p 0.95" in said[-1] and "presence_penalty 1.5" in said[-1]
+    _run(state, "/set think low")
+    _run(state, "/show")
+    assert "temperature 0.7, top_p 0.8" in said[-1]
+    _run(state, "/set temperature 0.3")
+    _run(state, "/show")
+    assert "temperature 0.3, top_p 0.8" in said[-1]  # a value set stays set

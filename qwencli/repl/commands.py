@@ -11,7 +11,7 @@ from .. import sampling
 from ..chat import Chunk
 from ..errors import UsageError
 from ..session import Conversation
-from ..thinking import EFFORTS
+from ..thinking import EFFORTS, asked_to_think
 
 MAX_READ_BYTES = 1 << 20
 
@@ -118,7 +118,7 @@ def _set(state: ReplState, arg: str) -> None:
 def _set_think(state: ReplState, parsed: object, value: str) -> None:
     """on/off/default, or a Qwen3.8 level (none … high). The sampling defaults follow the mode on
     the next turn (values set with /set stay as set)."""
-    from ..thinking import asked_to_think, unchangeable
+    from ..thinking import unchangeable
 
     conversation = state.conversation
     if isinstance(parsed, str):  # a level
@@ -138,7 +138,10 @@ def _show(state: ReplState, arg: str) -> None:
     used = conversation.context_used()
     # A remote server applies its own defaults: show only what this session sends.
     remote = info.backend == "remote"
-    effective = conversation.options if remote else sampling.resolve(conversation.options, info.family)
+    options = conversation.options
+    # The set the next turn samples with follows the thinking asked for (a level included).
+    asked = options.replace(think=asked_to_think(options.think, options.reasoning_effort))
+    effective = options if remote else sampling.resolve(asked, info.family)
     settings = ", ".join(
         f"{k} {getattr(effective, k)}"
         for k in (
