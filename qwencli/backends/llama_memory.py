@@ -8,10 +8,12 @@ next prompt never extends the last one exactly (Qwen3.5's template drops a reply
 the history, and the reply's end-of-turn token was never evaluated).
 
 So, as llama-server does (its context checkpoints), we save the recurrent part of the state
-(`LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`; the attention cells stay in place) where the next prompt is
-likely to diverge — the end of the history, before the generation prompt — and a later prompt that
-starts with a saved prefix restores that state, drops the attention cells after it and reads only
-the rest. The next turn, /regen and /undo then re-read one exchange, not the conversation.
+(`LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`; the attention cells stay in place) where a later prompt is
+likely to part from this one — where the last message's text starts and where the history ends,
+before the generation prompt (pipeline.checkpoint_prefixes) — and a later prompt that starts with
+a saved prefix restores that state, drops the attention cells after it and reads only the rest.
+The next turn, /regen, /undo and a sibling question then re-read one exchange, not the whole
+conversation.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any
 
 from .local import common_prefix
 
-#: Checkpoints kept per sequence (newest first out): the last few turns' history ends, enough for
-#: /regen and an /undo or two. One holds the recurrent state only: for Qwen3.5-9B about 50 MB.
+#: Checkpoints kept per sequence (the oldest goes first): two a turn, so /regen, a sibling question
+#: and an /undo find theirs. One holds the recurrent state only: for Qwen3.5-9B about 50 MB.
 KEEP = 4
 
 
