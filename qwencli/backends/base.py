@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..chat import Chunk, GenerationOptions, Message, ToolDialect
+from ..thinking import ThinkingControl
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class ModelInfo:
     quantization: str | None = None
     size_bytes: int | None = None
     supports_thinking: bool = False
+    #: "switch", "always" or "never" (qwencli.thinking.ThinkingControl): what --think can change.
+    thinking: ThinkingControl = "switch"
     supports_tools: bool = False
     #: How the model writes tool calls (`ChatTemplate.tool_dialect`).
     tool_dialect: ToolDialect = "hermes"

@@ -146,6 +146,7 @@ def model_info(
         quantization=model.quantization,
         size_bytes=model.size,
         supports_thinking=template.supports_thinking,
+        thinking=template.thinking_control,
         supports_tools=template.supports_tools,
         tool_dialect=template.tool_dialect,
         load_seconds=time.perf_counter() - started,

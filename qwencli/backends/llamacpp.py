@@ -26,9 +26,10 @@ from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
 from .llama_grammar import gbnf
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load, raised_context
+from .llama_memory import RecurrentCheckpoints, checkpoint_positions, reuse
 from .llama_vocab import LlamaVocab
-from .local import common_prefix, grammar_rejected, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .local import grammar_rejected, reply_budget
+from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 
 
@@ -82,6 +83,7 @@ class LlamaCppBackend(Backend):
         self._n_ctx = n_ctx
         self._vocab = LlamaVocab(self._llama.model, self.model)
         ctx = self._llama.ctx
+        self._checkpoints = RecurrentCheckpoints(self._llama.model, ctx)
         # A thread count the user gave is kept as given.
         self._governor = ThreadGovernor(
             self._threads, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), fixed=load.threads is not None
@@ -126,14 +128,19 @@ class LlamaCppBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        # Hybrid models checkpoint their memory where a later prompt may part (llama_memory.py).
+        marks = (
+            checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._checkpoints.enabled else ()
+        )
+        return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
     def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode) -> ChunkStream:
+    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()) -> ChunkStream:
         options = sampling.resolve(options, self.family)
-        return self._engine.emitting(lambda cancel, emit: self._generate(prompt, options, mode, cancel, emit))
+        return self._engine.emitting(lambda cancel, emit: self._generate(prompt, options, mode, cancel, emit, marks))
 
     def _generate(
         self,
@@ -142,6 +149,7 @@ class LlamaCppBackend(Backend):
         mode: Mode,
         cancel: threading.Event,
         emit: Callable[[Chunk], None],
+        marks: Sequence[str] = (),
     ) -> None:
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
@@ -150,8 +158,6 @@ class LlamaCppBackend(Backend):
         started = time.perf_counter()
         tokens = vocab.tokenize(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
-        # At least the last prompt token is evaluated again: its logits give the first reply token.
-        cached = min(common_prefix(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
         grammar_text = gbnf(options)
         try:
             grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
@@ -168,7 +174,7 @@ class LlamaCppBackend(Backend):
             cancel=cancel,
             budget=budget,
             n_prompt=len(tokens),
-            cached=cached,
+            cached=0,  # known once the memory is brought up to date
             started=started,
             threads=lambda: governor.lowered,
         )
@@ -184,11 +190,18 @@ class LlamaCppBackend(Backend):
             grammar=grammar,
         )
         try:
-            reply.run(governor.watch(generator))
+            reply.run(governor.watch(self._reused_then(reply, tokens, marks, generator)))
         except RuntimeError as exc:  # llama_decode failed
             raise InvalidModelFile(f"llama.cpp failed while generating: {exc}") from None
         finally:
             generator.close()
+
+    def _reused_then(self, reply: Reply, tokens: list[int], marks: Sequence[str], generator: Any) -> Any:
+        """The memory is brought up to the prompt (llama_memory.reuse) inside the thread
+        governor's watch, as generate()'s own prompt reading is: it may read most of the prompt."""
+        positions = checkpoint_positions(self._vocab, tokens, marks)
+        reply.n_cached = reuse(self._llama, self._checkpoints, tokens, positions)
+        yield from generator
 
     def close(self) -> None:
         def free() -> None:

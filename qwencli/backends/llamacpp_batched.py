@@ -33,10 +33,11 @@ from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
 from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load
+from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
 
@@ -51,6 +52,7 @@ class _Request:
     prompt: str
     options: GenerationOptions
     mode: Mode
+    marks: Sequence[str] = ()  # prefixes of the prompt where hybrid models checkpoint (llama_memory.py)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -62,6 +64,8 @@ class _Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)  # tokens in this sequence's KV cache
     last_used: float = 0.0
+    checkpoints: RecurrentCheckpoints | None = None  # hybrid models: see llama_memory.py
+    checkpoint_at: list[int] = field(default_factory=list)  # prompt positions still to checkpoint at
     # The running request, if any:
     request: _Request | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
@@ -185,6 +189,8 @@ class BatchedLlamaCppBackend(Backend):
         self._n_ctx = n_ctx
         for slot in self._free:
             slot.cached = []
+            slot.checkpoints = RecurrentCheckpoints(model.model, ctx.ctx, slot.seq_id)
+        self._hybrid = any(slot.checkpoints is not None and slot.checkpoints.enabled for slot in self._free)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -203,13 +209,15 @@ class BatchedLlamaCppBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> BatchedStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        marks = checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._hybrid else ()
+        return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
     def complete(self, prompt: str, options: GenerationOptions) -> BatchedStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode) -> BatchedStream:
-        request = _Request(prompt, sampling.resolve(options, self.family), mode)
+    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()) -> BatchedStream:
+        request = _Request(prompt, sampling.resolve(options, self.family), mode, marks)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._engine.wake()
         return BatchedStream(request)
@@ -235,6 +243,8 @@ class BatchedLlamaCppBackend(Backend):
         for slot in self._free:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
             slot.cached = []
+            if slot.checkpoints is not None:
+                slot.checkpoints.clear()
 
     def close(self) -> None:
         def free() -> None:
@@ -279,10 +289,15 @@ class BatchedLlamaCppBackend(Backend):
         sampler = sampler_chain(request.options, self._vocab)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
         slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
-        keep = min(common_prefix(slot.cached, tokens), len(tokens) - 1)  # decode at least one token
+        common = common_prefix(slot.cached, tokens)
+        keep = min(common, len(tokens) - 1)  # decode at least one token
         if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
-            keep = 0
+            # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
+            keep = slot.checkpoints.restore(self._memory, tokens, common) if slot.checkpoints else 0
+            if not keep:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
+        marks = checkpoint_positions(self._vocab, tokens, request.marks) if self._hybrid else []
+        slot.checkpoint_at = [m for m in marks if keep < m]
         self._free.remove(slot)
         slot.request = request
         slot.cached = tokens[:keep]
@@ -333,7 +348,9 @@ class BatchedLlamaCppBackend(Backend):
         for slot in self._running:  # then prompts, oldest first, in slices
             if slot.next_token is not None or not slot.pending or room <= 0:
                 continue
-            piece, slot.pending = slot.pending[:room], slot.pending[room:]
+            # A slice ends at the next checkpoint, so the state can be saved right there.
+            take = min(room, slot.checkpoint_at[0] - len(slot.cached)) if slot.checkpoint_at else room
+            piece, slot.pending = slot.pending[:take], slot.pending[take:]
             room -= len(piece)
             start = len(slot.cached)
             for i, token in enumerate(piece):
@@ -354,6 +371,9 @@ class BatchedLlamaCppBackend(Backend):
             return
         for slot, tokens in placed:
             slot.cached.extend(tokens)
+            if slot.checkpoint_at and len(slot.cached) == slot.checkpoint_at[0] and slot.checkpoints:
+                slot.checkpoints.save(slot.cached)
+                slot.checkpoint_at.pop(0)
         for slot, index in sample_at:
             token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
             self._emit(slot, token)
@@ -375,6 +395,7 @@ class BatchedLlamaCppBackend(Backend):
             slot.sampler.close()
         slot.request = slot.sampler = slot.reply = slot.next_token = None
         slot.pending = []
+        slot.checkpoint_at = []
         slot.last_used = time.monotonic()
         self._running.remove(slot)
         self._free.append(slot)

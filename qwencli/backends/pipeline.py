@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
+from ..errors import TemplateError
 from ..stops import StopFilter
 from ..templates import ChatTemplate
-from ..thinking import Mode, ThinkingSplitter, initial_mode
+from ..thinking import Mode, ThinkingSplitter, effort_thinks, initial_mode
 
 
 def _constrained(options: GenerationOptions) -> bool:
@@ -22,13 +23,70 @@ def chat_prompt(
 ) -> str:
     """A chat turn's prompt. A constrained reply is rendered with thinking off: the grammar
     leaves no room for <think>."""
+    think, extra = _switches(template, options)
+    return template.render(messages, tools=tools, think=think, extra=extra)
+
+
+def checkpoint_prefixes(
+    template: ChatTemplate,
+    messages: Sequence[Message],
+    options: GenerationOptions,
+    tools: Sequence[dict] | None,
+    prompt: str,
+) -> tuple[str, ...]:
+    """Where a later prompt is likely to part from this one, as prefixes of `prompt`: where the
+    last message's text starts (an edited question, an /undo) and where the history ends (the next
+    turn, a /regen). Hybrid models checkpoint their memory there (backends/llama_memory.py)."""
+    think, extra = _switches(template, options)
+    found: set[str] = set()
+    try:
+        history = template.render(messages, tools=tools, think=think, extra=extra, add_generation_prompt=False)
+        if prompt.startswith(history):
+            found.add(history)
+        if len(messages) >= 2:
+            probe = [*messages[:-1], Message(messages[-1].role, "\x00")]
+            other = template.render(probe, tools=tools, think=think, extra=extra, add_generation_prompt=False)
+            found.add(prompt[: _common_length(prompt, other)])
+    except TemplateError:
+        pass  # the prompt itself rendered; without checkpoints a turn is only slower
+    return tuple(sorted((p for p in found if 0 < len(p) < len(prompt)), key=len))
+
+
+def _common_length(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _switches(template: ChatTemplate, options: GenerationOptions) -> tuple[bool | None, dict]:
+    """`enable_thinking` and the other template switches the options ask for."""
     think = False if _constrained(options) and template.supports_thinking else options.think
-    return template.render(messages, tools=tools, think=think)
+    extra: dict = {}
+    if options.preserve_thinking is not None:
+        extra["preserve_thinking"] = options.preserve_thinking
+    if options.reasoning_effort is not None and think is None:
+        # Qwen3.8's template maps the level itself; older ones only know enable_thinking.
+        if template.supports_reasoning_effort:
+            extra["reasoning_effort"] = options.reasoning_effort
+        else:
+            think = effort_thinks(options.reasoning_effort)
+    return think, extra
 
 
 def reply_mode(template: ChatTemplate, prompt: str, options: GenerationOptions) -> Mode:
     """Where the reply to `prompt` starts: thinking, text, or to be detected."""
     return "text" if _constrained(options) else initial_mode(template.supports_thinking, prompt[-40:])
+
+
+def as_rendered(options: GenerationOptions, mode: Mode) -> GenerationOptions:
+    """`options` with `think` as the prompt turned out, so the family's sampling defaults follow
+    the mode the template chose (Qwen3.5's small sizes, 2507 Instruct/Thinking, reasoning_effort)."""
+    if options.think is not None or mode == "detect":
+        return options
+    return options.replace(think=mode == "reasoning")
 
 
 class TextPipeline:

@@ -134,6 +134,10 @@ class RemoteBackend(Backend):
                 body["enable_thinking"] = options.think
             else:
                 body["chat_template_kwargs"] = {"enable_thinking": options.think}
+        if chat and options.reasoning_effort is not None:
+            body["reasoning_effort"] = options.reasoning_effort
+        if chat and options.preserve_thinking is not None and self.endpoint.provider != "dashscope":
+            body.setdefault("chat_template_kwargs", {})["preserve_thinking"] = options.preserve_thinking
         body["stream_options"] = {"include_usage": True}
         return body
 
@@ -184,7 +188,9 @@ class RemoteBackend(Backend):
 
 
 def _message(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    # Not every OpenAI-compatible server knows "developer"; for Qwen it means the system message.
+    role = "system" if message.role == "developer" else message.role
+    out: dict[str, Any] = {"role": role, "content": message.content}
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -32,8 +32,8 @@ from ..hardware import physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .local import DEFAULT_CONTEXT, PENALTY_WINDOW, common_prefix, reply_budget
-from .pipeline import chat_prompt, reply_mode
+from .local import DEFAULT_CONTEXT, common_prefix, reply_budget
+from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
@@ -93,6 +93,7 @@ class TorchBackend(Backend):
             quantization=str(quant).lower() if quant else str(self.dtype).removeprefix("torch."),
             size_bytes=size,
             supports_thinking=self.template.supports_thinking,
+            thinking=self.template.thinking_control,
             supports_tools=self.template.supports_tools,
             tool_dialect=self.template.tool_dialect,
             load_seconds=time.perf_counter() - started,
@@ -176,13 +177,15 @@ class TorchBackend(Backend):
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
         prompt = self.render(messages, options, tools)
-        return self._stream(prompt, options, reply_mode(self.template, prompt, options))
+        mode = reply_mode(self.template, prompt, options)
+        return self._stream(prompt, as_rendered(options, mode), mode)
 
     def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
     def _options(self, options: GenerationOptions) -> GenerationOptions:
-        if not (self.family == "qwen3" and options.think is False):  # the repo's values are for thinking
+        # The repo's generation_config holds one set: a two-mode family's thinking one.
+        if not (options.think is False and self.family in sampling.THINK_OFF):
             options = options.merged_over(self._generation_defaults)
         return sampling.resolve(options, self.family)
 
@@ -207,7 +210,9 @@ class TorchBackend(Backend):
         constraint = self._grammars.constraint(options)
         model, device = self.model, self.device
         assert model is not None, "generating on a closed backend"
-        recent = list(ids[-PENALTY_WINDOW:]) if sampler.penalised else []
+        # Penalties look at the reply's own tokens, as llama.cpp's samplers do (they see only what
+        # they sampled) and as Qwen's presence_penalty 1.5 is meant: not at the question's words.
+        recent: list[int] = []
         cached = self._reuse_cache(ids)
         cache, cache_arg = self._cache, self._cache_arg
         fed = self._cached_ids  # what the cache holds, kept exact as tokens go in

@@ -45,6 +45,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning-effort",
+            help="Qwen3.8's thinking level: none, minimal or low (off), medium or high (on).",
+            show_default=False,
+        ),
+    ] = None,
     format: Annotated[str | None, typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, usage, timings.")] = False,
     quant: Quant = None,
@@ -67,6 +75,11 @@ def run(
 
     if format not in (None, "json"):
         raise UsageError(f"--format takes 'json', not {format!r}")
+    from ..thinking import EFFORTS
+
+    effort = reasoning_effort.lower() if reasoning_effort else None
+    if effort is not None and effort not in EFFORTS:
+        raise UsageError(f"--reasoning-effort takes one of {', '.join(EFFORTS)}, not {reasoning_effort!r}")
     interactive = not prompt and sys.stdin.isatty() and sys.stdout.isatty() and not json_output
     text = None if interactive else read_prompt(prompt)
     options = check_options(
@@ -79,6 +92,7 @@ def run(
             max_tokens=max_tokens,
             seed=seed,
             think=think,
+            reasoning_effort=effort,  # checked against EFFORTS above
             response_format=format,
         )
     )
@@ -95,6 +109,7 @@ def run(
     try:
         if load.verbose:
             _describe(backend.info, resolved.reason)
+        _note_thinking(backend.info, think, options.reasoning_effort)
         if interactive:
             from ..console import notice
             from ..repl import run_repl
@@ -116,6 +131,17 @@ def run(
             )
     finally:
         backend.close()
+
+
+def _note_thinking(info, think, effort) -> None:
+    """Say so when the model's template will not do what --think/--no-think/--reasoning-effort ask."""
+    from ..console import notice
+    from ..thinking import asked_to_think, unchangeable
+
+    why = unchangeable(info.thinking, asked_to_think(think, effort))
+    if why:
+        flag = "--reasoning-effort" if think is None else ("--think" if think else "--no-think")
+        notice(f"{flag} has no effect on {info.name}: {why}")
 
 
 def _load_with_status(resolved, load, load_backend):

@@ -131,6 +131,11 @@ class GGUFModel:
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token of context costs at f16, for sizing the context."""
         layers = int(self.arch_value("block_count", 0) or 0)
+        interval = self.arch_value("full_attention_interval")
+        if isinstance(interval, int) and interval > 1:
+            # Hybrid (Qwen3.5+, Qwen3-Next): one layer in `interval` has a KV cache; the Gated
+            # DeltaNet layers keep a fixed-size state whatever the context.
+            layers //= interval
         heads = int(self.arch_value("attention.head_count", 1) or 1)
         kv_heads = self.arch_value("attention.head_count_kv", heads)
         if isinstance(kv_heads, ArraySummary) or isinstance(kv_heads, list):

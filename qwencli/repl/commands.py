@@ -11,6 +11,7 @@ from .. import sampling
 from ..chat import Chunk
 from ..errors import UsageError
 from ..session import Conversation
+from ..thinking import EFFORTS, asked_to_think
 
 MAX_READ_BYTES = 1 << 20
 
@@ -71,6 +72,18 @@ def _system(state: ReplState, arg: str) -> None:
     state.say("System prompt set.")
 
 
+#: /set think: on/off/default, or a Qwen3.8 level (none, minimal, low: off; medium, high: on).
+THINK_VALUES: dict[str, bool | str | None] = {
+    "on": True,
+    "true": True,
+    "1": True,
+    "off": False,
+    "false": False,
+    "0": False,
+    "default": None,
+    **{level: level for level in EFFORTS},
+}
+
 SET_KEYS: dict[str, Callable[[str], object]] = {
     "temperature": float,
     "top_p": float,
@@ -79,9 +92,7 @@ SET_KEYS: dict[str, Callable[[str], object]] = {
     "repeat_penalty": float,
     "max_tokens": int,
     "seed": int,
-    "think": lambda v: {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False, "default": None}[
-        v.lower()
-    ],
+    "think": lambda v: THINK_VALUES[v.lower()],
 }
 
 
@@ -97,8 +108,28 @@ def _set(state: ReplState, arg: str) -> None:
         raise UsageError(f"{value!r} is not a valid value for {key}") from None
     sampling.check_value(key, parsed)  # type: ignore[arg-type]
     conversation = state.conversation
+    if key == "think":
+        _set_think(state, parsed, value)
+        return
     conversation.options = conversation.options.replace(**{key: parsed})
     state.say(f"Set {key} to {value}.")
+
+
+def _set_think(state: ReplState, parsed: object, value: str) -> None:
+    """on/off/default, or a Qwen3.8 level (none … high). The sampling defaults follow the mode on
+    the next turn (values set with /set stay as set)."""
+    from ..thinking import unchangeable
+
+    conversation = state.conversation
+    if isinstance(parsed, str):  # a level
+        conversation.options = conversation.options.replace(think=None, reasoning_effort=parsed)
+    else:
+        conversation.options = conversation.options.replace(think=parsed, reasoning_effort=None)
+    state.say(f"Set think to {value}.")
+    options = conversation.options
+    why = unchangeable(conversation.backend.info.thinking, asked_to_think(options.think, options.reasoning_effort))
+    if why:
+        state.say(f"{conversation.backend.info.name} will not change: {why}.")
 
 
 def _show(state: ReplState, arg: str) -> None:
@@ -107,10 +138,24 @@ def _show(state: ReplState, arg: str) -> None:
     used = conversation.context_used()
     # A remote server applies its own defaults: show only what this session sends.
     remote = info.backend == "remote"
-    effective = conversation.options if remote else sampling.resolve(conversation.options, info.family)
+    options = conversation.options
+    # The set the next turn samples with follows the thinking asked for (a level included).
+    asked = options.replace(think=asked_to_think(options.think, options.reasoning_effort))
+    effective = options if remote else sampling.resolve(asked, info.family)
     settings = ", ".join(
         f"{k} {getattr(effective, k)}"
-        for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "think")
+        for k in (
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "presence_penalty",
+            "repeat_penalty",
+            "max_tokens",
+            "seed",
+            "think",
+            "reasoning_effort",
+        )
         if getattr(effective, k) is not None
     )
     rows = [

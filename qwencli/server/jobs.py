@@ -141,7 +141,7 @@ def _arguments(text: str, where: str) -> str:
 def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
     out = []
     for i, m in enumerate(messages):
-        role = "system" if m.role == "developer" else m.role
+        role = m.role  # "developer" stays: the template renders it, or as system (templates.py)
         if m.tool_calls and role != "assistant":
             raise bad_request(
                 f"messages[{i}].tool_calls: only assistant messages carry tool calls", param=f"messages[{i}].tool_calls"
@@ -175,6 +175,16 @@ def _think(req: ChatCompletionRequest) -> bool | None:
     if from_kwargs is not None and req.enable_thinking is not None and from_kwargs != req.enable_thinking:
         raise bad_request("enable_thinking and chat_template_kwargs.enable_thinking disagree", param="enable_thinking")
     return from_kwargs if from_kwargs is not None else req.enable_thinking
+
+
+def _effort(req: ChatCompletionRequest) -> str | None:
+    kwargs = req.chat_template_kwargs
+    from_kwargs = kwargs.reasoning_effort if kwargs is not None else None
+    if from_kwargs is not None and req.reasoning_effort is not None and from_kwargs != req.reasoning_effort:
+        raise bad_request(
+            "reasoning_effort and chat_template_kwargs.reasoning_effort disagree", param="reasoning_effort"
+        )
+    return from_kwargs if from_kwargs is not None else req.reasoning_effort
 
 
 def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMode, tuple[dict, ...]]:
@@ -234,6 +244,8 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         req,
         req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens,
         think=_think(req),
+        reasoning_effort=_effort(req),
+        preserve_thinking=req.chat_template_kwargs.preserve_thinking if req.chat_template_kwargs else None,
         response_format=fmt,
     )
     return Job(

@@ -133,10 +133,15 @@ class ResponseFormat(Strict):
     json_schema: JsonSchemaSpec | None = None
 
 
+Effort = Literal["none", "minimal", "low", "medium", "high"]
+
+
 class ChatTemplateKwargs(Strict):
-    """The only template switch a request may set; the template itself never comes from a request."""
+    """The template switches a request may set; the template itself never comes from a request."""
 
     enable_thinking: bool | None = None
+    preserve_thinking: bool | None = None  # Qwen3.6: earlier turns keep their reasoning
+    reasoning_effort: Effort | None = None  # Qwen3.8
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -174,6 +179,8 @@ class ChatCompletionRequest(Sampling):
     chat_template_kwargs: ChatTemplateKwargs | None = None
     #: Hosted Qwen's (DashScope's) switch for Qwen3 thinking, accepted for compatibility.
     enable_thinking: bool | None = None
+    #: OpenAI's field; Qwen3.8's template maps it (none/minimal/low: no thinking), older ones get enable_thinking.
+    reasoning_effort: Effort | None = None
 
 
 class CompletionRequest(Sampling):

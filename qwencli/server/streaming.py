@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from starlette.responses import Response
 
-from ..backends.base import ChunkStream
+from ..backends.base import ChunkStream, ModelInfo
+from ..thinking import asked_to_think, unchangeable
 from .generation import END, GONE, Generation
 from .jobs import Job
 from .openai_errors import as_api_error
@@ -50,8 +51,17 @@ SSE_DONE = b"data: [DONE]\n\n"
 def produce(checkout: Checkout, job: Job) -> ChunkStream:
     backend = checkout.model.backend
     if job.kind == "chat":
+        _note_thinking(backend.info, job)
         return backend.chat(job.messages, job.options, tools=job.tools)
     return backend.complete(job.prompt, job.options)
+
+
+def _note_thinking(info: ModelInfo, job: Job) -> None:
+    """A request asked for thinking on or off that this model's template cannot change: the reply
+    comes as the template makes it, and the server's log says why."""
+    why = unchangeable(info.thinking, asked_to_think(job.options.think, job.options.reasoning_effort))
+    if why:
+        log.info("%s: the request's thinking switch has no effect: %s", info.name, why)
 
 
 class GenerationResponse(Response):
