@@ -17,6 +17,9 @@ Role = Literal["system", "user", "assistant", "tool"]
 ChunkKind = Literal["text", "reasoning"]
 #: "cancelled": stopped by the caller (Ctrl-C, a closed pipe, a client that went away).
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+#: How a model writes tool calls, as its chat template teaches: Hermes `<tool_call>{json}` (Qwen2.5,
+#: Qwen3, QwQ) or Qwen3-Coder XML `<tool_call><function=…><parameter=…>` (Qwen3-Coder, Qwen3.5 on).
+ToolDialect = Literal["hermes", "xml"]
 
 
 @dataclass(frozen=True, slots=True)

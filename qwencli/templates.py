@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from .chat import Message
+from .chat import Message, ToolDialect
 from .errors import TemplateError
 
 #: Used when a GGUF carries no template at all; ChatML is what every Qwen model speaks.
@@ -88,6 +88,12 @@ class ChatTemplate:
     @property
     def supports_thinking(self) -> bool:
         return "enable_thinking" in self.source or "<think>" in self.source
+
+    @property
+    def tool_dialect(self) -> ToolDialect:
+        """Read from the template, not the model's name, so a fine-tune of either kind works:
+        a template that writes `<function=` and `<parameter=` teaches XML (llama.cpp's test)."""
+        return "xml" if "<function=" in self.source and "<parameter=" in self.source else "hermes"
 
     @property
     def supports_tools(self) -> bool:

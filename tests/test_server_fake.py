@@ -247,6 +247,77 @@ def test_parallel_tool_calls_false_keeps_the_first_call():
         assert len(one.choices[0].message.tool_calls) == 1
 
 
+XML_TOOL = {"type": "function", "function": {"name": "write_file", "parameters": {"type": "object", "properties": {
+    "path": {"type": "string"}, "content": {"type": "string"}, "mode": {"type": "integer"},
+    "overwrite": {"type": "boolean"}}, "required": ["path", "content"]}}}
+XML_CALL = ("<tool_call>\n<function=write_file>\n<parameter=path>\n007.txt\n</parameter>\n"
+            "<parameter=content>\nline one\n  line two\n</parameter>\n<parameter=mode>\n644\n</parameter>\n"
+            "<parameter=overwrite>\nfalse\n</parameter>\n</function>\n</tool_call>")
+
+
+class XmlToolFake(ToolFake):
+    """A fake whose template teaches the Qwen3-Coder XML dialect (Qwen3.5 and later)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.info = ModelInfo(name="fake", backend="fake", context_length=self.context_length, supports_tools=True,
+                              tool_dialect="xml")
+
+
+def test_xml_tool_calls_reach_the_sdk_with_typed_arguments():
+    backend = XmlToolFake(replies=["Writing it. " + XML_CALL + "\n" + XML_CALL.replace("007.txt", "b.txt")])
+    expected = {"path": "007.txt", "content": "line one\n  line two", "mode": 644, "overwrite": False}
+    with fake_server(backend) as server:
+        reply = chat(sdk(server), tools=[XML_TOOL])
+        message = reply.choices[0].message
+        assert reply.choices[0].finish_reason == "tool_calls" and message.content == "Writing it."
+        assert [json.loads(c.function.arguments) for c in message.tool_calls] == [
+            expected, {**expected, "path": "b.txt"}]
+        assert all(c.function.name == "write_file" and c.id.startswith("call_") for c in message.tool_calls)
+        chunks = list(chat(sdk(server), tools=[XML_TOOL], stream=True))
+        deltas = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or ())]
+        assert [d.index for d in deltas] == [0, 1]
+        assert json.loads(deltas[0].function.arguments) == expected
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Writing it."
+        assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["tool_calls"]
+        # A malformed call is text, not an error.
+        backend.replies = ["<tool_call>\n<function=write_file>\noops</tool_call>"]
+        broken = chat(sdk(server), tools=[XML_TOOL])
+        assert broken.choices[0].finish_reason == "stop" and not broken.choices[0].message.tool_calls
+        assert broken.choices[0].message.content == backend.replies[0]
+
+
+def test_a_forced_choice_gets_the_grammar_of_the_model_s_dialect():
+    for backend, head in ((XmlToolFake(replies=[XML_CALL]), "xml-call"), (ToolFake(replies=[CALL]), "tool-call-block")):
+        with fake_server(backend) as server:
+            chat(sdk(server), tools=[XML_TOOL], tool_choice={"type": "function", "function": {"name": "write_file"}})
+            grammar = backend.calls[-1][1].grammar
+            assert grammar.startswith(f"root ::= {head}") and "write_file" in grammar
+
+
+def test_a_forced_call_the_dialect_cannot_write_is_a_400_and_the_server_carries_on():
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a>b": {"type": "string"}}}}}
+    with fake_server(XmlToolFake(replies=["fine"])) as server:
+        with pytest.raises(openai.BadRequestError) as err:
+            chat(sdk(server), tools=[bad], tool_choice="required")
+        assert err.value.body["param"] == "tools" and "a>b" in err.value.body["message"]
+        assert chat(sdk(server)).choices[0].message.content == "fine"
+
+
+def test_arguments_that_are_not_a_json_object_are_a_400_naming_the_field():
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "write_file", "arguments": "path=a"}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    with fake_server(XmlToolFake()) as server:
+        with pytest.raises(openai.BadRequestError) as err:
+            sdk(server).chat.completions.create(model="fake", messages=history, tools=[XML_TOOL])
+        assert err.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
+        history[1]["tool_calls"][0]["function"]["arguments"] = '{"path": "a"}'
+        assert sdk(server).chat.completions.create(model="fake", messages=history, tools=[XML_TOOL]).choices
+
+
 # -- loading and unloading --------------------------------------------------------------------
 
 

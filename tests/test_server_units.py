@@ -11,13 +11,15 @@ import pytest
 from qwencli.chat import ToolCall
 from qwencli.server.scheduler import QueueFull, Scheduler
 from qwencli.server.security import host_name
-from qwencli.server.tools import Text, ToolCallStream, forced_call_grammar, parse_call
+from qwencli.server.tools import Text, call_stream
+from qwencli.server.tools.hermes import forced_grammar as forced_call_grammar
+from qwencli.server.tools.hermes import parse_call
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
 def run_stream(pieces, **kwargs):
-    stream = ToolCallStream(**kwargs)
+    stream = call_stream("hermes", (), **kwargs)
     events = [e for piece in pieces for e in stream.feed(piece)] + list(stream.finish())
     text = "".join(e.text for e in events if isinstance(e, Text))
     calls = [e for e in events if isinstance(e, ToolCall)]
@@ -32,6 +34,14 @@ def test_tool_calls_split_anywhere_are_found(size):
     assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}]
     assert all(c.name == "get_weather" and c.id.startswith("call_") for c in calls)
     assert len({c.id for c in calls}) == 2
+
+
+def test_tool_calls_cut_anywhere_are_found():
+    reply = "Checking. " + CALL + "\n" + CALL.replace("Paris", "Rome") + " Done."
+    for cut in range(len(reply) + 1):
+        text, calls = run_stream([reply[:cut], reply[cut:]])
+        assert text == "Checking. Done.", cut
+        assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}], cut
 
 
 def test_text_that_only_looks_like_a_tag_is_kept():
@@ -55,6 +65,7 @@ def test_first_only_keeps_one_call():
     ('{"name": "f", "arguments": "{\\"a\\": 1}"}', {"a": 1}),  # already encoded
     ('{"name": "f", "parameters": {"a": 1}}', {"a": 1}),
     ('{"name": "f"}', {}),
+    ('{"name": "f", "arguments": {"code": "a\n  b"}}', {"code": "a\n  b"}),  # a raw newline in a string
 ])
 def test_parse_call_accepts_the_shapes_models_write(body, arguments):
     call = parse_call(body)

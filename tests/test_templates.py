@@ -110,3 +110,75 @@ def test_llama_cpp_tokens_match_hf(hf_tokenizer, tiny_qwen3_gguf):
         assert ours == hf_tokenizer(prompt, add_special_tokens=False)["input_ids"]
     finally:
         backend.close()
+
+
+# -- the Qwen3-Coder XML templates (Qwen3-Coder, Qwen3.5, Qwen3.6) -----------------------------
+
+SDIST_TEMPLATES = Path("/work/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates")
+SDIST_CONFIGS = Path("/work/sdist/llama_cpp_python-0.3.36/examples/server/configs")
+
+
+def _xml_template(name: str) -> str:
+    if name.endswith(".json"):
+        return "".join(json.loads((SDIST_CONFIGS / name).read_text())["model"]["chat_template"])
+    return (SDIST_TEMPLATES / name).read_text()
+
+
+XML_TOOLS = TOOLS + [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
+                      "parameters": {"type": "object", "properties": {
+                          "path": {"type": "string"}, "content": {"type": "string", "description": "the text"},
+                          "mode": {"type": "integer"}, "overwrite": {"type": "boolean"},
+                          "meta": {"type": "object"}}, "required": ["path", "content"]}}}]
+WRITE_ARGS = {"path": "a.py", "content": "def f():\n    return 1\n", "mode": 644, "overwrite": True,
+              "meta": {"tags": ["x", "y"], "n": 1.5}, "missing": None}
+XML_CONVERSATIONS = {
+    "parallel calls, typed arguments, two results": [
+        Message("system", "You write files."),
+        Message("user", "Write a.py and tell me the weather in Paris."),
+        Message("assistant", "On it.", tool_calls=(
+            ToolCall("call_1", "write_file", json.dumps(WRITE_ARGS)),
+            ToolCall("call_2", "get_weather", '{"city": "Paris"}'))),
+        Message("tool", "written", tool_call_id="call_1"),
+        Message("tool", '{"temp": 21,\n "sky": "clear"}', tool_call_id="call_2"),
+        Message("assistant", "Done: 21 degrees."),
+        Message("user", "Thanks!"),
+    ],
+    "a call without text, then its result": [
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),)),
+        Message("tool", '{"temp": 21}', tool_call_id="call_1"),
+    ],
+    "a call with reasoning": [
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", reasoning="The user wants weather.",
+                tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),)),
+        Message("tool", "sunny", tool_call_id="call_1"),
+    ],
+}
+
+
+def _hf_xml_messages(messages):
+    out = _hf_messages(messages)
+    for d, m in zip(out, messages):
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+    return out
+
+
+@pytest.mark.parametrize("name", XML_CONVERSATIONS)
+@pytest.mark.parametrize("think", [None, False])
+@pytest.mark.parametrize("template_name", ["Qwen3-Coder.jinja", "Qwen3.5-4B.jinja", "qwen3.6-27b.json"])
+def test_xml_templates_render_tool_calls_and_results_as_transformers(hf_tokenizer, name, think, template_name):
+    """Arguments reach the template as an object (it iterates `arguments|items`), typed values
+    as the objects they are, so the history reads exactly as transformers writes it."""
+    source = _xml_template(template_name)
+    messages = XML_CONVERSATIONS[name]
+    kwargs = {} if think is None else {"enable_thinking": think}
+    expected = hf_tokenizer.apply_chat_template(
+        _hf_xml_messages(messages), tools=XML_TOOLS, add_generation_prompt=True, tokenize=False,
+        chat_template=source, **kwargs)
+    ours = ChatTemplate(source, eos_token="<|im_end|>").render(messages, tools=XML_TOOLS, think=think)
+    assert ours == expected
+    if name.startswith("parallel"):
+        assert "<parameter=mode>\n644\n</parameter>" in ours
+        assert "<parameter=content>\ndef f():\n    return 1\n\n</parameter>" in ours

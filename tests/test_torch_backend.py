@@ -148,7 +148,8 @@ def test_json_format_gives_an_object_from_the_first_character(qwen2):
 
 
 def test_a_forced_tool_call_grammar_gives_a_call_that_parses(qwen2):
-    from qwencli.server.tools import forced_call_grammar, parse_call
+    from qwencli.server.tools.hermes import forced_grammar as forced_call_grammar
+    from qwencli.server.tools.hermes import parse_call
 
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"unit": {"enum": ["c", "f"]}}, "required": ["unit"]}}}]

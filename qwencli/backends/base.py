@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..chat import Chunk, GenerationOptions, Message
+from ..chat import Chunk, GenerationOptions, Message, ToolDialect
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class ModelInfo:
     size_bytes: int | None = None
     supports_thinking: bool = False
     supports_tools: bool = False
+    #: How the model writes tool calls (`ChatTemplate.tool_dialect`).
+    tool_dialect: ToolDialect = "hermes"
     load_seconds: float = 0.0
     threads: int | None = None
     gpu_layers: int | None = None

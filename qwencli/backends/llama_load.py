@@ -147,6 +147,7 @@ def model_info(
         size_bytes=model.size,
         supports_thinking=template.supports_thinking,
         supports_tools=template.supports_tools,
+        tool_dialect=template.tool_dialect,
         load_seconds=time.perf_counter() - started,
         threads=threads,
         gpu_layers=gpu_layers,

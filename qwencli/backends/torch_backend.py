@@ -94,6 +94,7 @@ class TorchBackend(Backend):
             size_bytes=size,
             supports_thinking=self.template.supports_thinking,
             supports_tools=self.template.supports_tools,
+            tool_dialect=self.template.tool_dialect,
             load_seconds=time.perf_counter() - started,
             threads=self._threads if self.device == "cpu" else None,
             context_reason=f"{reason} · {self.device} {str(self.dtype).removeprefix('torch.')}",

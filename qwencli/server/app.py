@@ -25,10 +25,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import QwenError
 from .config import ServerConfig
-from .jobs import Job, chat_job, completion_job
+from .jobs import Job, chat_job, completion_job, for_model
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
 from .probe import Prober
-from .registry import Checkout, Loader, ModelSource, Registry, default_loader
+from .registry import Loader, ModelSource, Registry, default_loader
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .security import Guard, HostCheck
@@ -84,7 +84,7 @@ def create_app(
         except QueueFull as exc:
             raise queue_full(exc.retry_after) from None
         try:
-            _check_capabilities(checkout, job)
+            job = for_model(job, checkout.model.info)
         except ApiError:
             checkout.model.scheduler.release(checkout.ticket)
             raise
@@ -163,12 +163,6 @@ def create_app(
         )
     app.add_middleware(HostCheck, enabled=config.loopback_only)
     return app
-
-
-def _check_capabilities(checkout: Checkout, job: Job) -> None:
-    info = checkout.model.info
-    if job.tools and not info.supports_tools:
-        raise bad_request(f"the chat template of {job.model} does not support tools", param="tools")
 
 
 def _model_json(name: str) -> dict[str, Any]:

@@ -6,11 +6,13 @@ model, so it runs on the event loop before a request is queued.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..chat import GenerationOptions, Message, ToolCall
+from ..backends.base import ModelInfo
+from ..chat import GenerationOptions, Message, ToolCall, ToolDialect
 from .openai_errors import bad_request
 from .schemas import (
     ChatCompletionRequest,
@@ -20,7 +22,7 @@ from .schemas import (
     ResponseFormat,
     Sampling,
 )
-from .tools import forced_call_grammar
+from .tools import forced_grammar
 
 #: OpenAI's legacy completions endpoint generates 16 tokens unless told otherwise.
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -44,6 +46,11 @@ class Job:
     tool_mode: ToolMode = "off"
     #: With `parallel_tool_calls: false`, only the first call is returned.
     first_call_only: bool = False
+    #: The tools a forced `tool_choice` allows, and whether one reply may call several.
+    forced_tools: tuple[dict[str, Any], ...] = ()
+    several_calls: bool = False
+    #: How the model writes calls; known once the model is (`for_model`).
+    tool_dialect: ToolDialect = "hermes"
 
 
 def _common_checks(req: Sampling) -> None:
@@ -113,6 +120,22 @@ def _content(message: ChatMessage, index: int) -> str:
     return "".join(texts)
 
 
+def _arguments(text: str, where: str) -> str:
+    """A call's arguments as JSON object text: the XML templates iterate them as a mapping
+    (`arguments|items`) and the Hermes ones re-encode them, so anything else is refused here
+    rather than failing inside the template."""
+    if not text.strip():
+        return "{}"  # some clients send "" for a call without arguments
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        param = f"{where}.function.arguments"
+        raise bad_request(f"{param}: must be a JSON object, as text", param=param)
+    return text
+
+
 def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
     out = []
     for i, m in enumerate(messages):
@@ -127,7 +150,10 @@ def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
             )
         if m.content is None and role != "assistant":
             raise bad_request(f"messages[{i}].content: required for a {m.role} message", param=f"messages[{i}].content")
-        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
+        calls = tuple(
+            ToolCall(c.id, c.function.name, _arguments(c.function.arguments, f"messages[{i}].tool_calls[{j}]"))
+            for j, c in enumerate(m.tool_calls or ())
+        )
         out.append(
             Message(
                 role=role,
@@ -149,34 +175,46 @@ def _think(req: ChatCompletionRequest) -> bool | None:
     return from_kwargs if from_kwargs is not None else req.enable_thinking
 
 
-def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMode, str | None]:
-    """(tools for the template, how calls are handled, forced-call grammar)."""
+def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMode, tuple[dict, ...]]:
+    """(tools for the template, how calls are handled, the tools a forced call may use)."""
     tools = tuple(t.model_dump(exclude_none=True) for t in req.tools or ())
     choice = req.tool_choice
     if not tools:
         if choice not in (None, "none", "auto"):
             raise bad_request("tool_choice: needs tools", param="tool_choice")
-        return None, "off", None
+        return None, "off", ()
     names = [t["function"]["name"] for t in tools]
     if len(set(names)) != len(names):
         raise bad_request("tools: function names must be unique", param="tools")
     if choice == "none":
-        return None, "off", None
+        return None, "off", ()
     if choice in (None, "auto"):
-        return tools, "auto", None
+        return tools, "auto", ()
     if isinstance(choice, NamedToolChoice):
         forced = tuple(t for t in tools if t["function"]["name"] == choice.function.name)
         if not forced:
             raise bad_request(f"tool_choice: no tool named {choice.function.name!r}", param="tool_choice")
-    else:  # "required"
-        forced = tools
+        return tools, "forced", forced
+    return tools, "forced", tools  # "required"
+
+
+def for_model(job: Job, info: ModelInfo) -> Job:
+    """`job` fitted to the model that runs it: its tool-call dialect, and the grammar of a
+    forced call in that dialect. A 400 when the model cannot take the tools."""
+    if not job.tools:
+        return job
+    if not info.supports_tools:
+        raise bad_request(f"the chat template of {job.model} does not support tools", param="tools")
+    job = dataclasses.replace(job, tool_dialect=info.tool_dialect)
+    if job.tool_mode != "forced":
+        return job
     try:
-        grammar = forced_call_grammar(forced, several=choice == "required" and req.parallel_tool_calls is not False)
+        grammar = forced_grammar(info.tool_dialect, job.forced_tools, several=job.several_calls)
     except Exception as exc:  # the converter raises several kinds for schemas it cannot express
         raise bad_request(
             f"tools: a function's parameters cannot be turned into a grammar: {exc}", param="tools"
         ) from None
-    return tools, "forced", grammar
+    return dataclasses.replace(job, options=job.options.replace(grammar=grammar))
 
 
 def chat_job(req: ChatCompletionRequest) -> Job:
@@ -186,7 +224,7 @@ def chat_job(req: ChatCompletionRequest) -> Job:
     both = req.max_tokens is not None and req.max_completion_tokens is not None
     if both and req.max_tokens != req.max_completion_tokens:
         raise bad_request("max_tokens and max_completion_tokens disagree; send one", param="max_completion_tokens")
-    tools, mode, grammar = _tools(req)
+    tools, mode, forced = _tools(req)
     fmt = _response_format(req.response_format)
     if fmt is not None and mode == "forced":
         raise bad_request("response_format cannot be combined with a forced tool_choice", param="response_format")
@@ -195,7 +233,6 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens,
         think=_think(req),
         response_format=fmt,
-        grammar=grammar,
     )
     return Job(
         model=req.model,
@@ -208,6 +245,8 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         tools=tools,
         tool_mode=mode,
         first_call_only=req.parallel_tool_calls is False,
+        forced_tools=forced,
+        several_calls=req.tool_choice == "required" and req.parallel_tool_calls is not False,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..chat import Chunk, Usage
 from .jobs import Job
-from .tools import Event, Text, ToolCallStream
+from .tools import CallInReasoning, Event, Text, call_stream
 
 
 def usage_json(usage: Usage | None) -> dict[str, Any]:
@@ -42,7 +42,14 @@ class Assembler:
         self.created = int(time.time())
         prefix = "chatcmpl-" if job.kind == "chat" else "cmpl-"
         self.id = prefix + uuid.uuid4().hex[:24]
-        self._tools = ToolCallStream(first_only=job.first_call_only) if job.tool_mode != "off" else None
+        self._tools = (
+            call_stream(job.tool_dialect, job.tools or (), first_only=job.first_call_only)
+            if job.tool_mode != "off"
+            else None
+        )
+        # Only the XML dialect's models (Qwen3.5 and later) call from inside their thinking.
+        xml = self._tools is not None and job.tool_dialect == "xml"
+        self._reasoning_cut = CallInReasoning() if xml else None
         self._n_calls = 0
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -51,13 +58,20 @@ class Assembler:
 
     def feed(self, chunk: Chunk) -> list[dict[str, Any]]:
         deltas: list[dict[str, Any]] = []
-        if chunk.text:
-            if chunk.kind == "reasoning":
-                deltas.append({"reasoning_content": chunk.text})
-            elif self._tools is None:
-                deltas.append({"content": chunk.text})
+        text = chunk.text
+        if text and chunk.kind == "reasoning":
+            reasoning, text = self._reasoning_cut.feed(text) if self._reasoning_cut else (text, "")
+            if reasoning:
+                deltas.append({"reasoning_content": reasoning})
+        if self._reasoning_cut and ((text and chunk.kind != "reasoning") or chunk.finish_reason is not None):
+            held = self._reasoning_cut.finish()  # the reasoning ended without a call in it
+            if held:
+                deltas.append({"reasoning_content": held})
+        if text:
+            if self._tools is None:
+                deltas.append({"content": text})
             else:
-                deltas.extend(self._tool_deltas(self._tools.feed(chunk.text)))
+                deltas.extend(self._tool_deltas(self._tools.feed(text)))
         if chunk.finish_reason is not None:
             if self._tools is not None:
                 deltas.extend(self._tool_deltas(self._tools.finish()))
