@@ -6,8 +6,9 @@
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models(/{id}), GET /health,
 GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api/tags, /api/show,
 /api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
-(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`). Every error a client sees has its
-API's shape (`shapes.py`); validation failures are 400s (not FastAPI's 422).
+(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`).
+Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
+FastAPI's 422).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .. import __version__
 from ..errors import QwenError
 from .anthropic_api import add_anthropic_routes
 from .config import ServerConfig
+from .embeddings_api import add_embeddings_routes
 from .jobs import Job, chat_job, completion_job, for_model
 from .ollama_api import add_ollama_routes
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
@@ -128,6 +130,7 @@ def create_app(
     add_ollama_routes(app, registry, start)
     add_anthropic_routes(app, registry, start)
     add_responses_routes(app, registry, start)
+    add_embeddings_routes(app, registry)
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)

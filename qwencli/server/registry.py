@@ -31,6 +31,8 @@ from .probe import Prober
 from .scheduler import Scheduler, Ticket
 
 log = logging.getLogger("qwencli.server")
+#: The hint that makes a load one for embeddings (`loader.default_loader`).
+EMBEDDING = "embedding"
 
 
 class ModelSource(Protocol):
@@ -189,6 +191,16 @@ class Registry:
         while len(self._models) >= self.config.max_loaded_models and idle:
             await self._unload(idle.pop(0))
 
+    async def checkout_embedder(self, name: str) -> Checkout:
+        """`name` loaded for embeddings (apart from a chat load of the same file), and a place
+        in that load's line."""
+        resolved = await self.resolve(name)
+        if resolved.format != "gguf" or resolved.path is None:
+            raise bad_request(f"{name}: embeddings need a GGUF model on this server", param="model")
+        embedding = dataclasses.replace(resolved, hints={**resolved.hints, EMBEDDING: True})
+        model = await self._get(embedding, name)
+        return Checkout(model, model.scheduler.enqueue())
+
     # -- context -------------------------------------------------------------------------
 
     def _check_context_fits(self, model: LoadedModel, num_ctx: int) -> None:
@@ -299,7 +311,7 @@ class Registry:
 
 def _key(resolved: ResolvedModel) -> str:
     if resolved.path is not None:
-        return str(resolved.path.resolve())
+        return str(resolved.path.resolve()) + (" (embeddings)" if resolved.hints.get(EMBEDDING) else "")
     return f"{resolved.format}:{resolved.repo or resolved.name}"
 
 
