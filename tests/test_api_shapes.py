@@ -94,6 +94,15 @@ def test_an_error_mid_stream_goes_in_band_in_each_shape():
         text = httpx.post(server.base + "/v1/messages",
                           json={"model": "fake", "messages": HI, "max_tokens": 9, "stream": True}).text
         assert "event: error" in text and '"type":"error"' in text
+        text = httpx.post(server.base + "/v1/responses", json={"model": "fake", "input": "hi", "stream": True}).text
+        assert text.startswith("event: response.created") and "event: error" in text and "/secret" not in text
+
+
+def test_alias_takes_name_equals_model():
+    from tests.processes import run_qwen
+
+    result = run_qwen("serve", "--alias", "claude-sonnet-4-6", "--port", "0", timeout=60)
+    assert result.returncode == 2 and b"NAME=MODEL" in result.stderr
 
 
 def test_an_ollama_client_that_goes_away_stops_its_generation():

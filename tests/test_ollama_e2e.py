@@ -38,7 +38,7 @@ def server():
 
 
 @pytest.fixture
-def client(server) -> "ollama.Client":
+def client(server) -> ollama.Client:
     return ollama.Client(host=server.base, timeout=60)
 
 
@@ -149,6 +149,9 @@ def test_errors_in_ollamas_shape_then_a_good_request(client, server):
     with pytest.raises(ollama.ResponseError) as err:
         list(client.chat(model="no-such-model", messages=[{"role": "user", "content": "hi"}], stream=True))
     assert err.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="smollm2", messages=PARIS.messages(), think=True)
+    assert err.value.status_code == 400 and "thinking" in err.value.error
     bad = httpx.post(server.base + "/api/chat", content=b"{not json")
     assert bad.status_code == 400 and set(bad.json()) == {"error"}
     with pytest.raises(ollama.ResponseError) as err:

@@ -399,6 +399,9 @@ def add_ollama_routes(app: FastAPI, registry: Registry, start: Start) -> None:
             return await load_or_unload(job.model, seconds, generate=generate)
         response = await start(job, renderer)
         renderer.load_seconds = time.perf_counter() - started
+        if job.options.think and not response.checkout.model.info.supports_thinking:
+            response.checkout.model.scheduler.release(response.checkout.ticket)
+            raise bad_request(f"{job.model!r} does not support thinking")  # as Ollama answers
         if seconds != "default":
             registry.set_keep_alive(response.checkout.model, seconds)
         return response
