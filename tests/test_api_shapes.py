@@ -118,5 +118,6 @@ def test_openapi_lists_every_shape():
     with fake_server() as server:
         paths = httpx.get(server.base + "/openapi.json").json()["paths"]
         for path in ("/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/ps", "/api/version",
-                     "/api/pull", "/api/delete", "/v1/messages", "/v1/messages/count_tokens", "/"):
+                     "/api/pull", "/api/delete", "/api/embed", "/api/embeddings", "/v1/messages",
+                     "/v1/messages/count_tokens", "/v1/responses", "/v1/embeddings", "/"):
             assert path in paths, path
