@@ -70,10 +70,26 @@ def serve(
             min=0, max=10_000, help="Requests that may wait per model; more get 429.", rich_help_panel=CAPACITY
         ),
     ] = 32,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=MODEL: requests for NAME (say claude-sonnet-4-5) run MODEL (repeatable).",
+            show_default=False,
+            rich_help_panel=CAPACITY,
+        ),
+    ] = None,
+    allow_pull: Annotated[
+        bool, typer.Option("--allow-pull", help="Let Ollama's /api/pull download models.", rich_help_panel=NETWORK)
+    ] = False,
+    allow_delete: Annotated[
+        bool,
+        typer.Option("--allow-delete", help="Let Ollama's /api/delete remove models.", rich_help_panel=NETWORK),
+    ] = False,
     *,
     load: LoadFlags,
 ) -> None:
-    """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    """Serve models over OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models), Ollama's (/api/…)
+    and Anthropic's Messages (/v1/messages)."""
     from .. import settings
     from ..console import warn
     from ..errors import UsageError
@@ -92,8 +108,17 @@ def serve(
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise UsageError(f"--cors-origin takes an origin like https://example.com, not {origin!r}")
+    aliases = []
+    for item in alias or ():
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise UsageError(f"--alias takes NAME=MODEL, not {item!r}")
+        aliases.append((name.strip(), target.strip()))
     config = ServerConfig(
         host=host,
+        aliases=tuple(aliases),
+        allow_pull=allow_pull,
+        allow_delete=allow_delete,
         api_key=key,
         cors_origins=tuple(cors_origin or ()),
         parallel=parallel,

@@ -4,14 +4,18 @@
     uvicorn.Server(uvicorn.Config(app, ...)).serve()
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models(/{id}), GET /health,
-GET /api/ps (what is loaded, for `qwen ps`), GET /openapi.json. Every error a client sees has
-the OpenAI shape; validation failures are 400s (not FastAPI's 422).
+GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api/tags, /api/show,
+/api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
+(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`).
+Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
+FastAPI's 422).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable
@@ -24,14 +28,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import QwenError
+from .anthropic_api import add_anthropic_routes
 from .config import ServerConfig
+from .embeddings_api import add_embeddings_routes
 from .jobs import Job, chat_job, completion_job, for_model
+from .ollama_api import add_ollama_routes
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
 from .probe import Prober
 from .registry import Loader, ModelSource, Registry, default_loader
+from .responses_api import add_responses_routes
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .security import Guard, HostCheck
+from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
 
 log = logging.getLogger("qwencli.server")
@@ -78,7 +87,9 @@ def create_app(
     app.state.config = config
     _install_error_handlers(app)
 
-    async def start(job: Job) -> GenerationResponse:
+    async def start(job: Job, renderer: Renderer | None = None) -> GenerationResponse:
+        """Every generation, whatever its API: a place in the model's line, then the response."""
+        job = dataclasses.replace(job, model=config.model_for(job.model))
         try:
             checkout = await registry.checkout(job.model, num_ctx=job.num_ctx)
         except QueueFull as exc:
@@ -88,7 +99,7 @@ def create_app(
         except ApiError:
             checkout.model.scheduler.release(checkout.ticket)
             raise
-        return GenerationResponse(registry, checkout, job)
+        return GenerationResponse(registry, checkout, job, renderer)
 
     @app.post("/v1/chat/completions", response_model=None, summary="Chat completion (OpenAI)")
     async def chat_completions(body: ChatCompletionRequest) -> GenerationResponse:
@@ -116,38 +127,10 @@ def create_app(
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/api/ps", summary="Loaded models: name, backend, context, memory, until")
-    async def ps() -> dict[str, Any]:
-        models = []
-        for m in registry.loaded():
-            until = registry.until(m)
-            models.append(
-                {
-                    "name": m.name,
-                    "backend": m.info.backend,
-                    "context": m.info.context_length,
-                    "memory": m.memory_bytes,
-                    "until": _iso(until) if until is not None else None,
-                    "running": m.scheduler.running,
-                    "waiting": m.scheduler.waiting,
-                    "quantization": m.info.quantization,
-                    "parallel": m.scheduler.slots,
-                }
-            )
-        for name in registry.loading():
-            models.append(
-                {
-                    "name": name,
-                    "backend": None,
-                    "context": None,
-                    "memory": None,
-                    "until": None,
-                    "running": 0,
-                    "waiting": 0,
-                    "loading": True,
-                }
-            )
-        return {"models": models}
+    add_ollama_routes(app, registry, start)
+    add_anthropic_routes(app, registry, start)
+    add_responses_routes(app, registry, start)
+    add_embeddings_routes(app, registry)
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
@@ -157,8 +140,8 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
+            allow_methods=["GET", "POST", "HEAD", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"],
             max_age=600,
         )
     app.add_middleware(HostCheck, enabled=config.loopback_only)
@@ -186,8 +169,10 @@ def _report_preload(task: asyncio.Task, on_fatal: Callable[[str], None] | None) 
         on_fatal(message)
 
 
-def _error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+def _error_response(error: ApiError, request: Request) -> JSONResponse:
+    """`error` in the shape of the API the request was for (OpenAI, Ollama, Anthropic)."""
+    body = error_json(shape_of(request.url.path), error)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 def _param(loc: tuple) -> str:
@@ -221,22 +206,22 @@ def validation_error(errors: list[dict[str, Any]]) -> ApiError:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error_response(exc)
+        return _error_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(validation_error(list(exc.errors())))
+        return _error_response(validation_error(list(exc.errors())), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         message = "No such endpoint." if exc.status_code == 404 else str(exc.detail)
-        return _error_response(ApiError(exc.status_code, message, code=code))
+        return _error_response(ApiError(exc.status_code, message, code=code), request)
 
     @app.exception_handler(QwenError)
     async def on_qwen_error(request: Request, exc: QwenError) -> JSONResponse:
-        return _error_response(as_api_error(exc))
+        return _error_response(as_api_error(exc), request)
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
-        return _error_response(as_api_error(exc))
+        return _error_response(as_api_error(exc), request)

@@ -50,6 +50,15 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     #: Idle models beyond this many are unloaded, least recently used first.
     max_loaded_models: int = 3
+    #: `--alias NAME=MODEL`: names a client sends (claude-…) for models this server runs.
+    aliases: tuple[tuple[str, str], ...] = ()
+    #: `--allow-pull` / `--allow-delete`: Ollama's /api/pull and /api/delete may change the store.
+    allow_pull: bool = False
+    allow_delete: bool = False
+
+    def model_for(self, name: str) -> str:
+        """The model a request's `name` means, after `--alias`."""
+        return next((target for alias, target in self.aliases if alias == name), name)
 
     @property
     def loopback_only(self) -> bool:

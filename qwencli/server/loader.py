@@ -17,6 +17,10 @@ Loader = Callable[[ResolvedModel, LoadOptions, int], Backend]
 def default_loader(model: ResolvedModel, load: LoadOptions, parallel: int) -> Backend:
     from ..backends import load_backend
 
+    if model.hints.get("embedding") and model.path is not None:  # registry.EMBEDDING
+        from ..backends.llama_embed import LlamaEmbedBackend
+
+        return LlamaEmbedBackend(model.path, load, name=model.name)
     if parallel > 1 and model.format == "gguf" and model.path is not None:
         from ..backends.llamacpp_batched import BatchedLlamaCppBackend
 

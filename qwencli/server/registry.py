@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..backends.base import Backend, LoadOptions, ModelInfo
 from ..backends.local import KV_SHARE_REQUESTED
@@ -31,6 +31,8 @@ from .probe import Prober
 from .scheduler import Scheduler, Ticket
 
 log = logging.getLogger("qwencli.server")
+#: The hint that makes a load one for embeddings (`loader.default_loader`).
+EMBEDDING = "embedding"
 
 
 class ModelSource(Protocol):
@@ -53,6 +55,8 @@ class LoadedModel:
     load: LoadOptions
     kv_bytes_per_token: int | None = None
     loaded_at: float = field(default_factory=time.time)
+    #: Seconds idle before unloading, when a request set it (Ollama's `keep_alive`); None: never.
+    keep_alive: float | None | Literal["server"] = "server"
 
     @property
     def info(self) -> ModelInfo:
@@ -187,6 +191,16 @@ class Registry:
         while len(self._models) >= self.config.max_loaded_models and idle:
             await self._unload(idle.pop(0))
 
+    async def checkout_embedder(self, name: str) -> Checkout:
+        """`name` loaded for embeddings (apart from a chat load of the same file), and a place
+        in that load's line."""
+        resolved = await self.resolve(name)
+        if resolved.format != "gguf" or resolved.path is None:
+            raise bad_request(f"{name}: embeddings need a GGUF model on this server", param="model")
+        embedding = dataclasses.replace(resolved, hints={**resolved.hints, EMBEDDING: True})
+        model = await self._get(embedding, name)
+        return Checkout(model, model.scheduler.enqueue())
+
     # -- context -------------------------------------------------------------------------
 
     def _check_context_fits(self, model: LoadedModel, num_ctx: int) -> None:
@@ -234,20 +248,35 @@ class Registry:
             raise
         self.ready = True
 
-    async def unload_idle(self) -> None:
-        keep_alive = self.config.keep_alive
-        if keep_alive is None:
+    def keep_alive_of(self, model: LoadedModel) -> float | None:
+        return self.config.keep_alive if model.keep_alive == "server" else model.keep_alive
+
+    def set_keep_alive(self, model: LoadedModel, seconds: float | None) -> None:
+        """A request's own keep-alive for `model` (Ollama's `keep_alive`; 0 unloads it once idle)."""
+        model.keep_alive = seconds
+
+    async def unload(self, name: str) -> None:
+        """Unload `name` now if it is loaded and idle (else once idle: keep-alive 0)."""
+        resolved = await self.resolve(name)
+        model = self._models.get(_key(resolved))
+        if model is None:
             return
+        model.keep_alive = 0.0
+        await self._unload(model)
+
+    async def unload_idle(self) -> None:
         now = time.monotonic()
         for model in list(self._models.values()):
+            keep_alive = self.keep_alive_of(model)
+            if keep_alive is None:
+                continue
             if model.scheduler.idle and now - model.scheduler.last_active >= keep_alive:
                 await self._unload(model)
 
     async def run_keep_alive(self) -> None:
+        # Runs even with --keep-alive -1: a request may still set a model's own keep-alive.
         keep_alive = self.config.keep_alive
-        if keep_alive is None:
-            return
-        tick = min(max(keep_alive / 4, 0.05), 1.0)
+        tick = min(max(keep_alive / 4, 0.05), 1.0) if keep_alive is not None else 1.0
         while True:
             await asyncio.sleep(tick)
             try:
@@ -273,15 +302,16 @@ class Registry:
 
     def until(self, model: LoadedModel) -> float | None:
         """Wall-clock time the model will be unloaded if nothing else arrives; None: never."""
-        if self.config.keep_alive is None:
+        keep_alive = self.keep_alive_of(model)
+        if keep_alive is None:
             return None
         idle_for = 0.0 if not model.scheduler.idle else time.monotonic() - model.scheduler.last_active
-        return time.time() + max(self.config.keep_alive - idle_for, 0.0)
+        return time.time() + max(keep_alive - idle_for, 0.0)
 
 
 def _key(resolved: ResolvedModel) -> str:
     if resolved.path is not None:
-        return str(resolved.path.resolve())
+        return str(resolved.path.resolve()) + (" (embeddings)" if resolved.hints.get(EMBEDDING) else "")
     return f"{resolved.format}:{resolved.repo or resolved.name}"
 
 

@@ -7,8 +7,9 @@ nothing is parsed before they pass.
   through DNS rebinding (Ollama CVE-2024-28224); its requests carry the attacker's host name, so
   only loopback names are accepted.
 - Body: read here up to a limit and replayed to the app; a larger one is a 413.
-- Key: `Authorization: Bearer <key>` on every route but `/health`, compared in constant time
-  (vLLM CVE-2025-59425 leaked keys through timing). The key is never logged or echoed.
+- Key: `Authorization: Bearer <key>` (or Anthropic's `x-api-key`) on every route but `/health`
+  and `/`, compared in constant time (vLLM CVE-2025-59425 leaked keys through timing). The key
+  is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import LOOPBACK_NAMES
 from .openai_errors import ApiError, unauthorized
+from .shapes import error_body
 
-OPEN_PATHS = frozenset({"/health"})
+#: `/` answers "Ollama is running" (clients probe it before anything else); it reveals nothing.
+OPEN_PATHS = frozenset({"/health", "/"})
 
 
-async def send_error(send: Send, error: ApiError) -> None:
-    body = error.json_bytes()
+async def send_error(send: Send, error: ApiError, body: bytes | None = None) -> None:
+    """`error` as a response; `body` when the API asked for has its own error shape."""
+    body = error.json_bytes() if body is None else body
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
@@ -58,14 +62,12 @@ class HostCheck:
         if self.enabled and scope["type"] == "http":
             host = _header(scope, b"host")
             if host is not None and host_name(host) not in self.allowed:
-                await send_error(
-                    send,
-                    ApiError(
-                        403,
-                        "This server only answers requests addressed to localhost (Host header refused).",
-                        code="host_not_allowed",
-                    ),
+                refused = ApiError(
+                    403,
+                    "This server only answers requests addressed to localhost (Host header refused).",
+                    code="host_not_allowed",
                 )
+                await send_error(send, refused, error_body(scope.get("path", ""), refused))
                 return
         await self.app(scope, receive, send)
 
@@ -84,7 +86,7 @@ class Guard:
         given = _header(scope, b"authorization") or ""
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer":
-            token = ""
+            token = _header(scope, b"x-api-key") or ""  # Anthropic's clients send the key so
         # compare_digest takes time independent of where the first difference is.
         return hmac.compare_digest(token.strip().encode("utf-8", "replace"), self._key)
 
@@ -92,16 +94,21 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+
+        async def refuse(error: ApiError) -> None:
+            await send_error(send, error, error_body(path, error))
+
         if not self._authorized(scope):
-            await send_error(send, unauthorized())
+            await refuse(unauthorized())
             return
         length = _header(scope, b"content-length")
         if length is not None:
             if not length.strip().isdigit():
-                await send_error(send, ApiError(400, "Content-Length is not a number."))
+                await refuse(ApiError(400, "Content-Length is not a number."))
                 return
             if int(length) > self.max_body_bytes:
-                await send_error(send, _too_large(self.max_body_bytes))
+                await refuse(_too_large(self.max_body_bytes))
                 return
         chunks: list[bytes] = []
         size = 0
@@ -112,7 +119,7 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await send_error(send, _too_large(self.max_body_bytes))
+                await refuse(_too_large(self.max_body_bytes))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

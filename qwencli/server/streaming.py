@@ -5,12 +5,13 @@ whole time: a client that goes away while waiting leaves the line, and one that 
 mid-stream stops its generation. The status line is sent only after the first event, so a
 prompt too long for the context (or any error before the first token) is a proper HTTP error,
 not a broken stream; an error after that goes in-band as `data: {"error": …}` then `[DONE]`.
+How the reply is written (OpenAI chunks, Ollama NDJSON, Anthropic events) is its `Renderer`'s
+business (`shapes.py`); everything above is the same for every API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -24,28 +25,15 @@ from .generation import END, GONE, Generation
 from .jobs import Job
 from .openai_errors import as_api_error
 from .registry import Checkout, Registry
-from .responses import Assembler
 from .security import Message, Receive, Scope, Send, send_error
+from .shapes import OpenAIRenderer, Renderer
 
 log = logging.getLogger("qwencli.server")
 T = TypeVar("T")
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-
 
 class ClientGone(Exception):
     pass
-
-
-def sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
 
 
 def produce(checkout: Checkout, job: Job) -> ChunkStream:
@@ -65,11 +53,12 @@ def _note_thinking(info: ModelInfo, job: Job) -> None:
 
 
 class GenerationResponse(Response):
-    def __init__(self, registry: Registry, checkout: Checkout, job: Job):
+    def __init__(self, registry: Registry, checkout: Checkout, job: Job, renderer: Renderer | None = None):
         super().__init__()
         self.registry = registry
         self.checkout = checkout
         self.job = job
+        self.renderer: Renderer = renderer if renderer is not None else OpenAIRenderer(job)
         self._gone = asyncio.Event()
         self._generation: Generation | None = None
 
@@ -131,20 +120,22 @@ class GenerationResponse(Response):
             ).start()
             if self._gone.is_set():
                 raise ClientGone()
-            assembler = Assembler(self.job, self.job.model)
+            renderer = self.renderer
             first = await self._next(generation)
             if isinstance(first, BaseException):
-                await send_error(tracked_send, as_api_error(first))
+                error = as_api_error(first)
+                await send_error(tracked_send, error, renderer.error(error))
                 return
             if self.job.stream:
-                await self._stream(tracked_send, generation, assembler, first)
+                await self._stream(tracked_send, generation, renderer, first)
             else:
-                await self._collect(tracked_send, generation, assembler, first)
+                await self._collect(tracked_send, generation, renderer, first)
         except ClientGone:
             log.info("client went away; stopped its %s request", self.job.model)
         except Exception as exc:  # a QwenError from a reload, or a bug: never a bare 500 page
             if not response_started:
-                await send_error(tracked_send, as_api_error(exc))
+                error = as_api_error(exc)
+                await send_error(tracked_send, error, self.renderer.error(error))
             else:
                 log.exception("generation response failed after it started")
         finally:
@@ -154,37 +145,36 @@ class GenerationResponse(Response):
             else:
                 scheduler.release(ticket)
 
-    async def _stream(self, send: Send, generation: Generation, assembler: Assembler, first: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        out = [sse(o) for o in assembler.stream_head()]
+    async def _stream(self, send: Send, generation: Generation, renderer: Renderer, first: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": renderer.stream_headers})
+        out = [renderer.head()]
         event = first
         while True:
             if event is END:
-                out += [sse(o) for o in assembler.stream_tail()]
-                out.append(SSE_DONE)
+                out.append(renderer.tail())
                 break
             if isinstance(event, BaseException):
-                out.append(sse(as_api_error(event).body()))
-                out.append(SSE_DONE)
+                out.append(renderer.stream_error(as_api_error(event)))
                 break
-            out += [sse(o) for o in assembler.stream_chunks(event)]
+            out.append(renderer.chunk(event))
             if event.finish_reason is None and not generation.has_pending():
-                if out:
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                    out = []
+                body = b"".join(out)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                out = []
             event = await self._next(generation)
         await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
 
-    async def _collect(self, send: Send, generation: Generation, assembler: Assembler, first: Any) -> None:
-        deltas: list[dict] = []
+    async def _collect(self, send: Send, generation: Generation, renderer: Renderer, first: Any) -> None:
         event = first
         while event is not END:
             if isinstance(event, BaseException):
-                await send_error(send, as_api_error(event))
+                error = as_api_error(event)
+                await send_error(send, error, renderer.error(error))
                 return
-            deltas += assembler.feed(event)
+            renderer.feed(event)
             event = await self._next(generation)
-        body = json.dumps(assembler.collected(deltas), ensure_ascii=False).encode()
+        body = renderer.collected()
         await send(
             {
                 "type": "http.response.start",

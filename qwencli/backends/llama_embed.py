@@ -1,0 +1,127 @@
+"""A GGUF model loaded for embeddings: llama.cpp's embedding context, apart from any chat load of
+the same file (the server keys the two loads apart).
+
+Pooling is the model's own (`<arch>.pooling_type`: last-token for Qwen3-Embedding); a model that
+declares none (a chat model) is mean-pooled, as llama-server pools it. Vectors come back
+L2-normalised, so a dot product is the cosine. One native call at a time (a lock); the server's
+queue keeps requests in line before that.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..chat import GenerationOptions, Message
+from ..errors import QwenError
+from .base import Backend, ChunkStream, LoadOptions, ModelInfo
+
+#: Tokens one input may take; longer inputs are a 400 (never silently cut).
+EMBED_CONTEXT = 2048
+_POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
+
+
+class NotForChat(QwenError):
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+def pooling_of(metadata: dict[str, Any], arch: str) -> int:
+    """llama.cpp's pooling type: the file's own, or mean when it declares none."""
+    import llama_cpp
+
+    value = metadata.get(f"{arch}.pooling_type")
+    if isinstance(value, int) and value > 0:
+        return value
+    return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+
+
+def normalise(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else list(vector)
+
+
+class LlamaEmbedBackend(Backend):
+    def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None):
+        import llama_cpp
+
+        from ..formats.gguf import read_model
+        from ..hardware import physical_cores
+        from .llama_load import gpu_layers, quiet_load
+
+        started = time.perf_counter()
+        model = read_model(path)
+        threads = load.threads or physical_cores()
+        n_ctx = min(load.context_length or EMBED_CONTEXT, model.context_length or EMBED_CONTEXT)
+        with quiet_load(model, load.verbose):
+            self._llama = llama_cpp.Llama(
+                model_path=str(path),
+                embedding=True,
+                pooling_type=pooling_of(model.metadata, model.architecture),
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=gpu_layers(load),
+                verbose=True,  # see quiet_load
+            )
+        self._llama.verbose = load.verbose
+        self._lock = threading.Lock()
+        self.dimensions = int(self._llama.n_embd())
+        self.info = ModelInfo(
+            name=name or path.stem,
+            backend="llama.cpp (embeddings)",
+            context_length=n_ctx,
+            trained_context=model.context_length,
+            family=model.architecture,
+            architecture=model.architecture,
+            path=path,
+            parameters=model.parameter_count,
+            quantization=model.quantization,
+            size_bytes=model.size,
+            load_seconds=time.perf_counter() - started,
+            threads=threads,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode(), add_bos=True, special=False))
+
+    def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Normalised vectors for `texts`, and the tokens they took."""
+        out: list[list[float]] = []
+        tokens = 0
+        with self._lock:
+            for i, text in enumerate(texts):
+                n = self.count_tokens(text)
+                if n > self.info.context_length:
+                    raise NotForChat(
+                        f"input[{i}] takes {n} tokens; this embedding load holds {self.info.context_length}"
+                    )
+                tokens += n
+                vector = self._llama.embed(text, normalize=False)
+                out.append(normalise(vector))
+        return out, tokens
+
+    # A load for embeddings does not chat.
+    def count_prompt_tokens(
+        self, messages: Sequence[Message], options: GenerationOptions, *, tools: Any = None
+    ) -> int | None:
+        return None
+
+    def chat(self, messages: Sequence[Message], options: GenerationOptions, *, tools: Any = None) -> ChunkStream:
+        raise NotForChat("this load of the model is for embeddings")
+
+    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
+        raise NotForChat("this load of the model is for embeddings")
+
+    def close(self) -> None:
+        with self._lock:
+            llama: Any = self._llama
+            self._llama = None  # type: ignore[assignment]
+            if llama is not None:
+                llama.close()

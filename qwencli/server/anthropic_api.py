@@ -1,0 +1,396 @@
+"""Anthropic's Messages API, so the `anthropic` SDK and Claude Code (`ANTHROPIC_BASE_URL`) work.
+
+POST /v1/messages (streamed as Anthropic's events, or one message) and /v1/messages/count_tokens.
+A request becomes the same `Job` as a chat completion and goes through the same `start()`;
+`AnthropicRenderer` writes the Assembler's deltas as thinking, text and tool_use blocks. Errors are
+`{"type": "error", "error": {"type", "message"}}` (`shapes.error_json`). `x-api-key` is accepted
+as well as `Authorization: Bearer` (security.py); `--alias` maps the claude-… names a client
+sends to a served model (`ServerConfig.model_for`).
+
+Not done: `budget_tokens` is checked (≥ 1024, below `max_tokens`, as Anthropic requires) but the
+reasoning is not cut when it is spent — it counts against `max_tokens` like every other token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..chat import Chunk, GenerationOptions, Message, ToolCall
+from .jobs import Job, ToolMode
+from .openai_errors import ApiError, bad_request
+from .registry import Registry
+from .responses import Assembler
+from .schemas import MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
+from .shapes import SSE_HEADERS, Renderer, dumps, error_json, sse
+from .streaming import GenerationResponse
+
+Start = Callable[[Job, Renderer | None], Awaitable[GenerationResponse]]
+#: The opaque signature a thinking block carries; clients send it back, and it is ignored.
+SIGNATURE = "qwencli"
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Block(Open):
+    type: str
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    is_error: bool | None = None
+
+
+class AnthropicMessage(Open):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(Open):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,128}$")
+    description: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    type: str | None = None
+
+
+class ToolChoice(Open):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Thinking(Open):
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = Field(default=None, ge=1)
+
+
+class CountRequest(Open):
+    model: ModelName
+    messages: list[AnthropicMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    system: str | list[Block] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+
+
+class MessagesRequest(CountRequest):
+    max_tokens: MaxTokens = Field(ge=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: TopK = None
+    stop_sequences: list[StopString] | None = Field(default=None, max_length=MAX_STOPS)
+    metadata: dict[str, Any] | None = None
+
+
+def _text(content: str | list[dict[str, Any]] | list[Block] | None, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else part.type
+        text = part.get("text") if isinstance(part, dict) else part.text
+        if kind != "text" or not isinstance(text, str):
+            raise bad_request(f"{where}: only text blocks are supported here, not {kind!r}")
+        texts.append(text)
+    return "".join(texts)
+
+
+def to_messages(req: CountRequest) -> tuple[Message, ...]:
+    out: list[Message] = []
+    if req.system:
+        out.append(Message("system", _text(req.system, "system")))
+    for i, m in enumerate(req.messages):
+        where = f"messages[{i}].content"
+        if isinstance(m.content, str):
+            out.append(Message(m.role, m.content))
+            continue
+        texts: list[str] = []
+        thinking: list[str] = []
+        calls: list[ToolCall] = []
+        for j, block in enumerate(m.content):
+            if block.type == "text":
+                texts.append(block.text or "")
+            elif block.type == "tool_result" and m.role == "user":
+                if not block.tool_use_id:
+                    raise bad_request(f"{where}[{j}].tool_use_id: required")
+                result = _text(block.content, f"{where}[{j}].content")
+                out.append(Message("tool", result, tool_call_id=block.tool_use_id))
+            elif block.type == "tool_use" and m.role == "assistant":
+                if not block.id or not block.name:
+                    raise bad_request(f"{where}[{j}]: a tool_use block needs id and name")
+                calls.append(ToolCall(block.id, block.name, json.dumps(block.input or {}, ensure_ascii=False)))
+            elif block.type == "thinking" and m.role == "assistant":
+                thinking.append(block.thinking or "")
+            elif block.type == "redacted_thinking":
+                continue
+            else:
+                raise bad_request(f"{where}[{j}]: {block.type!r} blocks are not supported in a {m.role} message")
+        if texts or calls or m.role == "assistant":
+            out.append(Message(m.role, "".join(texts), reasoning="".join(thinking) or None, tool_calls=tuple(calls)))
+    return tuple(out)
+
+
+def _tools(req: CountRequest) -> tuple[tuple[dict, ...] | None, ToolMode, tuple[dict, ...], bool, bool]:
+    """(tools for the template, mode, forced tools, several calls, first call only)."""
+    tools: tuple[dict[str, Any], ...] = tuple(
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                **({"description": t.description} if t.description else {}),
+                "parameters": t.input_schema,
+            },
+        }
+        for t in req.tools or ()
+    )
+    choice = req.tool_choice or ToolChoice(type="auto")
+    single = bool(choice.disable_parallel_tool_use)
+    if not tools:
+        if choice.type in ("any", "tool"):
+            raise bad_request(f"tool_choice: {choice.type!r} needs tools")
+        return None, "off", (), False, False
+    names = [t["function"]["name"] for t in tools]
+    if len(set(names)) != len(names):
+        raise bad_request("tools: names must be unique")
+    if choice.type == "none":
+        return None, "off", (), False, False
+    if choice.type == "auto":
+        return tools, "auto", (), False, single
+    if choice.type == "tool":
+        forced = tuple(t for t in tools if t["function"]["name"] == choice.name)
+        if not forced:
+            raise bad_request(f"tool_choice.name: no tool named {choice.name!r}")
+        return tools, "forced", forced, False, single
+    return tools, "forced", tools, not single, single
+
+
+def _think(req: CountRequest, max_tokens: int | None) -> bool:
+    thinking = req.thinking
+    if thinking is None or thinking.type == "disabled":
+        return False
+    if thinking.type == "enabled":
+        budget = thinking.budget_tokens
+        if budget is None or budget < 1024:
+            raise bad_request("thinking.budget_tokens: required, and at least 1024")
+        if max_tokens is not None and budget >= max_tokens:
+            raise bad_request("thinking.budget_tokens: must be less than max_tokens")
+    return True
+
+
+def messages_job(req: MessagesRequest) -> Job:
+    tools, mode, forced, several, single = _tools(req)
+    options = GenerationOptions(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        max_tokens=req.max_tokens,
+        stop=tuple(req.stop_sequences or ()),
+        think=_think(req, req.max_tokens),
+    )
+    return Job(
+        model=req.model,
+        kind="chat",
+        options=options,
+        stream=req.stream,
+        include_usage=False,
+        messages=to_messages(req),
+        tools=tools,
+        tool_mode=mode,
+        first_call_only=single,
+        forced_tools=forced,
+        several_calls=several,
+    )
+
+
+def _stop_reason(finish: str | None) -> str:
+    return {"length": "max_tokens", "tool_calls": "tool_use"}.get(finish or "stop", "end_turn")
+
+
+class AnthropicRenderer:
+    """Blocks from deltas: consecutive reasoning is one thinking block, text one text block, each
+    call one tool_use block (its whole input in one `input_json_delta`)."""
+
+    stream_headers = SSE_HEADERS
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.model = job.model
+        self.id = "msg_" + uuid.uuid4().hex[:24]
+        self.assembler = Assembler(job, job.model)
+        self._open: str | None = None  # the kind of the block being streamed
+        self._index = -1
+        self._blocks: list[dict[str, Any]] = []  # collected
+        self._last: Chunk | None = None
+
+    def _feed(self, chunk: Chunk) -> list[dict[str, Any]]:
+        if chunk.finish_reason is not None:
+            self._last = chunk
+        return self.assembler.feed(chunk)
+
+    @staticmethod
+    def _pieces(deltas: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        for d in deltas:
+            if d.get("reasoning_content"):
+                out.append(("thinking", d["reasoning_content"]))
+            if d.get("content"):
+                out.append(("text", d["content"]))
+            for call in d.get("tool_calls", ()):
+                out.append(("tool_use", call))
+        return out
+
+    @staticmethod
+    def _input(call: dict[str, Any]) -> dict[str, Any]:
+        try:
+            value = json.loads(call["function"]["arguments"] or "{}")
+        except ValueError:
+            value = {}
+        return value if isinstance(value, dict) else {}
+
+    def _usage(self) -> dict[str, int]:
+        usage = self._last.usage if self._last is not None else None
+        return {
+            "input_tokens": usage.prompt_tokens if usage else 0,
+            "output_tokens": usage.completion_tokens if usage else 0,
+        }
+
+    # -- streaming -----------------------------------------------------------------------
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        out = b""
+        if self._open == "thinking":
+            delta = {"type": "signature_delta", "signature": SIGNATURE}
+            out += sse({"type": "content_block_delta", "index": self._index, "delta": delta}, "content_block_delta")
+        self._open = None
+        return out + sse({"type": "content_block_stop", "index": self._index}, "content_block_stop")
+
+    def _start(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self._index += 1
+        self._open = kind
+        event = {"type": "content_block_start", "index": self._index, "content_block": block}
+        return out + sse(event, "content_block_start")
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        event = {"type": "content_block_delta", "index": self._index, "delta": delta}
+        return sse(event, "content_block_delta")
+
+    def head(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return sse({"type": "message_start", "message": message}, "message_start") + sse({"type": "ping"}, "ping")
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        out = b""
+        for kind, value in self._pieces(self._feed(chunk)):
+            if kind == "tool_use":
+                block = {"type": "tool_use", "id": value["id"], "name": value["function"]["name"], "input": {}}
+                out += self._start("tool_use", block)
+                out += self._delta({"type": "input_json_delta", "partial_json": json.dumps(self._input(value))})
+                out += self._close()
+                continue
+            if self._open != kind:
+                block = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" else {"type": kind}
+                if kind == "text":
+                    block["text"] = ""
+                out += self._start(kind, block)
+            if kind == "thinking":
+                out += self._delta({"type": "thinking_delta", "thinking": value})
+            else:
+                out += self._delta({"type": "text_delta", "text": value})
+        return out
+
+    def tail(self) -> bytes:
+        out = self._close()
+        delta = {"stop_reason": _stop_reason(self.assembler.finish_reason), "stop_sequence": None}
+        out += sse({"type": "message_delta", "delta": delta, "usage": self._usage()}, "message_delta")
+        return out + sse({"type": "message_stop"}, "message_stop")
+
+    def stream_error(self, error: ApiError) -> bytes:
+        return sse(error_json("anthropic", error), "error")
+
+    # -- collected -----------------------------------------------------------------------
+
+    def feed(self, chunk: Chunk) -> None:
+        for kind, value in self._pieces(self._feed(chunk)):
+            last = self._blocks[-1] if self._blocks else None
+            if kind == "tool_use":
+                self._blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": value["id"],
+                        "name": value["function"]["name"],
+                        "input": self._input(value),
+                    }
+                )
+            elif last is not None and last["type"] == kind:
+                last[kind] += value
+            elif kind == "thinking":
+                self._blocks.append({"type": "thinking", "thinking": value, "signature": SIGNATURE})
+            else:
+                self._blocks.append({"type": "text", "text": value})
+
+    def collected(self) -> bytes:
+        return dumps(
+            {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": self._blocks,
+                "stop_reason": _stop_reason(self.assembler.finish_reason),
+                "stop_sequence": None,
+                "usage": self._usage(),
+            }
+        )
+
+    def error(self, error: ApiError) -> bytes:
+        return dumps(error_json("anthropic", error))
+
+
+def add_anthropic_routes(app: FastAPI, registry: Registry, start: Start) -> None:
+    config = registry.config
+
+    @app.post("/v1/messages", response_model=None, summary="Messages (Anthropic)")
+    async def messages(body: MessagesRequest) -> GenerationResponse:
+        job = messages_job(body)
+        return await start(job, AnthropicRenderer(job))
+
+    @app.post("/v1/messages/count_tokens", summary="Tokens a Messages request's prompt takes (Anthropic)")
+    async def count_tokens(body: CountRequest) -> dict[str, int]:
+        tools, _, _, _, _ = _tools(body)
+        think = _think(body, None)
+        messages = to_messages(body)
+        checkout = await registry.checkout(config.model_for(body.model))
+        checkout.model.scheduler.release(checkout.ticket)  # counting needs the tokenizer, not a turn
+        backend = checkout.model.backend
+        options = GenerationOptions(think=think)
+        n = await asyncio.to_thread(backend.count_prompt_tokens, messages, options, tools=tools)
+        if n is None:
+            raise ApiError(400, f"{body.model} cannot count tokens on this server (a remote model)")
+        return {"input_tokens": n}

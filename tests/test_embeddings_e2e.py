@@ -1,0 +1,103 @@
+"""Embeddings through a real `qwen serve` app with the official `openai` and `ollama` clients: SmolLM2
+loaded for embeddings apart from its chat load, compared with llama-cpp-python's own
+`Llama(embedding=True).embed()` of the same file and text."""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+
+import httpx
+import openai
+import pytest
+
+from qwencli.server.app import create_app
+from qwencli.server.config import ServerConfig
+from qwencli.server.static_source import StaticSource
+from tests.greedy import PARIS
+from tests.models import SMOLLM2, require
+from tests.serving import RunningServer, wait_until
+
+ollama = pytest.importorskip("ollama")
+pytestmark = pytest.mark.slow
+
+TEXTS = ["The capital of France is Paris.", "Bananas are yellow."]
+
+
+def cosine(a, b) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+@pytest.fixture(scope="module")
+def server():
+    source = StaticSource({"smollm2": require(SMOLLM2)})
+    app = create_app(ServerConfig(startup_models=("smollm2",), max_queue=8), source)
+    with RunningServer(app) as running:
+        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=60)
+        yield running
+
+
+@pytest.fixture
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def raw_embedding(text: str) -> list[float]:
+    import llama_cpp
+
+    llama = llama_cpp.Llama(model_path=str(SMOLLM2), embedding=True, n_ctx=2048, n_batch=2048, n_ubatch=2048,
+                            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
+    try:
+        return llama.embed(text, normalize=False)
+    finally:
+        llama.close()
+
+
+def test_openai_embeddings_float_and_base64_equal_llama_cpp_pythons_own(client):
+    floats = client.embeddings.create(model="smollm2", input=TEXTS, encoding_format="float")
+    b64 = client.embeddings.create(model="smollm2", input=TEXTS, encoding_format="base64")
+    assert [d.index for d in floats.data] == [0, 1] and floats.usage.prompt_tokens > 8
+    for a, b in zip(floats.data, b64.data):
+        raw = base64.b64decode(b.embedding)  # asked for explicitly, the SDK hands the text over as is
+        decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
+        assert len(a.embedding) == len(decoded) == 576
+        assert max(abs(x - y) for x, y in zip(a.embedding, decoded)) < 1e-6
+    default = client.embeddings.create(model="smollm2", input=TEXTS)  # the SDK asks for base64 and decodes it
+    assert max(abs(x - y) for x, y in zip(default.data[1].embedding, floats.data[1].embedding)) < 1e-6
+    again = client.embeddings.create(model="smollm2", input=TEXTS[0])
+    assert cosine(again.data[0].embedding, floats.data[0].embedding) > 0.99999
+    assert cosine(floats.data[0].embedding, floats.data[1].embedding) < 0.999
+    assert cosine(floats.data[0].embedding, raw_embedding(TEXTS[0])) >= 0.9999
+    short = client.embeddings.create(model="smollm2", input=TEXTS[0], dimensions=64)
+    assert len(short.data[0].embedding) == 64
+    assert abs(sum(x * x for x in short.data[0].embedding) - 1) < 1e-4
+
+
+def test_ollama_embed_and_the_legacy_embeddings(server):
+    client = ollama.Client(host=server.base)
+    reply = client.embed(model="smollm2", input=TEXTS)
+    assert len(reply.embeddings) == 2 and reply.prompt_eval_count > 8
+    legacy = client.embeddings(model="smollm2", prompt=TEXTS[0])
+    assert cosine(legacy.embedding, reply.embeddings[0]) > 0.99999
+
+
+def test_the_embedding_load_is_apart_from_the_chat_load(client, server):
+    client.embeddings.create(model="smollm2", input="hi")
+    chat = client.chat.completions.create(model="smollm2", messages=PARIS.messages(), temperature=0, max_tokens=32)
+    assert chat.choices[0].message.content == PARIS.answer
+    backends = sorted(m.info.backend for m in server.registry.loaded() if m.name == "smollm2")
+    assert len(backends) == 2 and any("embeddings" in b for b in backends)
+
+
+def test_bad_input_then_a_good_request(client, server):
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="smollm2", input=[])
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="smollm2", input="hi", dimensions=100_000)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="nope", input="hi")
+    bad = httpx.post(server.base + "/api/embed", json={"model": "smollm2"})
+    assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
+    assert len(client.embeddings.create(model="smollm2", input="hi").data) == 1
