@@ -131,3 +131,17 @@ def test_architecture_list_is_the_linked_llama_cpp():
     names = llama_architectures()
     assert {"llama", "qwen2", "qwen3", "qwen3moe"} <= names
     assert [n for n in sorted(names) if n.encode() + b"\0" not in binary] == []
+
+
+@pytest.mark.slow
+def test_an_architecture_the_linked_llama_cpp_lacks_is_unsupported(tmp_path, monkeypatch):
+    """Our list and the library can disagree (another llama-cpp-python): the library has the last word."""
+    from qwencli.backends.llamacpp import LlamaCppBackend
+    from qwencli.formats import gguf as gguf_format
+
+    path = tmp_path / "alien.gguf"
+    write_tiny_gguf(path, "alienformer")
+    known = gguf_format.llama_architectures()
+    monkeypatch.setattr(gguf_format, "llama_architectures", lambda: known | {"alienformer"})
+    with pytest.raises(UnsupportedModel, match="'alienformer' is not supported by this llama.cpp"):
+        LlamaCppBackend(path)

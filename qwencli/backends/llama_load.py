@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import sampling
-from ..errors import InvalidModelFile
+from ..errors import InvalidModelFile, UnsupportedModel
 from ..formats.gguf import GGUFModel
 from ..hardware import available_memory
 from ..templates import ChatTemplate
@@ -73,11 +73,17 @@ def quiet_load(model: GGUFModel, verbose: bool) -> Iterator[None]:
         if _LOG._callback is None:
             _LOG.install()
         _LOG.verbose = verbose
+        _LOG.lines.clear()  # what explains a failure is this load's log
     saved, sys.stderr = sys.stderr, io.StringIO()
     try:
         yield
     except Exception as exc:
         detail = _LOG.last_error() or str(exc)
+        if any("unknown model architecture" in line for line in _LOG.lines):  # the linked llama.cpp decides
+            raise UnsupportedModel(
+                f"{model.path.name}: architecture {model.architecture!r} is not supported by this llama.cpp",
+                "upgrade llama-cpp-python, or use a model of a supported architecture",
+            ) from None
         raise InvalidModelFile(
             f"llama.cpp could not load {model.path.name}: {detail}",
             "the file may be damaged or need a newer llama-cpp-python (qwen doctor)",
