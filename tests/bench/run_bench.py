@@ -1,8 +1,12 @@
 """`make bench`: `qwen run` against raw llama-cpp-python on the same GGUF and threads, same run.
 
-Prompt processing (a ~512-token prompt) and generation (128 tokens, greedy) in paired rounds,
-medians reported with their ratio; then the wall time of `qwen --help`. Targets: ratio ≥ 0.97,
-`qwen --help` ≤ 0.3 s. Numbers drift ±10 % minute to minute here, so only the ratios matter.
+Whole one-shot processes first (what a shell script running one `qwen run` per prompt feels):
+wall time, CPU time and peak RSS of `qwen run MODEL PROMPT -n 1` (load + first token) and `-n 32`
+against a 4-line llama-cpp-python script streaming the same chat completion, with the same
+context length (8192: what qwen picks for SmolLM2). Targets: wall ≤ 1.15 (first token) and ≤ 1.10
+(32 tokens), peak RSS ≤ raw + 40 MiB. Then prompt processing (a ~512-token prompt) and generation
+(128 tokens, greedy) in paired rounds, target ratio ≥ 0.97; then `qwen --help`, target ≤ 0.15 s.
+Numbers drift ±10 % minute to minute here, so only the ratios (paired, alternating) matter.
 """
 
 from __future__ import annotations
@@ -72,10 +76,54 @@ def raw_run(prompt: str, n: int, threads: int) -> tuple[int, float, int, float]:
     return tuple(json.loads(result.stdout))
 
 
+# The baseline one-shot: llama-cpp-python's own chat completion, streamed.
+RAW_ONESHOT = """
+import sys
+from llama_cpp import Llama
+llm = Llama(sys.argv[1], n_ctx=8192, n_threads=int(sys.argv[4]), n_threads_batch=int(sys.argv[4]), verbose=False)
+for _ in llm.create_chat_completion([{"role": "user", "content": sys.argv[2]}], max_tokens=int(sys.argv[3]), temperature=0, stream=True): pass
+"""
+
+
+def whole_process(argv: list[str]) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one process, from its own rusage."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, argv
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def oneshot(threads: int) -> None:
+    cases = {"first token": ("hi", 1), "32 tokens": (STORY, 32)}
+    for name, (prompt, n) in cases.items():
+        raw_argv = [sys.executable, "-c", RAW_ONESHOT, str(MODEL), prompt, str(n), str(threads)]
+        qwen_argv = [sys.executable, "-m", "qwencli", "run", str(MODEL), "--temperature", "0", "-n", str(n),
+                     "--threads", str(threads), prompt]
+        whole_process(raw_argv), whole_process(qwen_argv)  # warm the page cache
+        raw, ours = [], []
+        for _ in range(ROUNDS):
+            raw.append(whole_process(raw_argv))
+            ours.append(whole_process(qwen_argv))
+        wall = statistics.median(q[0] / r[0] for r, q in zip(raw, ours))
+        cpu = statistics.median(q[1] / r[1] for r, q in zip(raw, ours))
+        rss = statistics.median(q[2] - r[2] for r, q in zip(raw, ours))
+        print(f"one-shot, {name:11}: wall {statistics.median(r[0] for r in raw):.3f} s raw, "
+              f"{statistics.median(q[0] for q in ours):.3f} s qwen, ratio {wall:.3f} "
+              f"(rounds {min(q[0] / r[0] for r, q in zip(raw, ours)):.2f}–{max(q[0] / r[0] for r, q in zip(raw, ours)):.2f}); "
+              f"CPU ratio {cpu:.3f}; peak RSS {statistics.median(r[2] for r in raw):.0f} MiB raw, "
+              f"{statistics.median(q[2] for q in ours):.0f} MiB qwen ({rss:+.0f} MiB)")
+
+
 def main() -> None:
     from qwencli.hardware import physical_cores
 
     threads = physical_cores()
+    print(f"SmolLM2-135M Q4_1, {threads} threads, {ROUNDS} paired rounds, each a fresh process")
+    oneshot(threads)
     rows = {"prompt": ([], []), "generation": ([], [])}
     lowered = 0  # qwen runs that gave up threads to a crowded CPU (on a quiet machine: none)
     raw_run(STORY, 8, threads)  # warm the page cache for both sides
