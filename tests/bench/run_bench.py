@@ -81,7 +81,8 @@ RAW_ONESHOT = """
 import sys
 from llama_cpp import Llama
 llm = Llama(sys.argv[1], n_ctx=8192, n_threads=int(sys.argv[4]), n_threads_batch=int(sys.argv[4]), verbose=False)
-for _ in llm.create_chat_completion([{"role": "user", "content": sys.argv[2]}], max_tokens=int(sys.argv[3]), temperature=0, stream=True): pass
+messages = [{"role": "user", "content": sys.argv[2]}]
+for _ in llm.create_chat_completion(messages, max_tokens=int(sys.argv[3]), temperature=0, stream=True): pass
 """
 
 
@@ -108,12 +109,13 @@ def oneshot(threads: int) -> None:
         for _ in range(ROUNDS):
             raw.append(whole_process(raw_argv))
             ours.append(whole_process(qwen_argv))
-        wall = statistics.median(q[0] / r[0] for r, q in zip(raw, ours))
+        walls = [q[0] / r[0] for r, q in zip(raw, ours)]
+        wall = statistics.median(walls)
         cpu = statistics.median(q[1] / r[1] for r, q in zip(raw, ours))
         rss = statistics.median(q[2] - r[2] for r, q in zip(raw, ours))
         print(f"one-shot, {name:11}: wall {statistics.median(r[0] for r in raw):.3f} s raw, "
               f"{statistics.median(q[0] for q in ours):.3f} s qwen, ratio {wall:.3f} "
-              f"(rounds {min(q[0] / r[0] for r, q in zip(raw, ours)):.2f}–{max(q[0] / r[0] for r, q in zip(raw, ours)):.2f}); "
+              f"(rounds {min(walls):.2f}–{max(walls):.2f}); "
               f"CPU ratio {cpu:.3f}; peak RSS {statistics.median(r[2] for r in raw):.0f} MiB raw, "
               f"{statistics.median(q[2] for q in ours):.0f} MiB qwen ({rss:+.0f} MiB)")
 
