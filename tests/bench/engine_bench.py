@@ -11,6 +11,9 @@ Paired rounds, alternating, each side a fresh process: llama-bench pp512 + tg128
 each), then qwencli reading a 512-token prompt and generating 128 tokens. Reported: medians and
 the median of the rounds' ratios. Targets: ≥ 0.97 for both, on SmolLM2 (49K vocabulary) and on a
 tiny random-weight Qwen2 (152K vocabulary, where a per-token copy of the logits row would show).
+llama-bench times `llama_decode` alone; a reply also samples, and llama.cpp's sampler fills one
+candidate per vocabulary entry each token (about 0.25 ms at 152K here, 0.07 ms at 49K), so on the
+tiny model, whose decode takes only ~1.2 ms, that part of the gap is llama.cpp's own cost.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def measure_qwen(model: Path, kind: str) -> tuple[float, float]:
         while (n := len(backend._engine.call(backend._vocab.tokenize, " ".join(words)))) > PROMPT_TOKENS:
             del words[PROMPT_TOKENS - n :]
         prompt = " ".join(words)
+        collect(backend.complete("hello", GenerationOptions(temperature=0, max_tokens=2)))  # as llama-bench warms up
         read = collect(backend.complete(prompt, GenerationOptions(temperature=0, max_tokens=1)))
         prompt_rate = read.timings.rates(read.usage)["prompt_tokens_per_second"]
         greedy = GenerationOptions(temperature=0, max_tokens=GEN_TOKENS)
