@@ -171,8 +171,7 @@ class BatchedLlamaCppBackend(Backend):
             gpu_layers=self._gpu_layers,
             n_seq=self.slots,
         )
-        model = self._handles.model
-        self._vocab = LlamaVocab(model.model, self.model)
+        self._vocab = LlamaVocab(self._handles.model.model, self.model)
         self._memory = llama_cpp.llama_get_memory(self._handles.ctx.ctx)
         self._n_ctx = n_ctx
         for slot in self._free:
