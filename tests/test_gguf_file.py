@@ -4,13 +4,14 @@ one clear error before llama.cpp sees them."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 
 from qwencli.errors import InvalidModelFile, ModelNotFound, UnsupportedModel
-from qwencli.formats.gguf import ArraySummary, read_model
+from qwencli.formats.gguf import FILE_TYPES, GGML_BLOCKS, ArraySummary, llama_architectures, read_model
 
 
 @pytest.mark.slow  # gguf's reader takes seconds over a 152K-token vocabulary
@@ -109,3 +110,38 @@ def test_incomplete_shard_set(tmp_path):
     write_tiny_gguf(path, "llama")
     with pytest.raises(InvalidModelFile, match="missing m-00002-of-00002.gguf"):
         read_model(path)
+
+
+def test_type_tables_agree_with_the_gguf_package():
+    """The reader ships ggml's block sizes and llama.cpp's file types as tables (no `gguf` import
+    at run time); they must say what the `gguf` package says."""
+    assert GGML_BLOCKS == {int(t): size for t, size in gguf.GGML_QUANT_SIZES.items()}
+    named = {i: name for i, name in enumerate(FILE_TYPES) if name != "-"}
+    expected = {int(t): t.name.removeprefix("MOSTLY_").removeprefix("ALL_") for t in gguf.LlamaFileType}
+    assert named == {i: n for i, n in expected.items() if n != "GUESSED"}
+
+
+def test_architecture_list_is_the_linked_llama_cpp():
+    """Each architecture we accept is a name compiled into the libllama that will load it (the
+    linker may share a name's bytes with the tail of a longer one, hence the suffix match)."""
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    binary = b"".join(p.read_bytes() for p in lib.glob("libllama*") if p.is_file() and not p.is_symlink())
+    names = llama_architectures()
+    assert {"llama", "qwen2", "qwen3", "qwen3moe"} <= names
+    assert [n for n in sorted(names) if n.encode() + b"\0" not in binary] == []
+
+
+@pytest.mark.slow
+def test_an_architecture_the_linked_llama_cpp_lacks_is_unsupported(tmp_path, monkeypatch):
+    """Our list and the library can disagree (another llama-cpp-python): the library has the last word."""
+    from qwencli.backends.llamacpp import LlamaCppBackend
+    from qwencli.formats import gguf as gguf_format
+
+    path = tmp_path / "alien.gguf"
+    write_tiny_gguf(path, "alienformer")
+    known = gguf_format.llama_architectures()
+    monkeypatch.setattr(gguf_format, "llama_architectures", lambda: known | {"alienformer"})
+    with pytest.raises(UnsupportedModel, match="'alienformer' is not supported by this llama.cpp"):
+        LlamaCppBackend(path)

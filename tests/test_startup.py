@@ -52,3 +52,46 @@ def test_committed_completions_are_current(prog, shell):
     fresh = subprocess.run([str(Path(sys.executable).parent / prog)], capture_output=True, text=True, env=env,
                            timeout=60).stdout
     assert committed.read_text() == fresh, "completions are stale: run `make completions`"
+
+
+#: Never on a one-shot run of a local GGUF: the server, torch, the hub client, and the `gguf` package
+#: (numpy just to read metadata: `formats/gguf.py` reads the header with `struct`).
+NOT_ON_ONESHOT = ("torch", "transformers", "fastapi", "uvicorn", "starlette", "huggingface_hub", "gguf", "httpx",
+                  "openai", "prompt_toolkit")
+
+ONESHOT_PROBE = """
+import json, sys
+
+class FirstEngineImport:
+    # Notes what was imported before llama_cpp: numpy there would be ours, not the engine's.
+    before = None
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "llama_cpp" and cls.before is None:
+            cls.before = sorted({m.split(".")[0] for m in sys.modules})
+        return None
+
+sys.meta_path.insert(0, FirstEngineImport)
+sys.argv = ARGV
+try:
+    from qwencli.cli import main
+    main()
+except SystemExit:
+    pass
+sys.stdout.flush()
+print(json.dumps({"before_engine": FirstEngineImport.before,
+                  "all": sorted({m.split(".")[0] for m in sys.modules})}), file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_a_one_shot_run_imports_only_what_it_uses(smollm2):
+    argv = ["qwen", "run", str(smollm2), "--temperature", "0", "-n", "4", "What is the capital of France?"]
+    result = subprocess.run([sys.executable, "-c", ONESHOT_PROBE.replace("ARGV", repr(argv))], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.stdout.strip(), result.stderr  # it really answered
+    seen = json.loads(result.stderr.strip().splitlines()[-1])
+    assert "llama_cpp" in seen["all"]
+    assert not set(seen["all"]) & set(NOT_ON_ONESHOT)
+    assert "numpy" not in seen["before_engine"], "numpy imported for something other than llama_cpp"

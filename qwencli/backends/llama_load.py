@@ -1,5 +1,6 @@
 """Loading a GGUF file into llama.cpp, as both llama.cpp backends do: the context it gets, the
-layers that go to the GPU, a quiet load whose failures are explained, and what the load reports.
+layers that go to the GPU, a quiet load whose failures are explained, the model, context and
+batch handles (`load_handles`), and what the load reports.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import sampling
-from ..errors import InvalidModelFile
+from ..errors import InvalidModelFile, UnsupportedModel
 from ..formats.gguf import GGUFModel
 from ..hardware import available_memory
 from ..templates import ChatTemplate
@@ -72,11 +73,17 @@ def quiet_load(model: GGUFModel, verbose: bool) -> Iterator[None]:
         if _LOG._callback is None:
             _LOG.install()
         _LOG.verbose = verbose
+        _LOG.lines.clear()  # what explains a failure is this load's log
     saved, sys.stderr = sys.stderr, io.StringIO()
     try:
         yield
     except Exception as exc:
         detail = _LOG.last_error() or str(exc)
+        if any("unknown model architecture" in line for line in _LOG.lines):  # the linked llama.cpp decides
+            raise UnsupportedModel(
+                f"{model.path.name}: architecture {model.architecture!r} is not supported by this llama.cpp",
+                "upgrade llama-cpp-python, or use a model of a supported architecture",
+            ) from None
         raise InvalidModelFile(
             f"llama.cpp could not load {model.path.name}: {detail}",
             "the file may be damaged or need a newer llama-cpp-python (qwen doctor)",
@@ -92,6 +99,45 @@ def gpu_layers(load: LoadOptions) -> int:
     if load.gpu_layers is not None:
         return load.gpu_layers
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+class Handles:
+    """The llama.cpp objects of one load: the model, its context (one or more sequences), a batch."""
+
+    def __init__(self, model: Any, ctx: Any, batch: Any):
+        self.model, self.ctx, self.batch = model, ctx, batch
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
+
+
+def load_handles(
+    model: GGUFModel, load: LoadOptions, *, n_ctx: int, n_batch: int, threads: int, gpu_layers: int, n_seq: int = 1
+) -> Handles:
+    """Model, context of `n_ctx` tokens (for `n_seq` sequences, each its own cache) and a batch of
+    `n_batch` tokens, with the context settings `llama_cpp.Llama` would use."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    model_params = llama_cpp.llama_model_default_params()
+    model_params.n_gpu_layers = 0x7FFFFFFF if gpu_layers == -1 else gpu_layers
+    ctx_params = llama_cpp.llama_context_default_params()
+    ctx_params.n_ctx = n_ctx
+    ctx_params.n_batch = ctx_params.n_ubatch = n_batch
+    ctx_params.n_seq_max = n_seq
+    ctx_params.kv_unified = False  # one cache per sequence: attention reads only its own
+    ctx_params.n_threads = ctx_params.n_threads_batch = threads
+    ctx_params.no_perf = True
+    # llama.cpp's default "auto" turns flash attention on, whose different rounding makes greedy
+    # replies differ from what `llama_cpp.Llama` (and our tests' expected answers) gives.
+    ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    with quiet_load(model, load.verbose):
+        handle = _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=True)
+        ctx = _internals.LlamaContext(model=handle, params=ctx_params, verbose=True)
+        batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=True)
+    return Handles(handle, ctx, batch)
 
 
 def _kv_fits(model: GGUFModel, free_memory: int) -> int:

@@ -1,5 +1,5 @@
-"""The sampler chain of one batched llama.cpp reply (the one-at-a-time backend samples inside
-`Llama.generate`)."""
+"""The sampler chain of one llama.cpp reply, for both llama.cpp backends: sampling runs inside
+llama.cpp (`llama_sampler_sample`), so no logits row ever crosses into Python."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .local import PENALTY_WINDOW, grammar_rejected
 def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
     """A new chain for one reply (the caller closes it): penalties, the grammar if any, then
     greedy or top-k → typical → top-p → min-p → temperature → draw, in `Llama.generate`'s order
-    and with its default values, so both llama.cpp backends answer alike."""
+    and with its default values (what this backend ran before, and what the tests' answers are)."""
     import llama_cpp
     from llama_cpp import _internals
 

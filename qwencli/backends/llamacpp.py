@@ -1,9 +1,12 @@
-"""The llama.cpp backend, over llama-cpp-python's low-level token loop.
+"""The llama.cpp backend, one request at a time, over llama.cpp's C API.
 
-Why not `create_chat_completion(stream=True)`: it re-detokenizes the whole reply on every token
-(180–510 µs a token here) and renders templates its own way. We render the model's template
-ourselves (`qwencli.templates`), run `Llama.generate()` and decode each token's bytes once, so the
-Python cost per token stays flat (~50 µs) and `make bench` shows no gap to the raw engine.
+Why not llama-cpp-python's `Llama`: `create_chat_completion(stream=True)` re-detokenizes the whole
+reply on every token (180–510 µs a token here) and renders templates its own way, and even its
+low-level `generate()` copies the whole logits row into numpy (49K–248K floats) and trims the KV
+cache on every token: 0.85 of llama-bench's decode speed. Here, as in the batched backend, a
+token is one `llama_decode` of one token and one `llama_sampler_sample` in llama.cpp's own
+sampler chain (`llama_sampler`), grammar included; the cache is trimmed once a request, to the
+prefix it shares with the previous one. The tokens go to the one reply loop (`reply.Reply`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,11 @@ from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
-from .llama_grammar import gbnf
-from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load, raised_context
-from .llama_memory import RecurrentCheckpoints, checkpoint_positions, reuse
+from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
+from .llama_memory import RecurrentCheckpoints, checkpoint_positions
+from .llama_sampler import sampler_chain
 from .llama_vocab import LlamaVocab
-from .local import grammar_rejected, reply_budget
+from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 
@@ -40,7 +43,8 @@ class LlamaCppBackend(Backend):
         self._load_options = load
         self._threads = load.threads or physical_cores()
         self._engine = EngineThread("llama.cpp")
-        self._llama: Any = None
+        self._handles: Handles | None = None
+        self._cached: list[int] = []  # the tokens in the KV cache, position by position
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
         self._engine.call(self._load_on_engine, n_ctx)
@@ -63,27 +67,20 @@ class LlamaCppBackend(Backend):
         import llama_cpp
 
         load = self._load_options
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        if self._handles is not None:
+            self._handles.close()
+            self._handles = None
         self._gpu_layers = gpu_layers(load)
-        with quiet_load(self.model, load.verbose):
-            self._llama = llama_cpp.Llama(
-                model_path=str(self.model.path),
-                n_ctx=n_ctx,
-                n_batch=min(512, n_ctx),
-                n_ubatch=min(512, n_ctx),
-                n_threads=self._threads,
-                n_threads_batch=self._threads,
-                n_gpu_layers=self._gpu_layers,
-                chat_format="chatml",  # unused: we render templates ourselves; skips the guessing
-                verbose=True,  # see quiet_load
-            )
-        self._llama.verbose = load.verbose
-        self._n_ctx = n_ctx
-        self._vocab = LlamaVocab(self._llama.model, self.model)
-        ctx = self._llama.ctx
-        self._checkpoints = RecurrentCheckpoints(self._llama.model, ctx)
+        n_batch = min(512, n_ctx)
+        self._handles = load_handles(
+            self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
+        )
+        self._n_ctx, self._n_batch = n_ctx, n_batch
+        self._cached = []
+        self._vocab = LlamaVocab(self._handles.model.model, self.model)
+        ctx = self._handles.ctx.ctx
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._checkpoints = RecurrentCheckpoints(self._handles.model.model, ctx)
         # A thread count the user gave is kept as given.
         self._governor = ThreadGovernor(
             self._threads, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), fixed=load.threads is not None
@@ -152,62 +149,98 @@ class LlamaCppBackend(Backend):
         marks: Sequence[str] = (),
     ) -> None:
         import llama_cpp
-        from llama_cpp.llama_grammar import LlamaGrammar
 
-        llama, vocab = self._llama, self._vocab
+        vocab = self._vocab
         started = time.perf_counter()
         tokens = vocab.tokenize(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
-        grammar_text = gbnf(options)
+        sampler = sampler_chain(options, vocab)
         try:
-            grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
-        except Exception as exc:
-            raise grammar_rejected(str(exc)) from None
-        llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        governor = self._governor
-        reply = Reply(
-            emit,
-            mode=mode,
-            stops=options.stop,
-            piece=vocab.piece,
-            is_end=vocab.is_end,
-            cancel=cancel,
-            budget=budget,
-            n_prompt=len(tokens),
-            cached=0,  # known once the memory is brought up to date
-            started=started,
-            threads=lambda: governor.lowered,
-        )
-        generator = llama.generate(
-            tokens,
-            top_k=options.top_k,
-            top_p=options.top_p,
-            min_p=options.min_p,
-            temp=options.temperature,
-            repeat_penalty=options.repeat_penalty,
-            presence_penalty=options.presence_penalty or 0.0,
-            frequency_penalty=options.frequency_penalty or 0.0,
-            grammar=grammar,
-        )
-        try:
-            reply.run(governor.watch(self._reused_then(reply, tokens, marks, generator)))
-        except RuntimeError as exc:  # llama_decode failed
-            raise InvalidModelFile(f"llama.cpp failed while generating: {exc}") from None
+            common = common_prefix(self._cached, tokens)
+            # At least the last prompt token is decoded again: its logits give the first reply token.
+            keep = min(common, len(tokens) - 1)
+            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+                # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
+                keep = self._checkpoints.restore(self._memory, tokens, common)
+                if not keep:
+                    llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+            del self._cached[keep:]
+            checkpoint_at = [m for m in checkpoint_positions(vocab, tokens, marks) if keep < m] if marks else []
+            governor = self._governor
+            reply = Reply(
+                emit,
+                mode=mode,
+                stops=options.stop,
+                piece=vocab.piece,
+                is_end=vocab.is_end,
+                cancel=cancel,
+                budget=budget,
+                n_prompt=len(tokens),
+                cached=keep,
+                started=started,
+                threads=lambda: governor.lowered,
+            )
+            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at)
+            try:
+                reply.run(governor.watch(generated))
+            finally:
+                generated.close()
         finally:
-            generator.close()
+            sampler.close()
 
-    def _reused_then(self, reply: Reply, tokens: list[int], marks: Sequence[str], generator: Any) -> Any:
-        """The memory is brought up to the prompt (llama_memory.reuse) inside the thread
-        governor's watch, as generate()'s own prompt reading is: it may read most of the prompt."""
-        positions = checkpoint_positions(self._vocab, tokens, marks)
-        reply.n_cached = reuse(self._llama, self._checkpoints, tokens, positions)
-        yield from generator
+    def _tokens(
+        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = ()
+    ) -> Generator[int, None, None]:
+        """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
+        as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
+        positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there."""
+        import llama_cpp
+
+        assert self._handles is not None  # generation runs only while the model is loaded
+        ctx, sample, n_batch = self._handles.ctx.ctx, llama_cpp.llama_sampler_sample, self._n_batch
+        end = len(self._cached) + len(pending)
+        stops = [*checkpoint_at, end]
+        at = 0
+        while at < len(pending):
+            upto = min(stops[0] - len(self._cached), n_batch)
+            self._decode(pending[at : at + upto], logits=at + upto >= len(pending))
+            at += upto
+            if stops[0] == len(self._cached) and len(stops) > 1:
+                self._checkpoints.save(self._cached)
+                stops.pop(0)
+        while True:
+            token = sample(sampler, ctx, -1)
+            yield token
+            self._decode([token], logits=True)
+
+    def _decode(self, tokens: list[int], *, logits: bool) -> None:
+        """Put `tokens` into the KV cache after what it holds (logits for the last one if asked);
+        `_cached` always says what the cache holds."""
+        import llama_cpp
+
+        assert self._handles is not None
+        batch, cached = self._handles.batch.batch, self._cached
+        start = len(cached)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = False
+        batch.logits[len(tokens) - 1] = logits
+        batch.n_tokens = len(tokens)
+        status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
+        if status != 0:
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)  # what it holds now is unknown
+            cached.clear()
+            raise InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
+        cached.extend(tokens)
 
     def close(self) -> None:
         def free() -> None:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+            if self._handles is not None:
+                self._handles.close()
+                self._handles = None
 
         try:
             self._engine.call(free)

@@ -32,7 +32,7 @@ from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
-from .llama_load import choose_context_length, gpu_layers, model_info, quiet_load
+from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import sampler_chain
 from .llama_vocab import LlamaVocab
@@ -139,7 +139,7 @@ class BatchedLlamaCppBackend(Backend):
         self._free: list[_Slot] = [_Slot(i) for i in range(slots)]
         self._running: list[_Slot] = []
         self._waiting: collections.deque[_Request] = collections.deque()
-        self._handles: _Handles | None = None
+        self._handles: Handles | None = None
         self._engine = StepEngine("llama.cpp batched")
         self._engine.step = self._step
         self._engine.on_step_error = self._on_step_error
@@ -159,7 +159,6 @@ class BatchedLlamaCppBackend(Backend):
 
     def _load_on_engine(self, n_ctx: int) -> None:
         import llama_cpp
-        from llama_cpp import _internals
 
         load = self._load_options
         if self._handles is not None:
@@ -167,29 +166,21 @@ class BatchedLlamaCppBackend(Backend):
             self._handles.close()
             self._handles = None
         self._gpu_layers = gpu_layers(load)
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = 0x7FFFFFFF if self._gpu_layers == -1 else self._gpu_layers
-        ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = n_ctx * self.slots
-        ctx_params.n_batch = ctx_params.n_ubatch = STEP_TOKENS + self.slots
-        ctx_params.n_seq_max = self.slots
-        ctx_params.kv_unified = False  # one cache per sequence: attention reads only its own
-        ctx_params.n_threads = ctx_params.n_threads_batch = self._threads
-        ctx_params.no_perf = True
-        # As `llama_cpp.Llama` (the one-at-a-time backend) sets it: llama.cpp's default "auto"
-        # turns flash attention on, whose different rounding makes greedy replies differ.
-        ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        with quiet_load(self.model, load.verbose):
-            model = _internals.LlamaModel(path_model=str(self.model.path), params=model_params, verbose=True)
-            ctx = _internals.LlamaContext(model=model, params=ctx_params, verbose=True)
-            batch = _internals.LlamaBatch(n_tokens=STEP_TOKENS + self.slots, embd=0, n_seq_max=1, verbose=True)
-        self._handles = _Handles(model, ctx, batch)
-        self._vocab = LlamaVocab(model.model, self.model)
-        self._memory = llama_cpp.llama_get_memory(ctx.ctx)
+        self._handles = load_handles(
+            self.model,
+            load,
+            n_ctx=n_ctx * self.slots,
+            n_batch=STEP_TOKENS + self.slots,
+            threads=self._threads,
+            gpu_layers=self._gpu_layers,
+            n_seq=self.slots,
+        )
+        self._vocab = LlamaVocab(self._handles.model.model, self.model)
+        self._memory = llama_cpp.llama_get_memory(self._handles.ctx.ctx)
         self._n_ctx = n_ctx
         for slot in self._free:
             slot.cached = []
-            slot.checkpoints = RecurrentCheckpoints(model.model, ctx.ctx, slot.seq_id)
+            slot.checkpoints = RecurrentCheckpoints(self._handles.model.model, self._handles.ctx.ctx, slot.seq_id)
         self._hybrid = any(slot.checkpoints is not None and slot.checkpoints.enabled for slot in self._free)
 
     # -- requests --------------------------------------------------------------------------
@@ -402,15 +393,3 @@ class BatchedLlamaCppBackend(Backend):
         # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
         request.out.put(_END)
         request.finished.set()
-
-
-class _Handles:
-    """The llama.cpp objects of a batched load: the model, one context with N sequences, a batch."""
-
-    def __init__(self, model: Any, ctx: Any, batch: Any):
-        self.model, self.ctx, self.batch = model, ctx, batch
-
-    def close(self) -> None:
-        self.batch.close()
-        self.ctx.close()
-        self.model.close()

@@ -17,6 +17,8 @@ app = typer.Typer(
     name="qwen",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: Typer's Rich help imports rich.markdown (markdown-it), half of `qwen --help`'s 0.16 s.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -145,6 +145,8 @@ def _note_thinking(info, think, effort) -> None:
 
 
 def _load_with_status(resolved, load, load_backend):
+    if not sys.stderr.isatty():  # no spinner to show, so not even Rich's import (a script's start-up)
+        return load_backend(resolved, load)
     from ..console import stderr_console
 
     console = stderr_console()

@@ -4,15 +4,16 @@ A model file is untrusted input to a C parser (Ollama has had six CVEs for craft
 every count, length, type and tensor extent is checked here first; a bad file becomes one
 `InvalidModelFile` line, never a segfault.
 
-Why not `gguf.GGUFReader`: it builds a numpy view for every element of every array, which takes
-2.1 s for SmolLM2's 49k-token vocabulary and about 6 s for Qwen's 151k — on every start. This
-reader uses the `gguf` package's own type tables and walks the header once, keeping scalars and
-small arrays and skipping the vocabulary (about 50 ms for Qwen). `tests/test_gguf_file.py`
-checks it against GGUFReader.
+Plain `struct` over an mmap of the file, and nothing else: this runs on every `qwen run`, and
+importing the `gguf` package (numpy with it) cost more than the whole one-shot budget. Scalars and
+small arrays are kept; the vocabulary and merges are only walked over (their strings are
+length-prefixed, so the tensor table behind them has no other address). About 10 ms for
+SmolLM2's 49K tokens. `tests/test_gguf_file.py` checks it against `gguf.GGUFReader`.
 """
 
 from __future__ import annotations
 
+import functools
 import mmap
 import re
 import struct
@@ -37,6 +38,22 @@ SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$",
 # GGUFValueType → struct format of one element (STRING and ARRAY are handled apart).
 _SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q").unpack_from
+
+# ggml_type → (elements per block, bytes per block), as ggml.c's type_traits (and gguf's GGML_QUANT_SIZES).
+GGML_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
+}  # fmt: skip
+# general.file_type → its name (llama.h's llama_ftype).
+FILE_TYPES = (
+    "F32 F16 Q4_0 Q4_1 - - - Q8_0 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K "
+    "IQ2_XXS IQ2_XS Q2_K_S IQ3_XS IQ3_XXS IQ1_S IQ4_NL IQ3_S IQ3_M IQ2_S IQ2_M IQ4_XS IQ1_M BF16 - - - "
+    "TQ1_0 TQ2_0 MXFP4_MOE NVFP4 Q1_0"
+).split()
 
 
 @dataclass(frozen=True)
@@ -118,15 +135,10 @@ class GGUFModel:
 
     @property
     def quantization(self) -> str:
-        import gguf
-
         file_type = self.metadata.get("general.file_type")
-        if file_type is None:
+        if not isinstance(file_type, int) or not 0 <= file_type < len(FILE_TYPES) or FILE_TYPES[file_type] == "-":
             return "unknown"
-        try:
-            return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-        except (ValueError, TypeError):
-            return "unknown"
+        return FILE_TYPES[file_type]
 
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token of context costs at f16, for sizing the context."""
@@ -184,6 +196,18 @@ class _Cursor:
         self.need(length)
         self.pos += length
 
+    def skip_strings(self, count: int) -> None:
+        """Walk over `count` strings (a vocabulary): the hot loop of the reader, so locals only."""
+        buf, pos, unpack = self.buf, self.pos, _U64
+        try:
+            for _ in range(count):
+                pos += 8 + unpack(buf, pos)[0]
+        except struct.error:  # a length field past the end
+            pos = self.size + 1
+        if pos > self.size:
+            raise self.fail(f"header ends early at byte {self.pos} (truncated file?)")
+        self.pos = pos
+
     def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALAR:
             return self.unpack(_SCALAR[vtype])
@@ -203,8 +227,7 @@ class _Cursor:
             if length <= KEEP_ARRAY:
                 return [self.value(etype, depth + 1) for _ in range(length)]
             if etype == _STRING:
-                for _ in range(length):
-                    self.skip_string()
+                self.skip_strings(length)
             elif etype == _ARRAY:
                 for _ in range(length):
                     self.value(etype, depth + 1)
@@ -217,8 +240,6 @@ class _Cursor:
 
 def read_gguf_file(path: Path) -> GGUFFile:
     """Parse and check one GGUF file; raise InvalidModelFile on anything off."""
-    import gguf  # its tables of quantization types and block sizes
-
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -270,10 +291,9 @@ def read_gguf_file(path: Path) -> GGUFFile:
         if name in seen:
             raise cur.fail(f"tensor {name!r} appears twice")
         seen.add(name)
-        try:
-            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
-        except (ValueError, KeyError):
-            raise cur.fail(f"tensor {name!r} has unknown type {ggml_type}") from None
+        if ggml_type not in GGML_BLOCKS:
+            raise cur.fail(f"tensor {name!r} has unknown type {ggml_type}")
+        block, type_size = GGML_BLOCKS[ggml_type]
         n_elements = 1
         for d in shape:
             if d <= 0 or d > 1 << 40:
@@ -325,8 +345,6 @@ def shard_paths(path: Path) -> tuple[Path, ...]:
 
 def read_model(path: Path) -> GGUFModel:
     """Validate a model file (every shard of a set) and its architecture."""
-    import gguf
-
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(f"no such file: {path}", "give a path to a .gguf file or a model name (qwen list)")
@@ -337,7 +355,7 @@ def read_model(path: Path) -> GGUFModel:
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise InvalidModelFile(f"{path.name} has no general.architecture", "the file is not a complete model")
-    if arch not in set(gguf.MODEL_ARCH_NAMES.values()):
+    if arch not in llama_architectures():
         raise UnsupportedModel(
             f"{path.name}: architecture {arch!r} is not supported by this llama.cpp",
             "upgrade llama-cpp-python, or use a model of a supported architecture",
@@ -351,6 +369,14 @@ def read_model(path: Path) -> GGUFModel:
     model = GGUFModel(path=paths[0], files=files, metadata=metadata)
     check_engine_asserts(model)
     return model
+
+
+@functools.cache
+def llama_architectures() -> frozenset[str]:
+    """The architectures the linked llama.cpp loads (`data/llama_architectures.txt`, from its
+    source; a test checks each name against the library)."""
+    text = (Path(__file__).parent.parent / "data" / "llama_architectures.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def check_engine_asserts(model: GGUFModel) -> None:
