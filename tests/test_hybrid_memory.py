@@ -107,7 +107,7 @@ def _evaluated(backend) -> int:
     """Tokens llama.cpp has decoded in this context so far (prompt and reply)."""
     import llama_cpp
 
-    data = backend._engine.call(lambda: llama_cpp.llama_perf_context(backend._llama.ctx))
+    data = backend._engine.call(lambda: llama_cpp.llama_perf_context(backend._handles.ctx.ctx))
     return data.n_p_eval + data.n_eval
 
 
