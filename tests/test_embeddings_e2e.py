@@ -5,6 +5,7 @@ loaded for embeddings apart from its chat load, compared with llama-cpp-python's
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 
@@ -101,3 +102,53 @@ def test_bad_input_then_a_good_request(client, server):
     bad = httpx.post(server.base + "/api/embed", json={"model": "smollm2"})
     assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
     assert len(client.embeddings.create(model="smollm2", input="hi").data) == 1
+
+
+def test_an_empty_input_is_a_400_and_the_server_keeps_serving(client):
+    # llama.cpp aborts the whole process on an empty batch: the load must refuse it first.
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        client.embeddings.create(model="smollm2", input=["fine", ""])
+    assert len(client.embeddings.create(model="smollm2", input="still here").data) == 1
+
+
+# -- qwen embed on the command line ------------------------------------------------------------------
+
+def embed_cli(*args: str, input: str | None = None):
+    from tests.processes import run_qwen
+
+    return run_qwen("embed", str(require(SMOLLM2)), *args, input=input, timeout=120)
+
+
+def test_qwen_embed_prints_one_array_per_text_equal_to_llama_cpp_pythons_own():
+    result = embed_cli(*TEXTS)
+    assert result.returncode == 0, result.stderr.decode()
+    vectors = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(vectors) == 2
+    for text, vector in zip(TEXTS, vectors):
+        assert abs(math.sqrt(sum(x * x for x in vector)) - 1) < 1e-6
+        assert cosine(vector, raw_embedding(text)) >= 0.9999
+    assert cosine(vectors[0], vectors[1]) < 0.99  # different texts, different vectors
+
+
+def test_qwen_embed_reads_stdin_lines_in_order_and_json_collects_them():
+    piped = embed_cli(input="\n".join(reversed(TEXTS)) + "\n")
+    assert piped.returncode == 0, piped.stderr.decode()
+    lines = [json.loads(line) for line in piped.stdout.decode().splitlines()]
+    args = [json.loads(line) for line in embed_cli(*reversed(TEXTS)).stdout.decode().splitlines()]
+    assert len(lines) == 2 and all(cosine(a, b) > 0.999999 for a, b in zip(lines, args))
+    collected = json.loads(embed_cli(TEXTS[0], "--json", "--dimensions", "64").stdout)
+    assert collected["prompt_tokens"] > 0 and len(collected["embeddings"]) == 1
+    short = collected["embeddings"][0]
+    assert len(short) == 64 and abs(math.sqrt(sum(x * x for x in short)) - 1) < 1e-6
+
+
+def test_qwen_embed_bad_input_is_a_clear_error():
+    empty = embed_cli(input="a\n\nb\n")
+    assert empty.returncode == 2 and b"line 2 of stdin is empty" in empty.stderr
+    assert len(empty.stdout.decode().splitlines()) == 1  # what came before is kept
+    wide = embed_cli("x", "--dimensions", "100000")
+    assert wide.returncode == 1 and b"dimensions" in wide.stderr and b"Traceback" not in wide.stderr
+    from tests.processes import run_qwen
+
+    unknown = run_qwen("embed", "no-such-model-xyz", "x", timeout=60)
+    assert unknown.returncode == 1 and b"unknown model" in unknown.stderr

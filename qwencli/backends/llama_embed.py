@@ -45,6 +45,21 @@ def normalise(vector: Sequence[float]) -> list[float]:
     return [x / norm for x in vector] if norm > 0 else list(vector)
 
 
+class TooManyDimensions(QwenError):
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+def shorten(vector: list[float], dimensions: int | None) -> list[float]:
+    """The first `dimensions` values, normalised again: how Matryoshka models (Qwen3-Embedding)
+    give shorter vectors."""
+    if dimensions is None or dimensions == len(vector):
+        return vector
+    if dimensions > len(vector):
+        raise TooManyDimensions(f"dimensions: this model's vectors have {len(vector)}", param="dimensions")
+    return normalise(vector[:dimensions])
+
+
 class LlamaEmbedBackend(Backend):
     def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None):
         import llama_cpp
@@ -98,6 +113,8 @@ class LlamaEmbedBackend(Backend):
         with self._lock:
             for i, text in enumerate(texts):
                 n = self.count_tokens(text)
+                if n == 0:  # llama.cpp aborts the process on an empty batch
+                    raise NotForChat(f"input[{i}] is empty: no tokens to embed", param="input")
                 if n > self.info.context_length:
                     raise NotForChat(
                         f"input[{i}] takes {n} tokens; this embedding load holds {self.info.context_length}"

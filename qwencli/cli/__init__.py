@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from . import doctor as _doctor
+from . import embed as _embed
 from . import models as _models
 from . import ps as _ps
 from . import pull as _pull
@@ -34,6 +35,7 @@ _models.register(app)
 _serve.register(app)
 _ps.register(app)
 _doctor.register(app)
+_embed.register(app)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..backends.llama_embed import shorten
 from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .schemas import ModelName
@@ -62,16 +63,6 @@ def _texts(value: Input) -> list[str]:
     if len(texts) > MAX_INPUTS:
         raise bad_request(f"input: at most {MAX_INPUTS} texts per request", param="input")
     return texts
-
-
-def shorten(vector: list[float], dimensions: int | None) -> list[float]:
-    if dimensions is None or dimensions == len(vector):
-        return vector
-    if dimensions > len(vector):
-        raise bad_request(f"dimensions: this model's vectors have {len(vector)}", param="dimensions")
-    head = vector[:dimensions]
-    norm = sum(x * x for x in head) ** 0.5
-    return [x / norm for x in head] if norm > 0 else head
 
 
 def as_base64(vector: list[float]) -> str:
