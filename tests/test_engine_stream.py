@@ -169,3 +169,36 @@ def test_an_error_building_the_stream_reaches_the_loop():
 
     error, end = asyncio.run(main())
     assert isinstance(error, RuntimeError) and end is END
+
+
+def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwen2_gguf):
+    """Greedy replies skip llama.cpp's sampler (it fills a candidate per vocabulary entry every
+    token); the token must be the sampler's own, on a 152K-vocabulary model."""
+    import llama_cpp
+
+    from qwencli.backends.base import LoadOptions
+    from qwencli.backends.llama_sampler import argmax_picker, plain_greedy, sampler_chain
+    from qwencli.backends.llamacpp import LlamaCppBackend
+    from qwencli.chat import GenerationOptions, collect
+
+    assert plain_greedy(GenerationOptions(temperature=0))
+    assert not plain_greedy(GenerationOptions(temperature=0, presence_penalty=1.5))
+    assert not plain_greedy(GenerationOptions(temperature=0, response_format={"type": "json_object"}))
+    assert not plain_greedy(GenerationOptions(temperature=0.7))
+    backend = LlamaCppBackend(tiny_qwen2_gguf, LoadOptions(context_length=512))
+    try:
+        for prompt in ("Loop", "Hello", "\n"):
+            collect(backend.complete(prompt, GenerationOptions(temperature=0, max_tokens=1)))
+
+            def both():
+                ctx = backend._handles.ctx.ctx
+                chain = sampler_chain(GenerationOptions(temperature=0), backend._vocab)
+                try:
+                    return argmax_picker(ctx, backend._vocab.size)(), llama_cpp.llama_sampler_sample(chain.sampler, ctx, -1)
+                finally:
+                    chain.close()
+
+            picked, sampled = backend._engine.call(both)
+            assert picked == sampled, prompt
+    finally:
+        backend.close()

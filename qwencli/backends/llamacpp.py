@@ -29,7 +29,7 @@ from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import sampler_chain
+from .llama_sampler import argmax_picker, plain_greedy, sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
@@ -180,7 +180,7 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at)
+            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at, greedy=plain_greedy(options))
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -189,11 +189,12 @@ class LlamaCppBackend(Backend):
             sampler.close()
 
     def _tokens(
-        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = ()
+        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = (), *, greedy: bool = False
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
-        positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there."""
+        positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
+        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled."""
         import llama_cpp
 
         assert self._handles is not None  # generation runs only while the model is loaded
@@ -208,8 +209,9 @@ class LlamaCppBackend(Backend):
             if stops[0] == len(self._cached) and len(stops) > 1:
                 self._checkpoints.save(self._cached)
                 stops.pop(0)
+        pick = argmax_picker(ctx, self._vocab.size) if greedy else lambda: sample(sampler, ctx, -1)
         while True:
-            token = sample(sampler, ctx, -1)
+            token = pick()
             yield token
             self._decode([token], logits=True)
 
