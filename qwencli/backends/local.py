@@ -29,7 +29,8 @@ END_OF_TURN_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<e
 PENALTY_WINDOW = 64
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """How many leading items (tokens, or characters) `a` and `b` share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

@@ -12,6 +12,7 @@ from ..errors import TemplateError
 from ..stops import StopFilter
 from ..templates import ChatTemplate
 from ..thinking import Mode, ThinkingSplitter, effort_thinks, initial_mode
+from .local import common_prefix
 
 
 def _constrained(options: GenerationOptions) -> bool:
@@ -46,19 +47,10 @@ def checkpoint_prefixes(
         if len(messages) >= 2:
             probe = [*messages[:-1], Message(messages[-1].role, "\x00")]
             other = template.render(probe, tools=tools, think=think, extra=extra, add_generation_prompt=False)
-            found.add(prompt[: _common_length(prompt, other)])
+            found.add(prompt[: common_prefix(prompt, other)])
     except TemplateError:
         pass  # the prompt itself rendered; without checkpoints a turn is only slower
     return tuple(sorted((p for p in found if 0 < len(p) < len(prompt)), key=len))
-
-
-def _common_length(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _switches(template: ChatTemplate, options: GenerationOptions) -> tuple[bool | None, dict]:

@@ -44,6 +44,16 @@ def is_hosted(name: str, *, local_names: frozenset[str] = frozenset()) -> bool:
     return lowered in ALIASES or bool(HOSTED.fullmatch(lowered))
 
 
+def runs_hosted(name: str) -> bool:
+    """Whether `name` alone (no --backend remote) means the hosted model: the catalog is read only
+    for a name that looks hosted, so a local path or an open model's name never pays for it."""
+    if not is_hosted(name):
+        return False
+    from .catalog import load
+
+    return is_hosted(name, local_names=frozenset(load().names))
+
+
 def resolve(
     name: str, *, host: str | None = None, api_key: str | None = None, base_url: str | None = None
 ) -> ResolvedModel:

@@ -32,10 +32,9 @@ def resolve(
 
     `backend` is auto, llama, torch or remote. A hosted name (qwen-max) or a `host` (an
     OpenAI-compatible server) makes the model remote: `api_key` and `base_url` are for that."""
-    from . import catalog, hosted, names, store
+    from . import hosted, names, store
 
-    local_names = frozenset(catalog.load().names)
-    if backend == "remote" or host is not None or hosted.is_hosted(name, local_names=local_names):
+    if backend == "remote" or host is not None or hosted.runs_hosted(name):
         return hosted.resolve(name, host=host, api_key=api_key, base_url=base_url)
 
     ref = names.parse(name)

@@ -132,7 +132,7 @@ def keep_alive_seconds(value: KeepAlive) -> float | None | Literal["default"]:
 
 
 def _think(value: Think) -> bool | None:
-    # No thinking levels on this engine: any level means "think".
+    # Any level means "think" here; Ollama's levels are not passed on as reasoning_effort (yet).
     if value is None:
         return None
     return value if isinstance(value, bool) else True

@@ -202,7 +202,9 @@ def responses_job(req: ResponsesRequest) -> Job:
         temperature=req.temperature,
         top_p=req.top_p,
         max_tokens=req.max_output_tokens,
-        think=None if effort is None else effort != "none",  # no levels on this engine: on or off
+        think=None
+        if effort is None
+        else effort != "none",  # any level but none: on (not passed on as reasoning_effort yet)
         response_format=fmt,
     )
     return Job(

@@ -53,11 +53,10 @@ class StoreSource:
             return self._named[name]
         if _names_a_file(name):
             raise ModelNotFound(f"unknown model {name!r}")
-        from ..models.catalog import load as load_catalog
-        from ..models.hosted import is_hosted
+        from ..models.hosted import runs_hosted
 
         # Fronting a hosted model spends the operator's key: only when named at start.
-        if is_hosted(name, local_names=frozenset(load_catalog().names)):
+        if runs_hosted(name):
             raise ModelNotFound(f"{name!r} is not served here", f"start the server with: qwen serve {name}")
         try:
             resolved = resolve_local(name, self._backend)
