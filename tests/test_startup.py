@@ -14,7 +14,7 @@ import pytest
 from tests.models import ROOT
 
 HEAVY = ("llama_cpp", "torch", "transformers", "fastapi", "uvicorn", "numpy", "gguf", "huggingface_hub",
-         "prompt_toolkit", "jinja2", "httpx", "openai")
+         "prompt_toolkit", "jinja2", "httpx", "openai", "pydantic")
 
 PROBE = """
 import json, sys
@@ -54,10 +54,12 @@ def test_committed_completions_are_current(prog, shell):
     assert committed.read_text() == fresh, "completions are stale: run `make completions`"
 
 
-#: Never on a one-shot run of a local GGUF: the server, torch, the hub client, and the `gguf` package
-#: (numpy just to read metadata: `formats/gguf.py` reads the header with `struct`).
+#: Never on a one-shot run of a local GGUF: the server, torch, the hub client, the `gguf` package
+#: (numpy just to read metadata: `formats/gguf.py` reads the header with `struct`), pydantic (Typer
+#: 0.29 validates every option through it: pinned below that), and llama-cpp-python's high-level
+#: `Llama` layer with its diskcache/sqlite3 (`backends/llama_lib.py` loads only the C binding).
 NOT_ON_ONESHOT = ("torch", "transformers", "fastapi", "uvicorn", "starlette", "huggingface_hub", "gguf", "httpx",
-                  "openai", "prompt_toolkit")
+                  "openai", "prompt_toolkit", "pydantic", "diskcache", "sqlite3")
 
 ONESHOT_PROBE = """
 import json, sys

@@ -20,10 +20,13 @@ from ..errors import InvalidModelFile, UnsupportedModel
 from ..formats.gguf import GGUFModel
 from ..hardware import available_memory
 from ..templates import ChatTemplate
+from . import llama_lib
 from .base import LoadOptions, ModelInfo
 from .local import DEFAULT_CONTEXT, KV_SHARE_CHOSEN, MIN_CONTEXT
 
 BACKEND_NAME = "llama.cpp"
+
+llama_lib.binding_only()  # before any `import llama_cpp` here or in the backends that load through us
 
 
 class _LlamaLog:
@@ -119,7 +122,6 @@ def load_handles(
     """Model, context of `n_ctx` tokens (for `n_seq` sequences, each its own cache) and a batch of
     `n_batch` tokens, with the context settings `llama_cpp.Llama` would use."""
     import llama_cpp
-    from llama_cpp import _internals
 
     model_params = llama_cpp.llama_model_default_params()
     model_params.n_gpu_layers = 0x7FFFFFFF if gpu_layers == -1 else gpu_layers
@@ -134,9 +136,9 @@ def load_handles(
     # replies differ from what `llama_cpp.Llama` (and our tests' expected answers) gives.
     ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     with quiet_load(model, load.verbose):
-        handle = _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=True)
-        ctx = _internals.LlamaContext(model=handle, params=ctx_params, verbose=True)
-        batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=True)
+        handle = llama_lib.Model(str(model.path), model_params)
+        ctx = llama_lib.Context(handle, ctx_params)
+        batch = llama_lib.Batch(n_batch)
     return Handles(handle, ctx, batch)
 
 

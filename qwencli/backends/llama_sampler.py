@@ -8,6 +8,7 @@ from typing import Any
 
 from ..chat import GenerationOptions
 from .llama_grammar import gbnf
+from .llama_lib import SamplerChain
 from .llama_vocab import LlamaVocab
 from .local import PENALTY_WINDOW, grammar_rejected, output_rule
 
@@ -17,33 +18,38 @@ def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
     greedy or top-k → typical → top-p → min-p → temperature → draw, in `Llama.generate`'s order
     and with its default values (what this backend ran before, and what the tests' answers are)."""
     import llama_cpp
-    from llama_cpp import _internals
 
     grammar = gbnf(options)
-    chain = _internals.LlamaSampler()
-    chain.add_penalties(
-        vocab.size,
-        PENALTY_WINDOW,
-        options.repeat_penalty or 1.0,
-        options.frequency_penalty or 0.0,
-        options.presence_penalty or 0.0,
+    chain = SamplerChain()
+    chain.add(
+        llama_cpp.llama_sampler_init_penalties(
+            vocab.size,
+            PENALTY_WINDOW,
+            options.repeat_penalty or 1.0,
+            options.frequency_penalty or 0.0,
+            options.presence_penalty or 0.0,
+        )
     )
     if grammar is not None:
         grammar_sampler = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
         if not grammar_sampler:  # llama.cpp rejects the grammar: NULL, never add that to a chain
             chain.close()
             raise grammar_rejected("llama.cpp rejected it")
-        llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler)
+        chain.add(grammar_sampler)
     temperature = options.temperature if options.temperature is not None else 0.8
     if temperature <= 0:
-        chain.add_greedy()
+        chain.add(llama_cpp.llama_sampler_init_greedy())
     else:
-        chain.add_top_k(options.top_k if options.top_k is not None else 40)
-        chain.add_typical(1.0, 1)
-        chain.add_top_p(options.top_p if options.top_p is not None else 0.95, 1)
-        chain.add_min_p(options.min_p if options.min_p is not None else 0.05, 1)
-        chain.add_temp(temperature)
-        chain.add_dist(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        chain.add(llama_cpp.llama_sampler_init_top_k(options.top_k if options.top_k is not None else 40))
+        chain.add(llama_cpp.llama_sampler_init_typical(1.0, 1))
+        chain.add(llama_cpp.llama_sampler_init_top_p(options.top_p if options.top_p is not None else 0.95, 1))
+        chain.add(llama_cpp.llama_sampler_init_min_p(options.min_p if options.min_p is not None else 0.05, 1))
+        chain.add(llama_cpp.llama_sampler_init_temp(temperature))
+        chain.add(
+            llama_cpp.llama_sampler_init_dist(
+                options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+            )
+        )
     return chain
 
 

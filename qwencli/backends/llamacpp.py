@@ -27,6 +27,7 @@ from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
+from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import argmax_picker, plain_greedy, sampler_chain
@@ -72,6 +73,7 @@ class LlamaCppBackend(Backend):
             self._handles = None
         self._gpu_layers = gpu_layers(load)
         n_batch = min(512, n_ctx)
+        warm_numpy()  # for the greedy picker (argmax_picker), imported while the weights load
         self._handles = load_handles(
             self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
         )

@@ -1,0 +1,128 @@
+"""llama.cpp's C API without llama-cpp-python's high-level layer, and owners for its handles.
+
+`import llama_cpp` runs the package's `__init__`, which imports `Llama` and with it numpy,
+jinja2, diskcache and sqlite3: about 0.1 s of a one-shot run that starts in 0.5 s, for classes
+our token loop never uses (it drives the C API: `llamacpp.py`). `binding_only()` puts the
+package in `sys.modules` with only its ctypes binding (`llama_cpp.llama_cpp`) loaded; the first
+use of any other name (`llama_cpp.Llama`, `llama_cpp.llama_grammar`, …) runs the real `__init__`,
+so code that wants the high-level API still gets all of it.
+
+`Model`, `Context`, `Batch` and `SamplerChain` own one C handle each, free it once, and keep the
+attribute names of llama-cpp-python's `_internals` wrappers (`.model`, `.ctx`, `.batch`,
+`.sampler`) — those wrappers import numpy at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import threading
+from typing import Any
+
+_FULL_IMPORT = threading.RLock()  # re-entered while the package's __init__ runs
+
+
+def binding_only() -> None:
+    """Make a later `import llama_cpp` cheap (no-op if it is imported already)."""
+    if "llama_cpp" in sys.modules:
+        return
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.loader is None:
+        return  # not installed: the import itself will say so where it happens
+    package = importlib.util.module_from_spec(spec)
+    loaded = False
+
+    def __getattr__(name: str) -> Any:
+        # Names of the C API come from the binding (what `from .llama_cpp import *` would give);
+        # anything else is the high-level API: run the package's own __init__ once, then look again.
+        nonlocal loaded
+        binding = importlib.import_module("llama_cpp.llama_cpp")
+        if not name.startswith("__") and hasattr(binding, name):
+            return getattr(binding, name)
+        with _FULL_IMPORT:
+            if not loaded:
+                loaded = True
+                spec.loader.exec_module(package)  # type: ignore[union-attr]
+        if name in package.__dict__:
+            return package.__dict__[name]
+        raise AttributeError(f"module 'llama_cpp' has no attribute {name!r}")
+
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules["llama_cpp"] = package
+
+
+def warm_numpy() -> None:
+    """Import numpy on a side thread while llama.cpp loads a model (a ctypes call that releases
+    the GIL): the greedy picker needs it at the first token, and then it is there."""
+    if "numpy" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("numpy",), name="import numpy", daemon=True).start()
+
+
+class Model:
+    def __init__(self, path: str, params: Any):
+        import llama_cpp
+
+        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), params)
+        if not self.model:
+            raise ValueError(f"Failed to load model from file: {path}")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.model:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+
+class Context:
+    def __init__(self, model: Model, params: Any):
+        import llama_cpp
+
+        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
+        if not self.ctx:
+            raise ValueError("Failed to create llama_context")
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+
+
+class Batch:
+    def __init__(self, n_tokens: int, n_seq_max: int = 1):
+        import llama_cpp
+
+        self.batch = llama_cpp.llama_batch_init(n_tokens, 0, n_seq_max)
+        self._owned = True
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self._owned:
+            llama_cpp.llama_batch_free(self.batch)
+            self._owned = False
+
+
+class SamplerChain:
+    """One reply's sampler chain; `add(sampler)` hands a sampler to the chain, which frees it."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.sampler = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+
+    def add(self, sampler: Any) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_chain_add(self.sampler, sampler)
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.sampler:
+            llama_cpp.llama_sampler_free(self.sampler)
+            self.sampler = None
