@@ -177,14 +177,14 @@ def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwe
     import llama_cpp
 
     from qwencli.backends.base import LoadOptions
-    from qwencli.backends.llama_sampler import argmax_picker, plain_greedy, sampler_chain
+    from qwencli.backends.llama_sampler import greedy_picker, in_place_greedy, sampler_chain
     from qwencli.backends.llamacpp import LlamaCppBackend
     from qwencli.chat import GenerationOptions, collect
 
-    assert plain_greedy(GenerationOptions(temperature=0))
-    assert not plain_greedy(GenerationOptions(temperature=0, presence_penalty=1.5))
-    assert not plain_greedy(GenerationOptions(temperature=0, response_format={"type": "json_object"}))
-    assert not plain_greedy(GenerationOptions(temperature=0.7))
+    assert in_place_greedy(GenerationOptions(temperature=0))
+    assert in_place_greedy(GenerationOptions(temperature=0, presence_penalty=1.5))
+    assert not in_place_greedy(GenerationOptions(temperature=0, response_format={"type": "json_object"}))
+    assert not in_place_greedy(GenerationOptions(temperature=0.7))
     backend = LlamaCppBackend(tiny_qwen2_gguf, LoadOptions(context_length=512))
     try:
         for prompt in ("Loop", "Hello", "\n"):
@@ -194,11 +194,69 @@ def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwe
                 ctx = backend._handles.ctx.ctx
                 chain = sampler_chain(GenerationOptions(temperature=0), backend._vocab)
                 try:
-                    return argmax_picker(ctx, backend._vocab.size)(), llama_cpp.llama_sampler_sample(chain.sampler, ctx, -1)
+                    return greedy_picker(ctx, backend._vocab.size, GenerationOptions(temperature=0))(), llama_cpp.llama_sampler_sample(chain.sampler, ctx, -1)
                 finally:
                     chain.close()
 
             picked, sampled = backend._engine.call(both)
             assert picked == sampled, prompt
+
+        def every_row():
+            # The batched backend reads the row of each sequence's last token (index i, not -1).
+            tokens = backend._vocab.tokenize("The quick brown fox jumps over the lazy dog")
+            ctx, batch = backend._handles.ctx.ctx, backend._handles.batch.batch
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, 0, -1)
+            backend._cached = []
+            for i, token in enumerate(tokens):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, i, 1, True
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(tokens)
+            assert llama_cpp.llama_decode(ctx, batch) == 0
+            pick = greedy_picker(ctx, backend._vocab.size, GenerationOptions(temperature=0))
+            pairs = []
+            for i in range(len(tokens)):
+                chain = sampler_chain(GenerationOptions(temperature=0), backend._vocab)
+                try:
+                    pairs.append((pick(i), llama_cpp.llama_sampler_sample(chain.sampler, ctx, i)))
+                finally:
+                    chain.close()
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, 0, -1)
+            return pairs
+
+        pairs = backend._engine.call(every_row)
+        assert len(pairs) > 5 and all(picked == sampled for picked, sampled in pairs), pairs
+        assert len({picked for picked, _ in pairs}) > 1  # rows really differ
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("penalties", [
+    dict(repeat_penalty=1.05),  # Qwen2.5's default
+    dict(presence_penalty=1.5),  # Qwen3.5's
+    dict(repeat_penalty=1.3, frequency_penalty=0.4, presence_penalty=0.2),
+])
+def test_greedy_with_penalties_read_in_place_equals_llama_cpps_chain(tiny_qwen2_gguf, monkeypatch, penalties):
+    """The in-place greedy picker keeps llama.cpp's penalty window itself: 200 tokens (past the
+    64-token window) must be the chain's, token for token, on a prompt where the penalties change
+    the reply (with these random weights "1 2 3" does; "Loop" repeats itself whatever the penalty)."""
+    PROMPT = "1 2 3"
+    from qwencli.backends import llamacpp
+    from qwencli.backends.base import LoadOptions
+    from qwencli.chat import GenerationOptions, collect
+
+    options = GenerationOptions(temperature=0, max_tokens=200, **penalties)
+    backend = llamacpp.LlamaCppBackend(tiny_qwen2_gguf, LoadOptions(context_length=512))
+    try:
+        texts = {}
+        for fast in (True, False):
+            monkeypatch.setattr(llamacpp, "in_place_greedy", lambda o, fast=fast: fast)
+            reply = collect(backend.complete(PROMPT, options))
+            assert reply.usage.completion_tokens == 200
+            texts[fast] = reply.text
+        assert texts[True] == texts[False]
+        monkeypatch.setattr(llamacpp, "in_place_greedy", lambda o: True)
+        unpenalized = collect(backend.complete(PROMPT, GenerationOptions(temperature=0, max_tokens=200,
+                                                                          repeat_penalty=1.0)))
+        assert unpenalized.text != texts[True]  # the penalties really changed the reply
     finally:
         backend.close()

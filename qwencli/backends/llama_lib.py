@@ -37,9 +37,11 @@ def binding_only() -> None:
         # Names of the C API come from the binding (what `from .llama_cpp import *` would give);
         # anything else is the high-level API: run the package's own __init__ once, then look again.
         nonlocal loaded
-        binding = importlib.import_module("llama_cpp.llama_cpp")
+        binding = sys.modules.get("llama_cpp.llama_cpp") or importlib.import_module("llama_cpp.llama_cpp")
         if not name.startswith("__") and hasattr(binding, name):
-            return getattr(binding, name)
+            value = getattr(binding, name)
+            setattr(package, name, value)  # found in the package from now on: no second call per name
+            return value
         with _FULL_IMPORT:
             if not loaded:
                 loaded = True

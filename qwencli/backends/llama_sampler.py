@@ -3,6 +3,7 @@ llama.cpp (`llama_sampler_sample`), so no logits row ever crosses into Python.""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -53,27 +54,58 @@ def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
     return chain
 
 
-def plain_greedy(options: GenerationOptions) -> bool:
-    """Whether a reply only ever takes the top logit: temperature 0, no grammar, no penalty."""
+def in_place_greedy(options: GenerationOptions) -> bool:
+    """Whether a reply only ever takes the top (penalized) logit: temperature 0 and no grammar.
+    Then `greedy_picker` reads the logits row in place instead of running the chain."""
     temperature = options.temperature if options.temperature is not None else 0.8
-    return (
-        temperature <= 0
-        and output_rule(options) is None
-        and (options.repeat_penalty or 1.0) == 1.0
-        and not options.frequency_penalty
-        and not options.presence_penalty
-    )
+    return temperature <= 0 and output_rule(options) is None
 
 
-def argmax_picker(ctx: Any, n_vocab: int) -> Callable[[], int]:
-    """The token of the last logits row's top value, read in place: what the chain's greedy
-    sampler picks (the first of equal maxima), without `llama_sampler_sample` filling one candidate
-    per vocabulary entry every token (~0.25 ms at Qwen's 152K, a fifth of a tiny model's decode)."""
+def greedy_picker(ctx: Any, n_vocab: int, options: GenerationOptions) -> Callable[[int], int]:
+    """`pick(index)`: the token the chain of `sampler_chain(options)` would pick from logits row
+    `index` (-1: the last) when greedy, read in place. `llama_sampler_sample` fills one candidate
+    per vocabulary entry every token (~0.16 ms at Qwen's 152K, an eighth of a tiny model's decode);
+    this costs one argmax over the row plus the penalty window's few tokens.
+
+    The penalties are llama.cpp's (llama-sampler.cpp, penalties_apply) over the last
+    PENALTY_WINDOW picked tokens, in float32 as there: a repeated token's logit is divided by
+    `repeat_penalty` (multiplied when ≤ 0), then `count·frequency + presence` is subtracted. Greedy
+    takes the first of equal maxima, i.e. the lowest token id."""
     import llama_cpp
     import numpy as np
 
-    def pick() -> int:
-        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))  # a view, no copy
-        return int(row.argmax())
+    repeat = np.float32(options.repeat_penalty or 1.0)
+    frequency = np.float32(options.frequency_penalty or 0.0)
+    presence = np.float32(options.presence_penalty or 0.0)
+    penalized = repeat != 1 or frequency != 0 or presence != 0
+    window: collections.deque[int] = collections.deque(maxlen=PENALTY_WINDOW)
+    counts: collections.Counter[int] = collections.Counter()
+
+    def pick(index: int = -1) -> int:
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(n_vocab,))  # a view
+        if not penalized:
+            return int(row.argmax())
+        if counts:
+            ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            seen = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+            logits = row[ids]  # a copy
+            logits = np.where(logits <= 0, logits * repeat, logits / repeat).astype(np.float32)
+            logits -= seen * frequency + np.float32(1) * presence
+            row[ids] = -np.inf  # llama.cpp's output buffer, rewritten by the next decode
+            best = int(row.argmax())
+            best_logit = row[best]
+            for token, logit in zip(ids.tolist(), logits.tolist()):
+                if logit > best_logit or (logit == best_logit and token < best):
+                    best, best_logit = token, logit
+        else:
+            best = int(row.argmax())
+        if len(window) == window.maxlen:
+            old = window[0]
+            counts[old] -= 1
+            if not counts[old]:
+                del counts[old]
+        window.append(best)
+        counts[best] += 1
+        return best
 
     return pick

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, GenerationOptions, Message
@@ -30,7 +29,7 @@ from .engine_thread import EngineThread
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import argmax_picker, plain_greedy, sampler_chain
+from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
@@ -73,7 +72,7 @@ class LlamaCppBackend(Backend):
             self._handles = None
         self._gpu_layers = gpu_layers(load)
         n_batch = min(512, n_ctx)
-        warm_numpy()  # for the greedy picker (argmax_picker), imported while the weights load
+        warm_numpy()  # for the greedy picker (greedy_picker), imported while the weights load
         self._handles = load_handles(
             self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
         )
@@ -182,7 +181,14 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at, greedy=plain_greedy(options))
+            assert self._handles is not None  # generation runs only while the model is loaded
+            ctx, chain = self._handles.ctx.ctx, sampler.sampler
+            pick = (
+                greedy_picker(ctx, vocab.size, options)
+                if in_place_greedy(options)
+                else lambda index: llama_cpp.llama_sampler_sample(chain, ctx, index)
+            )
+            generated = self._tokens(tokens[keep:], pick, checkpoint_at)
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -191,16 +197,14 @@ class LlamaCppBackend(Backend):
             sampler.close()
 
     def _tokens(
-        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = (), *, greedy: bool = False
+        self, pending: list[int], pick: Callable[[int], int], checkpoint_at: Sequence[int] = ()
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled."""
-        import llama_cpp
-
-        assert self._handles is not None  # generation runs only while the model is loaded
-        ctx, sample, n_batch = self._handles.ctx.ctx, llama_cpp.llama_sampler_sample, self._n_batch
+        `pick(-1)` chooses a token from the last logits row: the reply's sampler chain, or for greedy
+        replies `llama_sampler.greedy_picker`, which reads the row in place."""
+        n_batch = self._n_batch
         end = len(self._cached) + len(pending)
         stops = [*checkpoint_at, end]
         at = 0
@@ -211,9 +215,8 @@ class LlamaCppBackend(Backend):
             if stops[0] == len(self._cached) and len(stops) > 1:
                 self._checkpoints.save(self._cached)
                 stops.pop(0)
-        pick = argmax_picker(ctx, self._vocab.size) if greedy else lambda: sample(sampler, ctx, -1)
         while True:
-            token = pick()
+            token = pick(-1)
             yield token
             self._decode([token], logits=True)
 

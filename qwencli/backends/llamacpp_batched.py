@@ -32,9 +32,10 @@ from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
+from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import sampler_chain
+from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
@@ -71,6 +72,7 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
     next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
+    pick: Callable[[int], int] | None = None  # greedy replies: llama_sampler.greedy_picker, else the chain
     reply: Reply | None = None
 
     # A slot in `_running` always has both; these say so to the type checker and to the reader.
@@ -166,6 +168,7 @@ class BatchedLlamaCppBackend(Backend):
             self._handles.close()
             self._handles = None
         self._gpu_layers = gpu_layers(load)
+        warm_numpy()  # for the greedy picker, imported while the weights load
         self._handles = load_handles(
             self.model,
             load,
@@ -295,6 +298,9 @@ class BatchedLlamaCppBackend(Backend):
         slot.pending = tokens[keep:]
         slot.next_token = None
         slot.sampler = sampler
+        assert self._handles is not None  # admission runs only while the model is loaded
+        greedy = in_place_greedy(request.options)
+        slot.pick = greedy_picker(self._handles.ctx.ctx, self._vocab.size, request.options) if greedy else None
         vocab = self._vocab
         slot.reply = Reply(
             request.out.put,
@@ -365,9 +371,9 @@ class BatchedLlamaCppBackend(Backend):
             if slot.checkpoint_at and len(slot.cached) == slot.checkpoint_at[0] and slot.checkpoints:
                 slot.checkpoints.save(slot.cached)
                 slot.checkpoint_at.pop(0)
+        sample = llama_cpp.llama_sampler_sample
         for slot, index in sample_at:
-            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
-            self._emit(slot, token)
+            self._emit(slot, slot.pick(index) if slot.pick else sample(slot.sampler.sampler, ctx, index))
 
     def _emit(self, slot: _Slot, token: int) -> None:
         if slot.active_reply.add(token):
@@ -384,7 +390,7 @@ class BatchedLlamaCppBackend(Backend):
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.request = slot.sampler = slot.reply = slot.next_token = None
+        slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = None
         slot.pending = []
         slot.checkpoint_at = []
         slot.last_used = time.monotonic()

@@ -5,6 +5,10 @@
    in paired rounds; target ratio ≥ 0.95.
 2. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
    one request at a time) and `--parallel 4` (batched decoding), and /health latency meanwhile.
+3. With `LLAMA_SERVER=/path/to/llama-server` (built from the vendored llama.cpp, as engine_bench.py
+   builds llama-bench, with `-DLLAMA_BUILD_SERVER=ON`): 4 streaming clients against
+   `qwen serve --parallel 4` and against `llama-server -np 4` on the same file, threads and context
+   per slot, in alternating rounds; target ratio ≥ 1.0.
 
 Bounded: BENCH_ROUNDS rounds (default 5) of GEN_TOKENS tokens; every wait has a timeout.
 Numbers drift ±10 % minute to minute on shared machines, so only same-run ratios mean much, and
@@ -16,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import statistics
+import subprocess
 import time
 
 import httpx
@@ -54,17 +60,18 @@ async def stream_one(http: httpx.AsyncClient, base: str) -> tuple[int, float, fl
         async for line in response.aiter_lines():
             arrivals.append((time.perf_counter(), line))
     first = last = 0.0
-    tokens = 0
+    tokens = deltas = 0
     for at, line in arrivals:
         if not line.startswith("data: {"):
             continue
         event = json.loads(line[6:])
         if event.get("usage"):
             tokens = event["usage"]["completion_tokens"]
-        elif event["choices"] and event["choices"][0]["delta"].get("content"):
+        if event.get("choices") and event["choices"][0]["delta"].get("content"):
+            deltas += 1
             last = at
             first = first or at
-    return tokens, first, last
+    return tokens or deltas, first, last
 
 
 async def health_probe(base: str, stop: asyncio.Event, out: list[float]) -> None:
@@ -137,6 +144,7 @@ def main() -> None:
     server = Server(threads, parallel=4)  # batched decoding: 4 sequences per llama_decode
     try:
         table[4] = _aggregate(server.base)
+        against_llama_server(server.base, threads)
     finally:
         server.stop()
     print(f"{'aggregate t/s':24} " + "".join(f"{n:>3} client{'s' if n > 1 else ' '}     " for n in CLIENTS))
@@ -146,6 +154,61 @@ def main() -> None:
         latencies = [v for n in CLIENTS for v in rows[n][1]]
         print(f"/health under load, --parallel {parallel}: median {statistics.median(latencies) * 1000:.1f} ms, "
               f"max {max(latencies) * 1000:.1f} ms ({len(latencies)} probes)")
+
+
+class LlamaServer:
+    """llama.cpp's own server on the same file: 4 slots of 2048 tokens (`-c` is their total), flash
+    attention off (as qwencli loads), on a free loopback port."""
+
+    def __init__(self, binary: str, threads: int, slots: int = 4):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [binary, "-m", str(MODEL), "-t", str(threads), "-tb", str(threads), "-np", str(slots),
+             "-c", str(2048 * slots), "-fa", "off", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("llama-server did not become healthy")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def against_llama_server(qwen_base: str, threads: int) -> None:
+    binary = os.environ.get("LLAMA_SERVER")
+    if not binary:
+        print("4 clients vs llama-server -np 4: skipped (set LLAMA_SERVER=/path/to/llama-server)")
+        return
+    other = LlamaServer(binary, threads)
+    try:
+        asyncio.run(clients(other.base, 4))  # warm up both
+        asyncio.run(clients(qwen_base, 4))
+        ours, theirs = [], []
+        for _ in range(ROUNDS):
+            theirs.append(asyncio.run(clients(other.base, 4))[0])
+            ours.append(asyncio.run(clients(qwen_base, 4))[0])
+    finally:
+        other.stop()
+    ratios = [q / t for q, t in zip(ours, theirs)]
+    print(f"{'4 clients, aggregate':24} llama-server -np 4 {statistics.median(theirs):6.1f} t/s   "
+          f"qwen serve --parallel 4 {statistics.median(ours):6.1f} t/s   ratio {statistics.median(ratios):.3f} "
+          f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
 
 
 async def _one(base: str) -> tuple[int, float, float]:
