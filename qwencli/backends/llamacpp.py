@@ -135,8 +135,8 @@ class LlamaCppBackend(Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
+        images = self._images(messages)  # before rendering: a text model's template may choke on parts
         prompt = self.render(messages, options, tools)
-        images = self._images(messages)
         if images:
             return self._engine.call(self._count_with_images, prompt, images)
         return len(self._engine.call(self._tokenize, prompt))
@@ -163,9 +163,9 @@ class LlamaCppBackend(Backend):
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
+        images = self._images(messages)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
-        images = self._images(messages)
         if images:
             resolved = sampling.resolve(as_rendered(options, mode), self.family)
             return self._engine.emitting(
