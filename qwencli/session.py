@@ -79,11 +79,17 @@ class Conversation:
     def _reply(self, question: Message | None = None) -> Generator[Chunk, None, None]:
         if question is not None:
             self.turns.append(question)
-        messages = self._fit()
+        try:
+            messages = self._fit()
+            stream = self.backend.chat(messages, self.options)
+        except BaseException:
+            # A question the backend refused (a bad image, no projector) must not stay in the history.
+            if question is not None and self.turns and self.turns[-1] is question:
+                self.turns.pop()
+            raise
         text: list[str] = []
         reasoning: list[str] = []
         finished = False
-        stream = self.backend.chat(messages, self.options)
         try:
             for chunk in stream:
                 if chunk.kind == "reasoning":

@@ -283,3 +283,40 @@ def test_bad_images_get_400_and_the_model_keeps_serving(served):
     fine = client.chat.completions.create(model=text_model, messages=[{"role": "user", "content": "hi"}],
                                           temperature=0, max_tokens=8)
     assert fine.choices[0].message.content == "Hello world"
+
+
+# -- the REPL ----------------------------------------------------------------------------------
+
+
+def test_repl_image_attaches_to_the_next_message(vision, images, tmp_path):
+    import re
+
+    pexpect = pytest.importorskip("pexpect")
+    from tests.processes import spawn_repl
+
+    ansi = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+    child = spawn_repl(vision[0], "--temperature", "0", "-n", "8")
+
+    def say(line: str) -> str:
+        child.sendline(line)
+        child.expect(">>> ")
+        return ansi.sub("", child.before)
+
+    try:
+        assert "Attached red.png (64×48)" in say(f"/image {images['red']}")
+        assert "red.png" in say("/show")
+        red = say("What is this?")
+        say("/clear")
+        not_image = tmp_path / "notes.png"
+        not_image.write_text("just text")
+        assert "not an image" in say(f"/image {not_image}")
+        say(f"/image {images['red']}")
+        assert say("What is this?") == red  # the same image, the same greedy reply
+        say("/clear")
+        say(f"/image {images['blue']}")
+        assert say("What is this?").replace("blue", "red") != red
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
