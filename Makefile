@@ -95,6 +95,7 @@ bench: install-dev models
 	$(BIN)/python -m tests.bench.engine_bench
 	$(BIN)/python -m tests.bench.torch_bench
 	$(BIN)/python -m tests.bench.hybrid_bench
+	$(BIN)/python -m tests.bench.vision_bench
 
 bench-serve: install-dev models
 	$(BIN)/python -m tests.bench.serve_bench

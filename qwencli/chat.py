@@ -34,6 +34,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image attached to a message: its bytes as given (validated by `qwencli.images`), their
+    sha256 (what /save keeps and what tells two images apart) and where it came from."""
+
+    data: bytes = field(repr=False)
+    sha256: str
+    source: str | None = None  # a path, "-" (stdin) or "data:" (a request)
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str
@@ -41,10 +53,17 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    #: Images shown with this message, placed before its text (as Ollama does).
+    images: tuple[Image, ...] = ()
 
     def to_template(self) -> dict[str, Any]:
-        """The dict a Hugging Face chat template expects for this message."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        """The dict a Hugging Face chat template expects for this message. With images, the
+        content is a list of parts ({"type": "image"} for each, then the text), which Qwen-VL
+        templates render as `<|vision_start|><|image_pad|><|vision_end|>`."""
+        content: Any = self.content
+        if self.images:
+            content = [{"type": "image"} for _ in self.images] + [{"type": "text", "text": self.content}]
+        out: dict[str, Any] = {"role": self.role, "content": content}
         if self.reasoning is not None:
             out["reasoning_content"] = self.reasoning
         if self.tool_calls:

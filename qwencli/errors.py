@@ -97,3 +97,18 @@ class RateLimited(RemoteError):
     http_status = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class InvalidImage(QwenError):
+    """An attached image that is not one, is cut short, or is too large to decode safely."""
+
+    exit_code = EXIT_USAGE
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_image"
+
+
+class NoVision(UnsupportedModel):
+    """An image sent to a model loaded without a vision projector."""
+
+    code = "model_not_multimodal"

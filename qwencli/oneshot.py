@@ -9,7 +9,7 @@ import json
 import sys
 
 from .backends.base import Backend
-from .chat import Chunk, GenerationOptions, collect
+from .chat import Chunk, GenerationOptions, Image, collect
 from .console import AnswerWriter, notice, stats_line
 from .session import Conversation
 
@@ -23,11 +23,12 @@ def run_once(
     json_output: bool = False,
     show_thinking: bool = False,
     verbose: bool = False,
+    images: tuple[Image, ...] = (),
 ) -> None:
     conversation = Conversation(backend, system=system, options=options, notice=notice)
     writer = AnswerWriter(show_thinking=show_thinking)
     chunks: list[Chunk] = []
-    stream = conversation.ask(prompt)
+    stream = conversation.ask(prompt, images)
     try:
         for chunk in stream:
             chunks.append(chunk)

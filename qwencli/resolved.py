@@ -47,3 +47,5 @@ class ResolvedModel:
     endpoint: Endpoint | None = field(default=None, repr=False)
     #: Why this backend was chosen (shown by --verbose and `qwen show`).
     reason: str = ""
+    #: The vision projector (mmproj GGUF) that goes with a GGUF model: --mmproj, or one beside it.
+    projector: Path | None = None

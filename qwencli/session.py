@@ -8,11 +8,11 @@ token takes its question with it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 from .backends.base import Backend
-from .chat import Chunk, GenerationOptions, Message
+from .chat import Chunk, GenerationOptions, Image, Message
 from .errors import ContextOverflow, UsageError
 
 #: Room kept free for the reply when deciding what history fits.
@@ -30,6 +30,8 @@ class Conversation:
         notice: Callable[[str], None] = lambda message: None,
     ):
         self.backend = backend
+        #: Images waiting for the next question (the REPL's /image, `qwen run --image` on a terminal).
+        self.attachments: list[Image] = []
         self.system = system
         self.options = options
         self.turns: list[Message] = []
@@ -62,8 +64,10 @@ class Conversation:
 
     # -- talking ----------------------------------------------------------------------------
 
-    def ask(self, text: str) -> Generator[Chunk, None, None]:
-        return self._reply(Message("user", text))
+    def ask(self, text: str, images: Sequence[Image] = ()) -> Generator[Chunk, None, None]:
+        attached = (*self.attachments, *images)
+        self.attachments.clear()
+        return self._reply(Message("user", text, images=attached))
 
     def regenerate(self) -> Generator[Chunk, None, None]:
         if not self.turns or not any(m.role == "user" for m in self.turns):
@@ -75,11 +79,17 @@ class Conversation:
     def _reply(self, question: Message | None = None) -> Generator[Chunk, None, None]:
         if question is not None:
             self.turns.append(question)
-        messages = self._fit()
+        try:
+            messages = self._fit()
+            stream = self.backend.chat(messages, self.options)
+        except BaseException:
+            # A question the backend refused (a bad image, no projector) must not stay in the history.
+            if question is not None and self.turns and self.turns[-1] is question:
+                self.turns.pop()
+            raise
         text: list[str] = []
         reasoning: list[str] = []
         finished = False
-        stream = self.backend.chat(messages, self.options)
         try:
             for chunk in stream:
                 if chunk.kind == "reasoning":

@@ -66,3 +66,34 @@ def build_hybrid(kind: str, arch: str, tokenizer: Path) -> Path:
     if not path.exists():
         tiny_hybrid.write_gguf(path, hf)
     return path
+
+
+def _vision_dir() -> Path:
+    h = hashlib.sha256()
+    for name in ("tiny_vision.py", "qwen3_vl_instruct.jinja"):
+        h.update((ROOT / "tests" / "fixtures" / name).read_bytes())
+    return MODELS / "tiny-vision" / h.hexdigest()[:12]
+
+
+def build_vision(kind: str, tokenizer: Path) -> Path:
+    """The tiny Qwen3-VL: its Hugging Face folder (`kind="hf"`), the text GGUF (`"gguf"`) or the
+    projector beside it (`"mmproj"`, named `mmproj-…` as the hub's are, so it is found)."""
+    from tests.fixtures import tiny_vision
+
+    folder = _vision_dir()
+    hf = folder / "tiny-qwen3vl-hf"
+    if not hf.exists():
+        tiny_vision.write_hf(hf, tokenizer)
+    if kind == "hf":
+        return hf
+    gguf_dir = folder / "gguf"
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    if kind == "gguf":
+        path = gguf_dir / "tiny-qwen3vl.gguf"
+        if not path.exists():
+            tiny_vision.write_gguf(path, hf)
+        return path
+    path = gguf_dir / "mmproj-tiny-qwen3vl-f32.gguf"
+    if not path.exists():
+        tiny_vision.write_mmproj(path, hf)
+    return path

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backends/models", ("qwencli.backends", "qwencli.models")),
     ("values", ("qwencli", "qwencli.chat", "qwencli.errors", "qwencli.settings", "qwencli.sampling",
                 "qwencli.templates", "qwencli.thinking", "qwencli.stops", "qwencli.hardware", "qwencli.resolved",
-                "qwencli.stderr", "qwencli.sizes", "qwencli.formats")),
+                "qwencli.stderr", "qwencli.sizes", "qwencli.formats", "qwencli.images")),
 )
 #: Packages of one layer that must not import each other: what crosses between them is a value.
 APART = (("qwencli.backends", "qwencli.models"),)

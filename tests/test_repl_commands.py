@@ -90,3 +90,9 @@ def test_unknown_command_and_plain_text(state):
         commands.find("/frobnicate now")
     assert commands.find("just text") is None
     assert commands.find("/EXIT")[0].name == "/bye"
+
+
+def test_image_needs_a_projector_and_an_image(state, tmp_path):
+    with pytest.raises(UsageError, match="without a vision projector"):
+        run(state, f"/image {tmp_path / 'x.png'}")
+    assert state.conversation.attachments == []

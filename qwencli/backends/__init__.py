@@ -14,7 +14,7 @@ def load_backend(model: ResolvedModel, load: LoadOptions = LoadOptions()) -> Bac
     if model.format == "gguf" and model.path is not None:
         from .llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(model.path, load, name=model.name)
+        return LlamaCppBackend(model.path, load, name=model.name, projector=model.projector)
     if model.format in TRANSFORMERS_FORMATS and model.path is not None:
         from ..hardware import require_torch
 

@@ -62,6 +62,8 @@ class ModelInfo:
     gpu_layers: int | None = None
     #: Why the context length is what it is (shown by --verbose and `/show`).
     context_reason: str = ""
+    #: The vision projector (mmproj GGUF) loaded with the model: it takes images.
+    projector: Path | None = None
 
     def describe(self) -> dict[str, Any]:
         out = {
@@ -75,6 +77,7 @@ class ModelInfo:
             "threads": self.threads,
             "gpu layers": self.gpu_layers,
             "path": str(self.path) if self.path else None,
+            "projector": str(self.projector) if self.projector else None,
         }
         return {k: v for k, v in out.items() if v is not None}
 

@@ -95,6 +95,26 @@ def quiet_load(model: GGUFModel, verbose: bool) -> Iterator[None]:
         sys.stderr = saved
 
 
+def route_mtmd_log(verbose: bool) -> None:
+    """mtmd (the vision side) logs through its own callbacks: send them where llama.cpp's go, so
+    a run is quiet unless --verbose and a refused projector's reason is `last_log_error()`."""
+    import ctypes
+
+    import llama_cpp.mtmd_cpp as mtmd
+
+    with _LOG_LOCK:
+        if _LOG._callback is None:
+            _LOG.install()
+        _LOG.verbose = verbose
+        _LOG.lines.clear()
+    mtmd.mtmd_log_set(_LOG._callback, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_LOG._callback, ctypes.c_void_p(0))
+
+
+def last_log_error() -> str | None:
+    return _LOG.last_error()
+
+
 def gpu_layers(load: LoadOptions) -> int:
     """Layers to offload: as the user says, else all of them (-1) when llama.cpp can offload."""
     import llama_cpp

@@ -18,8 +18,8 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Message
-from ..errors import InvalidModelFile
+from ..chat import Chunk, GenerationOptions, Image, Message
+from ..errors import InvalidModelFile, NoVision
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
@@ -37,9 +37,13 @@ from .reply import Reply
 
 
 class LlamaCppBackend(Backend):
-    def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
+    def __init__(
+        self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, projector: Path | None = None
+    ):
         started = time.perf_counter()
         self.model = read_model(Path(path))
+        self._projector_path = projector
+        self._projector: Any = None  # llama_vision.Projector, loaded with the model when given
         self._load_options = load
         self._threads = load.threads or physical_cores()
         self._engine = EngineThread("llama.cpp")
@@ -59,6 +63,8 @@ class LlamaCppBackend(Backend):
             threads=self._threads,
             gpu_layers=self._gpu_layers,
         )
+        if projector is not None:
+            self.info = dataclasses.replace(self.info, projector=projector)
         self.family = self.info.family
 
     # -- loading ---------------------------------------------------------------------------
@@ -67,6 +73,9 @@ class LlamaCppBackend(Backend):
         import llama_cpp
 
         load = self._load_options
+        if self._projector is not None:
+            self._projector.close()
+            self._projector = None
         if self._handles is not None:
             self._handles.close()
             self._handles = None
@@ -79,6 +88,16 @@ class LlamaCppBackend(Backend):
         self._n_ctx, self._n_batch = n_ctx, n_batch
         self._cached = []
         self._vocab = LlamaVocab(self._handles.model.model, self.model)
+        if self._projector_path is not None:
+            from .llama_vision import Projector
+
+            self._projector = Projector(
+                self._projector_path,
+                self._handles.model.model,
+                threads=self._threads,
+                use_gpu=self._gpu_layers != 0,
+                verbose=load.verbose,
+            )
         ctx = self._handles.ctx.ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._checkpoints = RecurrentCheckpoints(self._handles.model.model, ctx)
@@ -117,16 +136,42 @@ class LlamaCppBackend(Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
+        images = self._images(messages)  # before rendering: a text model's template may choke on parts
         prompt = self.render(messages, options, tools)
+        if images:
+            return self._engine.call(self._count_with_images, prompt, images)
         return len(self._engine.call(self._tokenize, prompt))
+
+    def _images(self, messages: Sequence[Message]) -> list[Image]:
+        """The images of a conversation, in prompt order; NoVision if this load cannot see them."""
+        images = [image for m in messages for image in m.images]
+        if images and self._projector_path is None:
+            raise NoVision(
+                f"{self.info.name} was loaded without a vision projector and cannot read images",
+                hint="give the model's projector: --mmproj mmproj-….gguf (or put it beside the model)",
+            )
+        return images
+
+    def _count_with_images(self, prompt: str, images: list[Image]) -> int:
+        chunks = self._projector.tokenize(self._projector.to_marked(prompt, len(images)), images)
+        try:
+            return chunks.n_tokens
+        finally:
+            chunks.close()
 
     # -- generation ------------------------------------------------------------------------
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
+        images = self._images(messages)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
+        if images:
+            resolved = sampling.resolve(as_rendered(options, mode), self.family)
+            return self._engine.emitting(
+                lambda cancel, emit: self._generate(prompt, resolved, mode, cancel, emit, images=images)
+            )
         # Hybrid models checkpoint their memory where a later prompt may part (llama_memory.py).
         marks = (
             checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._checkpoints.enabled else ()
@@ -148,11 +193,15 @@ class LlamaCppBackend(Backend):
         cancel: threading.Event,
         emit: Callable[[Chunk], None],
         marks: Sequence[str] = (),
+        images: Sequence[Image] = (),
     ) -> None:
         import llama_cpp
 
         vocab = self._vocab
         started = time.perf_counter()
+        if images:
+            self._generate_with_images(prompt, images, options, mode, cancel, emit, started)
+            return
         tokens = vocab.tokenize(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
         sampler = sampler_chain(options, vocab)
@@ -195,6 +244,76 @@ class LlamaCppBackend(Backend):
                 generated.close()
         finally:
             sampler.close()
+
+    def _generate_with_images(
+        self,
+        prompt: str,
+        images: Sequence[Image],
+        options: GenerationOptions,
+        mode: Mode,
+        cancel: threading.Event,
+        emit: Callable[[Chunk], None],
+        started: float,
+    ) -> None:
+        """`_generate` for a prompt with images: mtmd splits it into text and image chunks
+        (llama_vision.py). The text before the first image is reused from the cache as for any
+        prompt; from the first image on, everything is evaluated again (an image's positions
+        hold `IMAGE_POSITION` in `_cached`, which no token equals)."""
+        import llama_cpp
+
+        from .llama_vision import IMAGE_POSITION, TextPart
+
+        projector = self._projector
+        chunks = projector.tokenize(projector.to_marked(prompt, len(images)), images)
+        try:
+            parts = chunks.parts
+            head = parts[0].tokens if parts and isinstance(parts[0], TextPart) else []
+            n_prompt = chunks.n_tokens
+            budget = reply_budget(n_prompt, self._n_ctx, options)
+            keep = min(common_prefix(self._cached, head), max(len(head) - 1, 0))
+            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+                keep = 0  # recurrent layers cannot drop a tail: read it all again
+                llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+            del self._cached[keep:]
+            sampler = sampler_chain(options, self._vocab)
+            try:
+                governor = self._governor
+                reply = Reply(
+                    emit,
+                    mode=mode,
+                    stops=options.stop,
+                    piece=self._vocab.piece,
+                    is_end=self._vocab.is_end,
+                    cancel=cancel,
+                    budget=budget,
+                    n_prompt=n_prompt,
+                    cached=keep,
+                    started=started,
+                    threads=lambda: governor.lowered,
+                )
+                assert self._handles is not None  # generation runs only while the model is loaded
+                lctx = self._handles.ctx.ctx
+                for i, part in enumerate(parts):
+                    last = i == len(parts) - 1
+                    if isinstance(part, TextPart):
+                        tokens = part.tokens[keep:] if i == 0 else part.tokens
+                        for at in range(0, len(tokens), self._n_batch):
+                            piece = tokens[at : at + self._n_batch]
+                            self._decode(piece, logits=last and at + len(piece) >= len(tokens))
+                    else:
+                        n_past = projector.evaluate(lctx, part, len(self._cached), self._n_batch, logits_last=last)
+                        self._cached.extend([IMAGE_POSITION] * (n_past - len(self._cached)))
+                    if cancel.is_set():
+                        break
+                generated = self._tokens([], sampler.sampler, greedy=plain_greedy(options))
+                try:
+                    reply.run(governor.watch(generated))
+                finally:
+                    generated.close()
+            finally:
+                sampler.close()
+        finally:
+            chunks.close()
 
     def _tokens(
         self, pending: list[int], pick: Callable[[int], int], checkpoint_at: Sequence[int] = ()
@@ -245,6 +364,9 @@ class LlamaCppBackend(Backend):
 
     def close(self) -> None:
         def free() -> None:
+            if self._projector is not None:
+                self._projector.close()
+                self._projector = None
             if self._handles is not None:
                 self._handles.close()
                 self._handles = None

@@ -37,7 +37,7 @@ from .llama_load import Handles, choose_context_length, gpu_layers, load_handles
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
 from .llama_vocab import LlamaVocab
-from .local import common_prefix, reply_budget
+from .local import common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
@@ -196,12 +196,14 @@ class BatchedLlamaCppBackend(Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
+        refuse_images(messages, "with serve --parallel")
         prompt = self.render(messages, options, tools)
         return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> BatchedStream:
+        refuse_images(messages, "with serve --parallel")
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
         marks = checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._hybrid else ()

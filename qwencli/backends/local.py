@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..chat import GenerationOptions
-from ..errors import ContextOverflow, UsageError
+from ..chat import GenerationOptions, Message
+from ..errors import ContextOverflow, NoVision, UsageError
 
 #: Default context ceiling when the user sets none: enough for long chats, cheap in KV memory.
 #: A prompt that needs more raises it (`ensure_context`), up to the trained length.
@@ -74,3 +74,9 @@ def output_rule(options: GenerationOptions) -> OutputRule | None:
     if options.response_format:
         return OutputRule("json")
     return None
+
+
+def refuse_images(messages: Sequence[Message], why: str) -> None:
+    """NoVision when a message holds images this engine cannot read (rather than dropping them)."""
+    if any(m.images for m in messages):
+        raise NoVision(f"images are not supported {why} yet", hint="run the model on llama.cpp with its --mmproj")

@@ -191,6 +191,15 @@ def _message(message: Message) -> dict[str, Any]:
     # Not every OpenAI-compatible server knows "developer"; for Qwen it means the system message.
     role = "system" if message.role == "developer" else message.role
     out: dict[str, Any] = {"role": role, "content": message.content}
+    if message.images:
+        import base64
+
+        # OpenAI's shape for images: data: URLs in image_url parts, before the text as the prompt has them.
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": f"data:image;base64,{base64.b64encode(i.data).decode()}"}}
+            for i in message.images
+        ]
+        out["content"] = [*parts, {"type": "text", "text": message.content}]
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -32,7 +32,7 @@ from ..hardware import physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .local import DEFAULT_CONTEXT, common_prefix, reply_budget
+from .local import DEFAULT_CONTEXT, common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .torch_device import pick_device, pick_dtype
@@ -169,6 +169,7 @@ class TorchBackend(Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
+        refuse_images(messages, "on the torch backend")
         return len(self.tokenize(self.render(messages, options, tools)))
 
     # -- generation ------------------------------------------------------------------------
@@ -176,6 +177,7 @@ class TorchBackend(Backend):
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
+        refuse_images(messages, "on the torch backend")
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
         return self._stream(prompt, as_rendered(options, mode), mode)

@@ -55,6 +55,23 @@ def run(
     ] = None,
     format: Annotated[str | None, typer.Option("--format", help="'json': constrain the answer to JSON.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: text, usage, timings.")] = False,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            "-i",
+            help="An image for the model to see (repeatable; '-' reads it from stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    mmproj: Annotated[
+        str | None,
+        typer.Option(
+            "--mmproj",
+            help="The vision projector (mmproj-….gguf); one beside the model is found by itself.",
+            show_default=False,
+        ),
+    ] = None,
     quant: Quant = None,
     force: Force = False,
     host: Host = None,
@@ -70,7 +87,7 @@ def run(
     from ..errors import UsageError
     from ..models.resolve import resolve
     from ..sampling import check_options
-    from .input import read_prompt
+    from .input import read_images, read_prompt
     from .options import check_backend
 
     if format not in (None, "json"):
@@ -81,7 +98,8 @@ def run(
     if effort is not None and effort not in EFFORTS:
         raise UsageError(f"--reasoning-effort takes one of {', '.join(EFFORTS)}, not {reasoning_effort!r}")
     interactive = not prompt and sys.stdin.isatty() and sys.stdout.isatty() and not json_output
-    text = None if interactive else read_prompt(prompt)
+    images = read_images(image or [], prompt)
+    text = None if interactive else read_prompt(prompt, stdin="-" not in (image or []))
     options = check_options(
         GenerationOptions(
             temperature=temperature,
@@ -105,6 +123,12 @@ def run(
         api_key=api_key,
         base_url=base_url,
     )
+    if mmproj is not None:
+        import dataclasses
+
+        from ..models.projector import given
+
+        resolved = dataclasses.replace(resolved, projector=given(mmproj))
     backend = _load_with_status(resolved, load.options, load_backend)
     try:
         if load.verbose:
@@ -116,6 +140,7 @@ def run(
             from ..session import Conversation
 
             conversation = Conversation(backend, system=system, options=options, notice=notice)
+            conversation.attachments.extend(images)
             run_repl(conversation, history_file=settings_module.load().history_file, verbose=load.verbose)
         else:
             from ..oneshot import run_once
@@ -128,6 +153,7 @@ def run(
                 json_output=json_output,
                 show_thinking=think is True,
                 verbose=load.verbose,
+                images=images,
             )
     finally:
         backend.close()

@@ -43,7 +43,11 @@ def resolve(
         if not ref.path.exists():
             raise ModelNotFound(f"no such file: {name}", "give a path to a .gguf file, or a model name (qwen list)")
         routed, reason = route(name, ref, backend=backend, pull=pull, force=force)
-        return routed or ResolvedModel(name=name, format="gguf", path=ref.path, reason=reason)
+        if routed is not None:
+            return routed
+        from .projector import beside
+
+        return ResolvedModel(name=name, format="gguf", path=ref.path, reason=reason, projector=beside(ref.path))
     if quant is not None:
         from .pull import merge_quant
 

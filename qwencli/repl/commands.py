@@ -169,6 +169,10 @@ def _show(state: ReplState, arg: str) -> None:
         ("system", conversation.system or "(none)"),
         ("turns", str(sum(1 for m in conversation.turns if m.role == "user"))),
     ]
+    if info.projector is not None:
+        rows.append(("projector", str(info.projector)))
+    if conversation.attachments:
+        rows.append(("attached", ", ".join(i.source or "image" for i in conversation.attachments)))
     if info.architecture:
         rows.insert(1, ("architecture", f"{info.architecture}, {info.quantization or '?'}"))
     state.say("\n".join(f"  {k:<12} {v}" for k, v in rows))
@@ -203,6 +207,23 @@ def _read(state: ReplState, arg: str) -> None:
     state.say(f"Added {path.name} ({len(data):,} bytes) to your next message.")
 
 
+def _image(state: ReplState, arg: str) -> None:
+    from ..images import image_from_file
+
+    if not arg:
+        raise UsageError("usage: /image PATH")
+    info = state.conversation.backend.info
+    if info.backend != "remote" and info.projector is None:
+        raise UsageError(
+            f"{info.name} was loaded without a vision projector and cannot read images",
+            "start it with --mmproj mmproj-….gguf (or put the projector beside the model)",
+        )
+    image = image_from_file(Path(arg).expanduser())
+    state.conversation.attachments.append(image)
+    n = len(state.conversation.attachments)
+    state.say(f"Attached {Path(arg).name} ({image.width}×{image.height}) to your next message ({n} image(s)).")
+
+
 def _save(state: ReplState, arg: str) -> None:
     if not arg:
         raise UsageError("usage: /save FILE")
@@ -231,6 +252,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("/regen", "/regen", "answer the last message again", _regen),
     Command("/undo", "/undo", "remove the last exchange", _undo),
     Command("/read", "/read FILE", "add a file to your next message", _read),
+    Command("/image", "/image PATH", "attach an image to your next message (repeatable)", _image),
     Command("/save", "/save FILE", "save the conversation as JSON", _save),
     Command("/load", "/load FILE", "load a conversation saved with /save", _load),
 )

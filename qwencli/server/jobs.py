@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..backends.base import ModelInfo
-from ..chat import GenerationOptions, Message, ToolCall, ToolDialect
+from ..chat import GenerationOptions, Image, Message, ToolCall, ToolDialect
 from .openai_errors import bad_request
 from .schemas import (
     ChatCompletionRequest,
@@ -105,21 +105,52 @@ def _options(req: Sampling, max_tokens: int | None, **extra: Any) -> GenerationO
     )
 
 
-def _content(message: ChatMessage, index: int) -> str:
+def _content(message: ChatMessage, index: int) -> tuple[str, tuple[Image, ...]]:
+    """The text of a message and its images (`image_url` parts, user messages only). The images
+    go before the text in the prompt, wherever the parts had them (as Ollama places them)."""
     content = message.content
     if content is None:
-        return ""
+        return "", ()
     if isinstance(content, str):
-        return content
+        return content, ()
     texts = []
-    for part in content:
+    images = []
+    for j, part in enumerate(content):
+        if part.type == "image_url" and message.role == "user":
+            images.append(_image(part, f"messages[{index}].content[{j}].image_url"))
+            continue
         if part.type != "text" or part.text is None:
             raise bad_request(
-                f"messages[{index}].content: only text parts are supported, not {part.type!r}",
+                f"messages[{index}].content: only text and (in user messages) image_url parts are supported,"
+                f" not {part.type!r}",
                 param=f"messages[{index}].content",
             )
         texts.append(part.text)
-    return "".join(texts)
+    return "".join(texts), tuple(images)
+
+
+def _image(part: Any, param: str) -> Image:
+    """An `image_url` part's image: a data: URL (base64). Remote URLs are not fetched here."""
+    from ..errors import InvalidImage
+    from ..images import image_from_data_url
+
+    value = (part.model_extra or {}).get("image_url")
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not url:
+        raise bad_request(f"{param}: must be an object with a url", param=param)
+    if url.startswith(("http://", "https://")):
+        raise bad_request(
+            f"{param}: remote image URLs are refused (fetching them, --allow-image-urls, is not "
+            "implemented yet); send the image inline as a data: URL (base64)",
+            param=param,
+            code="image_url_not_allowed",
+        )
+    if not url.startswith("data:"):
+        raise bad_request(f"{param}: only data: URLs (base64) are supported", param=param)
+    try:
+        return image_from_data_url(url)
+    except InvalidImage as exc:
+        raise bad_request(f"{param}: {exc.message}", param=param, code="invalid_image") from None
 
 
 def _arguments(text: str, where: str) -> str:
@@ -156,10 +187,12 @@ def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
             ToolCall(c.id, c.function.name, _arguments(c.function.arguments, f"messages[{i}].tool_calls[{j}]"))
             for j, c in enumerate(m.tool_calls or ())
         )
+        text, images = _content(m, i)
         out.append(
             Message(
                 role=role,
-                content=_content(m, i),
+                content=text,
+                images=images,
                 reasoning=m.reasoning_content,
                 tool_calls=calls,
                 tool_call_id=m.tool_call_id,
