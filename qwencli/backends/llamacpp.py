@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, GenerationOptions, Image, Message
@@ -230,14 +231,7 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            assert self._handles is not None  # generation runs only while the model is loaded
-            ctx, chain = self._handles.ctx.ctx, sampler.sampler
-            pick = (
-                greedy_picker(ctx, vocab.size, options)
-                if in_place_greedy(options)
-                else lambda index: llama_cpp.llama_sampler_sample(chain, ctx, index)
-            )
-            generated = self._tokens(tokens[keep:], pick, checkpoint_at)
+            generated = self._tokens(tokens[keep:], self._picker(options, sampler), checkpoint_at)
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -305,7 +299,7 @@ class LlamaCppBackend(Backend):
                         self._cached.extend([IMAGE_POSITION] * (n_past - len(self._cached)))
                     if cancel.is_set():
                         break
-                generated = self._tokens([], sampler.sampler, greedy=plain_greedy(options))
+                generated = self._tokens([], self._picker(options, sampler))
                 try:
                     reply.run(governor.watch(generated))
                 finally:
@@ -315,14 +309,24 @@ class LlamaCppBackend(Backend):
         finally:
             chunks.close()
 
+    def _picker(self, options: GenerationOptions, sampler: Any) -> Callable[[int], int]:
+        """How a reply chooses a token from a logits row: its sampler chain, or for a greedy reply
+        `llama_sampler.greedy_picker`, which reads the row in place."""
+        import llama_cpp
+
+        assert self._handles is not None  # generation runs only while the model is loaded
+        ctx, chain = self._handles.ctx.ctx, sampler.sampler
+        if in_place_greedy(options):
+            return greedy_picker(ctx, self._vocab.size, options)
+        return lambda index: llama_cpp.llama_sampler_sample(chain, ctx, index)
+
     def _tokens(
         self, pending: list[int], pick: Callable[[int], int], checkpoint_at: Sequence[int] = ()
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `pick(-1)` chooses a token from the last logits row: the reply's sampler chain, or for greedy
-        replies `llama_sampler.greedy_picker`, which reads the row in place."""
+        `pick(-1)` (`_picker`) chooses a token from the last logits row."""
         n_batch = self._n_batch
         end = len(self._cached) + len(pending)
         stops = [*checkpoint_at, end]
