@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..chat import GenerationOptions, Message
 from ..errors import QwenError
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
+from .llama_rerank import RERANK_TEMPLATE_KEY, CannotRerank
 
 #: Tokens one input may take; longer inputs are a 400 (never silently cut).
 EMBED_CONTEXT = 2048
@@ -87,6 +88,9 @@ class LlamaEmbedBackend(Backend):
             )
         self._llama.verbose = load.verbose
         self._lock = threading.Lock()
+        self.ranks = self._llama.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_RANK
+        template = model.metadata.get(RERANK_TEMPLATE_KEY)
+        self._rerank_template = template if isinstance(template, str) else None
         self.dimensions = int(self._llama.n_embd())
         self.info = ModelInfo(
             name=name or path.stem,
@@ -108,6 +112,8 @@ class LlamaEmbedBackend(Backend):
 
     def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Normalised vectors for `texts`, and the tokens they took."""
+        if self.ranks:  # a rank-pooled load yields one score per input, not a vector
+            raise NotForChat(f"{self.info.name} is a reranker: use /v1/rerank, not embeddings", param="model")
         out: list[list[float]] = []
         tokens = 0
         with self._lock:
@@ -123,6 +129,30 @@ class LlamaEmbedBackend(Backend):
                 vector = self._llama.embed(text, normalize=False)
                 out.append(normalise(vector))
         return out, tokens
+
+    def rerank(
+        self, query: str, documents: Sequence[str], cancelled: Callable[[], bool] = lambda: False
+    ) -> tuple[list[float], int]:
+        """A relevance score in [0, 1] for each document (input order), and the tokens read."""
+        from .llama_rerank import scores
+
+        if not self.ranks:
+            raise CannotRerank(
+                f"{self.info.name} cannot rerank: its GGUF declares no rank pooling (it is not a "
+                "reranker such as Qwen3-Reranker)",
+                param="model",
+            )
+        if self._rerank_template is None:
+            raise CannotRerank(f"{self.info.name} has no rerank prompt ({RERANK_TEMPLATE_KEY}) in its GGUF")
+        with self._lock:
+            return scores(
+                self._llama,
+                self._rerank_template,
+                query,
+                documents,
+                context_length=self.info.context_length,
+                cancelled=cancelled,
+            )
 
     # A load for embeddings does not chat.
     def count_prompt_tokens(
