@@ -31,13 +31,16 @@ class NotForChat(QwenError):
     error_type = "invalid_request_error"
 
 
-def pooling_of(metadata: dict[str, Any], arch: str) -> int:
-    """llama.cpp's pooling type: the file's own, or mean when it declares none."""
+def pooling_of(metadata: dict[str, Any], arch: str, *, last_token_default: bool = False) -> int:
+    """llama.cpp's pooling type: the file's own, or (when it declares none) last-token for a
+    model known to be a decoder-only embedder, else mean."""
     import llama_cpp
 
     value = metadata.get(f"{arch}.pooling_type")
     if isinstance(value, int) and value > 0:
         return value
+    if last_token_default:
+        return int(llama_cpp.LLAMA_POOLING_TYPE_LAST)
     return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
 
 
@@ -62,7 +65,7 @@ def shorten(vector: list[float], dimensions: int | None) -> list[float]:
 
 
 class LlamaEmbedBackend(Backend):
-    def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None):
+    def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None, last_token_default: bool = False):
         import llama_cpp
 
         from ..formats.gguf import read_model
@@ -77,7 +80,7 @@ class LlamaEmbedBackend(Backend):
             self._llama = llama_cpp.Llama(
                 model_path=str(path),
                 embedding=True,
-                pooling_type=pooling_of(model.metadata, model.architecture),
+                pooling_type=pooling_of(model.metadata, model.architecture, last_token_default=last_token_default),
                 n_ctx=n_ctx,
                 n_batch=n_ctx,
                 n_ubatch=n_ctx,

@@ -104,6 +104,7 @@ def run(
         host=host,
         api_key=api_key,
         base_url=base_url,
+        for_chat=True,
     )
     backend = _load_with_status(resolved, load.options, load_backend)
     try:
