@@ -34,6 +34,7 @@ from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 
 class LlamaCppBackend(Backend):
@@ -180,7 +181,12 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at, greedy=plain_greedy(options))
+            thinking = None
+            if options.thinking_budget is not None and mode != "text":
+                thinking = ThinkingBudget(options.thinking_budget, mode, vocab.text_tokens(FORCED_END), vocab.piece)
+            generated = self._tokens(
+                tokens[keep:], sampler.sampler, checkpoint_at, greedy=plain_greedy(options), thinking=thinking
+            )
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -189,12 +195,19 @@ class LlamaCppBackend(Backend):
             sampler.close()
 
     def _tokens(
-        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = (), *, greedy: bool = False
+        self,
+        pending: list[int],
+        sampler: Any,
+        checkpoint_at: Sequence[int] = (),
+        *,
+        greedy: bool = False,
+        thinking: ThinkingBudget | None = None,
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled."""
+        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled.
+        `thinking`: once its budget is spent, the end of thinking is forced instead of sampled."""
         import llama_cpp
 
         assert self._handles is not None  # generation runs only while the model is loaded
@@ -210,10 +223,17 @@ class LlamaCppBackend(Backend):
                 self._checkpoints.save(self._cached)
                 stops.pop(0)
         pick = argmax_picker(ctx, self._vocab.size) if greedy else lambda: sample(sampler, ctx, -1)
+        forced: list[int] = []
         while True:
-            token = pick()
+            if forced:
+                token = forced.pop(0)
+                llama_cpp.llama_sampler_accept(sampler, token)  # penalties see it as the reply's own
+            else:
+                token = pick()
             yield token
             self._decode([token], logits=True)
+            if thinking is not None and not forced:
+                forced = thinking.after(token)
 
     def _decode(self, tokens: list[int], *, logits: bool) -> None:
         """Put `tokens` into the KV cache after what it holds (logits for the last one if asked);

@@ -40,6 +40,7 @@ from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
 #: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
@@ -72,6 +73,8 @@ class _Slot:
     next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
     reply: Reply | None = None
+    thinking: ThinkingBudget | None = None  # the reasoning's budget, when the request set one
+    forced: list[int] = field(default_factory=list)  # tokens to put in the reply instead of sampling
 
     # A slot in `_running` always has both; these say so to the type checker and to the reader.
     @property
@@ -307,6 +310,11 @@ class BatchedLlamaCppBackend(Backend):
             n_prompt=len(tokens),
             cached=keep,
         )
+        budget_tokens = request.options.thinking_budget
+        slot.thinking = None
+        if budget_tokens is not None and request.mode != "text":
+            slot.thinking = ThinkingBudget(budget_tokens, request.mode, vocab.text_tokens(FORCED_END), vocab.piece)
+        slot.forced = []
         self._running.append(slot)
         if slot.reply.finished:  # max_tokens 0
             self._finish(slot)
@@ -366,14 +374,20 @@ class BatchedLlamaCppBackend(Backend):
                 slot.checkpoints.save(slot.cached)
                 slot.checkpoint_at.pop(0)
         for slot, index in sample_at:
-            token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
+            if slot.forced:  # the end of thinking, its budget spent (thinking_budget.py)
+                token = slot.forced.pop(0)
+                llama_cpp.llama_sampler_accept(slot.sampler.sampler, token)
+            else:
+                token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, ctx, index)
             self._emit(slot, token)
 
     def _emit(self, slot: _Slot, token: int) -> None:
         if slot.active_reply.add(token):
             self._finish(slot)
-        else:
-            slot.next_token = token
+            return
+        slot.next_token = token
+        if slot.thinking is not None and not slot.forced:
+            slot.forced = slot.thinking.after(token)
 
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
@@ -384,8 +398,9 @@ class BatchedLlamaCppBackend(Backend):
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.request = slot.sampler = slot.reply = slot.next_token = None
+        slot.request = slot.sampler = slot.reply = slot.next_token = slot.thinking = None
         slot.pending = []
+        slot.forced = []
         slot.checkpoint_at = []
         slot.last_used = time.monotonic()
         self._running.remove(slot)
