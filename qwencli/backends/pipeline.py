@@ -90,6 +90,11 @@ class TextPipeline:
     def stopped(self) -> bool:
         return self._stops.stopped
 
+    @property
+    def stop_sequence(self) -> str | None:
+        """The stop string that ended the reply, if one did."""
+        return self._stops.matched
+
     def feed(self, piece: str) -> Iterator[Chunk]:
         for chunk in self._splitter.feed(piece):
             yield from self._filter(chunk)
