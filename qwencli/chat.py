@@ -101,6 +101,10 @@ class GenerationOptions:
     think: bool | None = None
     #: Qwen3.8's `reasoning_effort`; where the template lacks it, it sets `think` (qwencli.thinking).
     reasoning_effort: ReasoningEffort | None = None
+    #: What `think` becomes for `reasoning_effort` on a template without levels. None: Qwen3.8's
+    #: own mapping (`thinking.effort_thinks`: low is off); Ollama's `think: "low"` and Responses'
+    #: `reasoning.effort` say True (any level but none thinks, as those APIs mean it).
+    think_without_levels: bool | None = None
     #: Tokens the reasoning may take; then the backend closes it and the answer follows
     #: (Anthropic's `thinking.budget_tokens`; backends/thinking_budget.py). None: no limit.
     thinking_budget: int | None = None

@@ -63,6 +63,8 @@ def _switches(template: ChatTemplate, options: GenerationOptions) -> tuple[bool 
         # Qwen3.8's template maps the level itself; older ones only know enable_thinking.
         if template.supports_reasoning_effort:
             extra["reasoning_effort"] = options.reasoning_effort
+        elif options.think_without_levels is not None:
+            think = options.think_without_levels
         else:
             think = effort_thinks(options.reasoning_effort)
     return think, extra
