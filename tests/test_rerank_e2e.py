@@ -136,3 +136,49 @@ def test_bad_input_is_a_400_then_a_good_request(server, body, param):
 
 def test_an_unknown_model_is_a_404(server):
     assert post(server, {"model": "nope", "query": QUERY, "documents": ["a"]}).status_code == 404
+
+
+# -- a client that goes away ---------------------------------------------------------------------------
+
+class SlowRanker:
+    """A rerank load that takes 50 ms a document and notes where it was stopped (a fake at the
+    loader seam: the real engine scores the tiny model's documents faster than a client can leave)."""
+
+    def __init__(self):
+        from qwencli.backends.base import ModelInfo
+
+        self.info = ModelInfo(name="slow", backend="fake (rerank)", context_length=2048)
+        self.slots = 1
+        self.scored = 0
+        self.stopped = False
+
+    def rerank(self, query, documents, cancelled):
+        import time
+
+        from qwencli.backends.llama_rerank import Stopped
+
+        for _ in documents:
+            if cancelled():
+                self.stopped = True
+                raise Stopped()
+            time.sleep(0.05)
+            self.scored += 1
+        return [0.5] * len(documents), len(documents)
+
+    def close(self):
+        pass
+
+
+def test_a_client_that_disconnects_stops_the_scoring_and_the_model_serves_the_next(reranker):
+    ranker = SlowRanker()
+    app = create_app(ServerConfig(max_queue=8), StaticSource({"slow": reranker}),
+                     loader=lambda resolved, load, parallel: ranker)
+    with RunningServer(app) as server:
+        body = {"model": "slow", "query": QUERY, "documents": ["d"] * 200}  # 10 s of scoring
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.base + "/v1/rerank", json=body, timeout=httpx.Timeout(60, read=0.5))
+        assert wait_until(lambda: ranker.stopped, timeout=5)
+        assert ranker.scored < 100
+        after = ranker.scored
+        good = httpx.post(server.base + "/v1/rerank", json={**body, "documents": ["a", "b"]}, timeout=10)
+        assert good.status_code == 200 and ranker.scored == after + 2

@@ -75,6 +75,8 @@ def test_serve_loads_a_reranker_named_at_start_for_rerank_and_refuses_chat(reran
         again = httpx.post(server.base + "/v1/rerank", json={"model": "reranker", "query": "q",
                                                               "documents": ["a"]}, timeout=60)
         assert again.status_code == 200
+        shown = httpx.post(server.base + "/api/show", json={"model": "reranker"}, timeout=60).json()
+        assert shown["capabilities"] == ["rerank"]
 
 
 def _raw_last_token(path: Path, text: str) -> list[float]:
@@ -101,6 +103,8 @@ def test_a_catalog_embedding_model_without_declared_pooling_pools_its_last_token
         chat = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                           json={"model": "emb", "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code == 400 and "is an embedding model" in chat.json()["error"]["message"]
+        shown = httpx.post(server.base + "/api/show", json={"model": "emb"}, timeout=60).json()
+        assert shown["capabilities"] == ["embedding"]  # as Ollama marks embedding models
     vector = reply.json()["data"][0]["embedding"]
     raw = _raw_last_token(smollm2, text)
     cosine = sum(a * b for a, b in zip(vector, raw)) / math.sqrt(sum(b * b for b in raw))
