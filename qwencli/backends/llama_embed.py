@@ -2,7 +2,9 @@
 the same file (the server keys the two loads apart).
 
 Pooling is the model's own (`<arch>.pooling_type`: last-token for Qwen3-Embedding); a model that
-declares none (a chat model) is mean-pooled, as llama-server pools it. Vectors come back
+declares none is mean-pooled as llama-server pools it, unless the catalog knows it as an embedding
+model (then last-token). A rank-pooled file is a reranker: it scores (`rerank`, llama_rerank.py)
+and gives no vectors. Vectors come back
 L2-normalised, so a dot product is the cosine. One native call at a time (a lock); the server's
 queue keeps requests in line before that.
 """
