@@ -120,6 +120,13 @@ class GenerationOptions:
     think: bool | None = None
     #: Qwen3.8's `reasoning_effort`; where the template lacks it, it sets `think` (qwencli.thinking).
     reasoning_effort: ReasoningEffort | None = None
+    #: What `think` becomes for `reasoning_effort` on a template without levels. None: Qwen3.8's
+    #: own mapping (`thinking.effort_thinks`: low is off); Ollama's `think: "low"` and Responses'
+    #: `reasoning.effort` say True (any level but none thinks, as those APIs mean it).
+    think_without_levels: bool | None = None
+    #: Tokens the reasoning may take; then the backend closes it and the answer follows
+    #: (Anthropic's `thinking.budget_tokens`; backends/thinking_budget.py). None: no limit.
+    thinking_budget: int | None = None
     #: Qwen3.6's `preserve_thinking`: earlier turns keep their reasoning in the prompt.
     preserve_thinking: bool | None = None
     #: "json" for any JSON object, or a JSON schema (dict) the output must follow.
@@ -180,6 +187,8 @@ class Chunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timings: Timings | None = None
+    #: On the last chunk: the stop string that ended the reply, if one did (Anthropic reports it).
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,10 @@ class LlamaVocab:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self._tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def text_tokens(self, text: str) -> list[int]:
+        """Tokens of a text inside a reply (special tokens parsed, no BOS), e.g. a forced `</think>`."""
+        return self._tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
     def piece(self, token: int) -> bytes:
         """The bytes a token stands for (cached: called once a token)."""
         cached = self._pieces.get(token)

@@ -30,11 +30,12 @@ from .engine_thread import EngineThread
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
+from .llama_sampler import Picker, picker, sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 
 class LlamaCppBackend(Backend):
@@ -231,7 +232,10 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], self._picker(options, sampler), checkpoint_at)
+            thinking = None
+            if options.thinking_budget is not None and mode != "text":
+                thinking = ThinkingBudget(options.thinking_budget, mode, vocab.text_tokens(FORCED_END), vocab.piece)
+            generated = self._tokens(tokens[keep:], self._picker(options, sampler), checkpoint_at, thinking=thinking)
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -309,24 +313,23 @@ class LlamaCppBackend(Backend):
         finally:
             chunks.close()
 
-    def _picker(self, options: GenerationOptions, sampler: Any) -> Callable[[int], int]:
-        """How a reply chooses a token from a logits row: its sampler chain, or for a greedy reply
-        `llama_sampler.greedy_picker`, which reads the row in place."""
-        import llama_cpp
-
+    def _picker(self, options: GenerationOptions, sampler: Any) -> Picker:
         assert self._handles is not None  # generation runs only while the model is loaded
-        ctx, chain = self._handles.ctx.ctx, sampler.sampler
-        if in_place_greedy(options):
-            return greedy_picker(ctx, self._vocab.size, options)
-        return lambda index: llama_cpp.llama_sampler_sample(chain, ctx, index)
+        return picker(self._handles.ctx.ctx, sampler.sampler, self._vocab.size, options)
 
     def _tokens(
-        self, pending: list[int], pick: Callable[[int], int], checkpoint_at: Sequence[int] = ()
+        self,
+        pending: list[int],
+        pick: Picker,
+        checkpoint_at: Sequence[int] = (),
+        *,
+        thinking: ThinkingBudget | None = None,
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `pick(-1)` (`_picker`) chooses a token from the last logits row."""
+        `pick(-1)` (`_picker`) chooses a token from the last logits row. `thinking`: once its
+        budget is spent, the end of thinking is forced instead of picked."""
         n_batch = self._n_batch
         end = len(self._cached) + len(pending)
         stops = [*checkpoint_at, end]
@@ -338,10 +341,17 @@ class LlamaCppBackend(Backend):
             if stops[0] == len(self._cached) and len(stops) > 1:
                 self._checkpoints.save(self._cached)
                 stops.pop(0)
+        forced: list[int] = []
         while True:
-            token = pick(-1)
+            if forced:
+                token = forced.pop(0)
+                pick.accept(token)  # penalties see it as the reply's own
+            else:
+                token = pick(-1)
             yield token
             self._decode([token], logits=True)
+            if thinking is not None and not forced:
+                forced = thinking.after(token)
 
     def _decode(self, tokens: list[int], *, logits: bool) -> None:
         """Put `tokens` into the KV cache after what it holds (logits for the last one if asked);

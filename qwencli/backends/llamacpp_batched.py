@@ -35,12 +35,13 @@ from .base import Backend, LoadOptions, pull_into
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
+from .llama_sampler import picker, sampler_chain
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
 #: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
@@ -72,8 +73,10 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
     next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
-    pick: Callable[[int], int] | None = None  # greedy replies: llama_sampler.greedy_picker, else the chain
+    pick: Any = None  # llama_sampler.Picker: the chain's, or for a greedy reply the row read in place
     reply: Reply | None = None
+    thinking: ThinkingBudget | None = None  # the reasoning's budget, when the request set one
+    forced: list[int] = field(default_factory=list)  # tokens to put in the reply instead of sampling
 
     # A slot in `_running` always has both; these say so to the type checker and to the reader.
     @property
@@ -301,8 +304,7 @@ class BatchedLlamaCppBackend(Backend):
         slot.next_token = None
         slot.sampler = sampler
         assert self._handles is not None  # admission runs only while the model is loaded
-        greedy = in_place_greedy(request.options)
-        slot.pick = greedy_picker(self._handles.ctx.ctx, self._vocab.size, request.options) if greedy else None
+        slot.pick = picker(self._handles.ctx.ctx, sampler.sampler, self._vocab.size, request.options)
         vocab = self._vocab
         slot.reply = Reply(
             request.out.put,
@@ -315,6 +317,11 @@ class BatchedLlamaCppBackend(Backend):
             n_prompt=len(tokens),
             cached=keep,
         )
+        budget_tokens = request.options.thinking_budget
+        slot.thinking = None
+        if budget_tokens is not None and request.mode != "text":
+            slot.thinking = ThinkingBudget(budget_tokens, request.mode, vocab.text_tokens(FORCED_END), vocab.piece)
+        slot.forced = []
         self._running.append(slot)
         if slot.reply.finished:  # max_tokens 0
             self._finish(slot)
@@ -373,15 +380,21 @@ class BatchedLlamaCppBackend(Backend):
             if slot.checkpoint_at and len(slot.cached) == slot.checkpoint_at[0] and slot.checkpoints:
                 slot.checkpoints.save(slot.cached)
                 slot.checkpoint_at.pop(0)
-        sample = llama_cpp.llama_sampler_sample
         for slot, index in sample_at:
-            self._emit(slot, slot.pick(index) if slot.pick else sample(slot.sampler.sampler, ctx, index))
+            if slot.forced:  # the end of thinking, its budget spent (thinking_budget.py)
+                token = slot.forced.pop(0)
+                slot.pick.accept(token)
+            else:
+                token = slot.pick(index)
+            self._emit(slot, token)
 
     def _emit(self, slot: _Slot, token: int) -> None:
         if slot.active_reply.add(token):
             self._finish(slot)
-        else:
-            slot.next_token = token
+            return
+        slot.next_token = token
+        if slot.thinking is not None and not slot.forced:
+            slot.forced = slot.thinking.after(token)
 
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
@@ -392,8 +405,9 @@ class BatchedLlamaCppBackend(Backend):
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = None
+        slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = slot.thinking = None
         slot.pending = []
+        slot.forced = []
         slot.checkpoint_at = []
         slot.last_used = time.monotonic()
         self._running.remove(slot)

@@ -132,5 +132,6 @@ class Reply:
                     first_token_seconds=first - started,
                     threads=self._threads(),
                 ),
+                stop_sequence=pipeline.stop_sequence,
             )
         )

@@ -6,7 +6,8 @@
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models(/{id}), GET /health,
 GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api/tags, /api/show,
 /api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
-(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`).
+(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`),
+rerank (`rerank_api.py`: /v1/rerank and llama-server's aliases).
 Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
 FastAPI's 422).
 """
@@ -36,6 +37,7 @@ from .ollama_api import add_ollama_routes
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
 from .probe import Prober
 from .registry import Loader, ModelSource, Registry, default_loader
+from .rerank_api import add_rerank_routes
 from .responses_api import add_responses_routes
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
@@ -131,6 +133,7 @@ def create_app(
     add_anthropic_routes(app, registry, start)
     add_responses_routes(app, registry, start)
     add_embeddings_routes(app, registry)
+    add_rerank_routes(app, registry)
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)

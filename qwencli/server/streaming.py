@@ -47,7 +47,9 @@ def produce(checkout: Checkout, job: Job) -> ChunkStream:
 def _note_thinking(info: ModelInfo, job: Job) -> None:
     """A request asked for thinking on or off that this model's template cannot change: the reply
     comes as the template makes it, and the server's log says why."""
-    why = unchangeable(info.thinking, asked_to_think(job.options.think, job.options.reasoning_effort))
+    options = job.options
+    asked = asked_to_think(options.think, options.reasoning_effort, options.think_without_levels)
+    why = unchangeable(info.thinking, asked)
     if why:
         log.info("%s: the request's thinking switch has no effect: %s", info.name, why)
 
