@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Message
+from ..chat import Chunk, GenerationOptions, Message, TokenLogprob
 from ..errors import InvalidModelFile
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
@@ -28,15 +28,17 @@ from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
+from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import argmax_picker, plain_greedy, sampler_chain
+from .llama_tokens import EngineTokenizer
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(EngineTokenizer, Backend):
     def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None):
         started = time.perf_counter()
         self.model = read_model(Path(path))
@@ -132,16 +134,18 @@ class LlamaCppBackend(Backend):
         )
         return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
-    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
+    def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()) -> ChunkStream:
+    def _stream(
+        self, prompt: str | Sequence[int], options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()
+    ) -> ChunkStream:
         options = sampling.resolve(options, self.family)
         return self._engine.emitting(lambda cancel, emit: self._generate(prompt, options, mode, cancel, emit, marks))
 
     def _generate(
         self,
-        prompt: str,
+        prompt: str | Sequence[int],
         options: GenerationOptions,
         mode: Mode,
         cancel: threading.Event,
@@ -152,19 +156,25 @@ class LlamaCppBackend(Backend):
 
         vocab = self._vocab
         started = time.perf_counter()
-        tokens = vocab.tokenize(prompt)
+        tokens = vocab.prompt_tokens(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
         sampler = sampler_chain(options, vocab)
         try:
-            common = common_prefix(self._cached, tokens)
-            # At least the last prompt token is decoded again: its logits give the first reply token.
-            keep = min(common, len(tokens) - 1)
-            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
-                # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
-                keep = self._checkpoints.restore(self._memory, tokens, common)
-                if not keep:
-                    llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
-            del self._cached[keep:]
+            if options.prompt_logprobs:
+                # The cache holds no logits for the tokens it shares: read the whole prompt again.
+                keep = 0
+                llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+                self._cached.clear()
+            else:
+                common = common_prefix(self._cached, tokens)
+                # At least the last prompt token is decoded again: its logits give the first reply token.
+                keep = min(common, len(tokens) - 1)
+                if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+                    # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
+                    keep = self._checkpoints.restore(self._memory, tokens, common)
+                    if not keep:
+                        llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+                del self._cached[keep:]
             checkpoint_at = [m for m in checkpoint_positions(vocab, tokens, marks) if keep < m] if marks else []
             governor = self._governor
             reply = Reply(
@@ -180,7 +190,20 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], sampler.sampler, checkpoint_at, greedy=plain_greedy(options))
+            pending = tokens[keep:]
+            if options.prompt_logprobs:
+                reply.prompt_logprobs = self._score_prompt(pending, options.logprobs or 0)
+                pending = []
+            if budget <= 0:
+                reply.finish()  # prompt-only scoring (`max_tokens: 0`): nothing to sample
+                return
+            record = None
+            if options.logprobs is not None:
+                rows, top_n, out = self._rows(), options.logprobs, reply.logprobs
+                record = lambda token: out.append(rows.read(-1, token, top_n))  # noqa: E731
+            generated = self._tokens(
+                pending, sampler.sampler, checkpoint_at, greedy=plain_greedy(options), record=record
+            )
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -188,13 +211,41 @@ class LlamaCppBackend(Backend):
         finally:
             sampler.close()
 
+    def _rows(self) -> RowReader:
+        assert self._handles is not None
+        return RowReader(self._handles.ctx.ctx, self._vocab.size, self._vocab.piece)
+
+    def _score_prompt(self, tokens: list[int], top_n: int) -> tuple[TokenLogprob, ...]:
+        """Decode the whole prompt into the (empty) cache with logits at every position, and
+        read each token's log-probability from the row before it; the last row is left for the
+        first reply token."""
+        piece = self._vocab.special_piece
+        assert self._handles is not None
+        rows = RowReader(self._handles.ctx.ctx, self._vocab.size, piece)
+        scored = [first_prompt_token(tokens[0], piece)]
+        at = 0
+        while at < len(tokens):
+            part = tokens[at : at + self._n_batch]
+            self._decode(part, logits=True, every=True)
+            # Row j of this batch predicts the token after it.
+            scored += [rows.read(j, tokens[at + j + 1], top_n) for j in range(len(part)) if at + j + 1 < len(tokens)]
+            at += len(part)
+        return tuple(scored)
+
     def _tokens(
-        self, pending: list[int], sampler: Any, checkpoint_at: Sequence[int] = (), *, greedy: bool = False
+        self,
+        pending: list[int],
+        sampler: Any,
+        checkpoint_at: Sequence[int] = (),
+        *,
+        greedy: bool = False,
+        record: Callable[[int], None] | None = None,
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled."""
+        `greedy` (llama_sampler.plain_greedy): the top logit is read in place, not sampled.
+        `record(token)`, if given, reads the sampled token's log-probability from its row."""
         import llama_cpp
 
         assert self._handles is not None  # generation runs only while the model is loaded
@@ -212,12 +263,14 @@ class LlamaCppBackend(Backend):
         pick = argmax_picker(ctx, self._vocab.size) if greedy else lambda: sample(sampler, ctx, -1)
         while True:
             token = pick()
+            if record is not None:
+                record(token)
             yield token
             self._decode([token], logits=True)
 
-    def _decode(self, tokens: list[int], *, logits: bool) -> None:
-        """Put `tokens` into the KV cache after what it holds (logits for the last one if asked);
-        `_cached` always says what the cache holds."""
+    def _decode(self, tokens: list[int], *, logits: bool, every: bool = False) -> None:
+        """Put `tokens` into the KV cache after what it holds (logits for the last one if asked,
+        for all of them with `every`); `_cached` always says what the cache holds."""
         import llama_cpp
 
         assert self._handles is not None
@@ -228,7 +281,7 @@ class LlamaCppBackend(Backend):
             batch.pos[i] = start + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            batch.logits[i] = False
+            batch.logits[i] = every
         batch.logits[len(tokens) - 1] = logits
         batch.n_tokens = len(tokens)
         status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
