@@ -6,7 +6,8 @@
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models(/{id}), GET /health,
 GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api/tags, /api/show,
 /api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
-(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`).
+(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`),
+the tokenizer for evaluation clients (`tokenizer_api.py`: /tokenize, /detokenize, /tokenizer_info).
 Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
 FastAPI's 422).
 """
@@ -42,6 +43,7 @@ from .schemas import ChatCompletionRequest, CompletionRequest
 from .security import Guard, HostCheck
 from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
+from .tokenizer_api import add_tokenizer_routes
 
 log = logging.getLogger("qwencli.server")
 
@@ -131,6 +133,7 @@ def create_app(
     add_anthropic_routes(app, registry, start)
     add_responses_routes(app, registry, start)
     add_embeddings_routes(app, registry)
+    add_tokenizer_routes(app, registry)
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
