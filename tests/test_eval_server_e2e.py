@@ -116,6 +116,17 @@ def test_lm_eval_payload_token_prompts_with_one_generated_token(client, server, 
     assert out.usage.prompt_tokens == sum(len(p) for p in prompts) and out.usage.completion_tokens == 2
 
 
+def test_choices_sharing_a_context_score_as_if_each_came_alone(client, reference):
+    """The one-at-a-time engine reads only what follows the shared prefix of the last scored
+    prompt (a question's context); the numbers must not change for it."""
+    ref_logprobs, ref_tokenize = reference
+    for answer in (" Madrid", " Paris", " Madrid", " Barcelona, of course"):
+        tokens = ref_tokenize(TEXT + answer)
+        out = client.completions.create(model="smollm2", prompt=tokens, echo=True, logprobs=2, max_tokens=0)
+        got = np.array(out.choices[0].logprobs.token_logprobs[1:])
+        assert np.max(np.abs(got - ref_logprobs(tokens))) < TOLERANCE, answer
+
+
 def test_echo_plus_generation_equals_scoring_the_longer_prompt(client):
     """The generated token's log-probability comes from the same logits as a prompt token's would."""
     out = client.completions.create(model="smollm2", prompt=TEXT, echo=True, logprobs=0, max_tokens=1, temperature=0)

@@ -47,6 +47,10 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._engine = EngineThread("llama.cpp")
         self._handles: Handles | None = None
         self._cached: list[int] = []  # the tokens in the KV cache, position by position
+        # The log-probabilities of the first tokens of `_cached`, as the last scored prompt left
+        # them (with `_scored_top` alternatives): a prompt sharing a prefix reads only the rest.
+        self._scored: list[TokenLogprob] = []
+        self._scored_top = 0
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
         self._engine.call(self._load_on_engine, n_ctx)
@@ -79,6 +83,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         )
         self._n_ctx, self._n_batch = n_ctx, n_batch
         self._cached = []
+        self._scored = []
         self._vocab = LlamaVocab(self._handles.model.model, self.model)
         ctx = self._handles.ctx.ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
@@ -161,10 +166,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         sampler = sampler_chain(options, vocab)
         try:
             if options.prompt_logprobs:
-                # The cache holds no logits for the tokens it shares: read the whole prompt again.
-                keep = 0
-                llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
-                self._cached.clear()
+                keep = self._keep_for_scoring(tokens, options.logprobs or 0)
             else:
                 common = common_prefix(self._cached, tokens)
                 # At least the last prompt token is decoded again: its logits give the first reply token.
@@ -175,6 +177,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                     if not keep:
                         llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
                 del self._cached[keep:]
+                del self._scored[keep:]
             checkpoint_at = [m for m in checkpoint_positions(vocab, tokens, marks) if keep < m] if marks else []
             governor = self._governor
             reply = Reply(
@@ -192,7 +195,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             )
             pending = tokens[keep:]
             if options.prompt_logprobs:
-                reply.prompt_logprobs = self._score_prompt(pending, options.logprobs or 0)
+                reply.prompt_logprobs = self._score_prompt(tokens, keep, options.logprobs or 0)
                 pending = []
             if budget <= 0:
                 reply.finish()  # prompt-only scoring (`max_tokens: 0`): nothing to sample
@@ -215,15 +218,32 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         assert self._handles is not None
         return RowReader(self._handles.ctx.ctx, self._vocab.size, self._vocab.piece)
 
-    def _score_prompt(self, tokens: list[int], top_n: int) -> tuple[TokenLogprob, ...]:
-        """Decode the whole prompt into the (empty) cache with logits at every position, and
+    def _keep_for_scoring(self, tokens: list[int], top_n: int) -> int:
+        """How many cached tokens a scored prompt keeps: those whose log-probabilities the last
+        scored prompt left, less one, whose logits row must be computed again to score the next
+        token (so at least one token is decoded). A question's choices share its context this way."""
+        import llama_cpp
+
+        reuse = common_prefix(self._cached, tokens) if top_n == self._scored_top else 0
+        keep = max(0, min(reuse, len(self._scored)) - 1)
+        if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+            keep = 0  # recurrent layers cannot drop a tail: read it all again
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+        del self._cached[keep:]
+        del self._scored[keep + 1 :]
+        if not keep:
+            self._scored = [first_prompt_token(tokens[0], self._vocab.special_piece)]
+        self._scored_top = top_n
+        return keep
+
+    def _score_prompt(self, tokens: list[int], keep: int, top_n: int) -> tuple[TokenLogprob, ...]:
+        """Decode the prompt after the `keep` cached tokens with logits at every position, and
         read each token's log-probability from the row before it; the last row is left for the
         first reply token."""
-        piece = self._vocab.special_piece
         assert self._handles is not None
-        rows = RowReader(self._handles.ctx.ctx, self._vocab.size, piece)
-        scored = [first_prompt_token(tokens[0], piece)]
-        at = 0
+        rows = RowReader(self._handles.ctx.ctx, self._vocab.size, self._vocab.special_piece)
+        scored = self._scored  # the first keep + 1 entries, from `_keep_for_scoring`
+        at = keep
         while at < len(tokens):
             part = tokens[at : at + self._n_batch]
             self._decode(part, logits=True, every=True)
@@ -288,6 +308,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         if status != 0:
             llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)  # what it holds now is unknown
             cached.clear()
+            self._scored.clear()
             raise InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
         cached.extend(tokens)
 
