@@ -199,3 +199,31 @@ def test_chat_top_logprobs_past_the_limit_is_400(client):
             model="smollm2", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=21, max_tokens=1
         )
     assert caught.value.body["param"] == "top_logprobs"
+
+
+def test_qwen_eval_mc_on_the_server_equals_in_process(server, tmp_path):
+    """`qwen eval mc --host` scores through /tokenize and echo + logprobs; in process, through the
+    engine: the same questions, the same answers."""
+    import json
+
+    from tests.processes import run_qwen
+
+    rows = [
+        {"question": "Question: What is the capital of France?\nAnswer:", "choices": ["Rome", "Paris", "Oslo"],
+         "answer": 1},
+        {"question": "Question: What is 2 + 2?\nAnswer:", "choices": ["5", "4", "22"], "answer": 1},
+        {"query": "The opposite of hot is", "choices": {"text": ["cold", "warm"], "label": ["A", "B"]},
+         "answerKey": "A"},
+    ]
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    remote = run_qwen("eval", "mc", "smollm2", data, "--style", "lm-eval", "--json", "--host", server.base)
+    assert remote.returncode == 0, remote.stderr.decode()
+    local = run_qwen("eval", "mc", require(SMOLLM2), data, "--style", "lm-eval", "--json", "--ctx", str(CONTEXT))
+    assert local.returncode == 0, local.stderr.decode()
+    theirs, ours = json.loads(remote.stdout), json.loads(local.stdout)
+    assert theirs["questions"] == ours["questions"] == 3
+    for a, b in zip(theirs["answers"], ours["answers"]):
+        assert a["logprobs"] == pytest.approx(b["logprobs"], abs=TOLERANCE)
+        assert (a["predicted"], a["predicted_norm"]) == (b["predicted"], b["predicted_norm"])
+    assert (theirs["acc"], theirs["acc_norm"]) == (ours["acc"], ours["acc_norm"])

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .errors import handle_errors
-from .options import Ctx, Quant, Threads
+from .options import ApiKey, Ctx, Host, Quant, Threads
 
 STYLES = ("lm-eval",)
 #: Named in the issue; not built yet, so refused by name rather than run in another style.
@@ -32,28 +32,24 @@ def mc(
     ctx: Ctx = None,
     quant: Quant = None,
     threads: Threads = None,
+    host: Host = None,
+    api_key: ApiKey = None,
 ) -> None:
-    """Multiple-choice accuracy of MODEL on DATA."""
-    from ..backends.base import LoadOptions
-    from ..backends.llamacpp import LlamaCppBackend
+    """Multiple-choice accuracy of MODEL on DATA (in this process, or on the server --host)."""
     from ..errors import UsageError
     from ..evaluate.datasets import read_questions
     from ..evaluate.multiple_choice import Answer, run_lm_eval
     from ..evaluate.scoring import Scorer
-    from ..models.resolve import resolve
     from ..stderr import stderr_console
 
     if style not in STYLES:
         later = f" ({', '.join(PLANNED_STYLES)} are not built yet)" if style in PLANNED_STYLES else ""
         raise UsageError(f"--style {style}: not a scoring style{later}", f"use --style {' or '.join(STYLES)}")
     questions = read_questions(data)[:limit]
-    resolved = resolve(model, quant=quant, backend="llama")
-    if resolved.format != "gguf" or resolved.path is None:
-        raise UsageError(f"qwen eval mc runs GGUF models on llama.cpp, and {model} is {resolved.format}")
-    backend = LlamaCppBackend(resolved.path, LoadOptions(context_length=ctx, threads=threads), name=model)
+    backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
     console = stderr_console()
     try:
-        scorer = Scorer(backend, backend.info.context_length)
+        scorer = Scorer(backend, backend.tokenizer_info()["model_max_length"])
         hits = 0
 
         def progress(number: int, answer: Answer) -> None:
@@ -74,6 +70,27 @@ def mc(
         ("acc_norm", result.acc_norm, result.acc_norm_stderr),
     ):
         sys.stdout.write(f"{name:<9}{value:.4f} ± {err:.4f}\n")
+
+
+def _open(
+    model: str, *, host: str | None, api_key: str | None, ctx: int | None, quant: str | None, threads: int | None
+) -> Any:
+    """What the scorer reads: MODEL on the server --host, else the GGUF loaded here."""
+    from ..errors import UsageError
+
+    if host is not None:
+        from ..evaluate.server_scoring import ServerModel
+        from ..models.hosted import host_endpoint
+
+        return ServerModel(host_endpoint(host, api_key, model=model))
+    from ..backends.base import LoadOptions
+    from ..backends.llamacpp import LlamaCppBackend
+    from ..models.resolve import resolve
+
+    resolved = resolve(model, quant=quant, backend="llama")
+    if resolved.format != "gguf" or resolved.path is None:
+        raise UsageError(f"qwen eval mc runs GGUF models on llama.cpp, and {model} is {resolved.format}")
+    return LlamaCppBackend(resolved.path, LoadOptions(context_length=ctx, threads=threads), name=model)
 
 
 def register(group: typer.Typer) -> None:

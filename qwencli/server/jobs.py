@@ -336,7 +336,9 @@ def needs_llama_cpp(job: Job, info: ModelInfo) -> None:
     a 400 for a model another backend runs, rather than an answer without them."""
     if info.backend == LLAMA_CPP:
         return
-    if job.options.logprobs is not None or job.options.prompt_logprobs:
+    if job.options.logprobs is not None:
         raise bad_request(f"logprobs: not supported by the {info.backend} backend", param="logprobs")
+    if job.options.prompt_logprobs:  # an echoed prompt is written from its own tokens
+        raise bad_request(f"echo: not supported by the {info.backend} backend", param="echo")
     if any(not isinstance(p, str) for p in job.prompts):
         raise bad_request(f"prompt: token ids are not supported by the {info.backend} backend", param="prompt")
