@@ -133,6 +133,12 @@ class GenerationOptions:
     response_format: str | dict[str, Any] | None = None
     #: A raw GBNF grammar (llama.cpp only); built by the server for forced tool calls.
     grammar: str | None = None
+    #: Log-probabilities of the generated tokens, with this many alternatives each (0: only the
+    #: token's own); None: none. llama.cpp only: the server refuses it for other backends.
+    logprobs: int | None = None
+    #: Also every prompt token's log-probability (OpenAI's `echo` with `logprobs`): the prompt is
+    #: then read with logits at every position, so only when asked.
+    prompt_logprobs: bool = False
 
     def replace(self, **changes: Any) -> GenerationOptions:
         return dataclasses.replace(self, **changes)
@@ -181,6 +187,18 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token and how likely the model found it, from the logits the sampler saw."""
+
+    token: int
+    piece: bytes  # the token's bytes (a piece of a UTF-8 character, sometimes)
+    #: Natural log; None for the first prompt token, which nothing before it predicts.
+    logprob: float | None
+    #: The most likely tokens at that position, most likely first: (token, piece, logprob).
+    top: tuple[tuple[int, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     text: str = ""
     kind: ChunkKind = "text"
@@ -189,6 +207,10 @@ class Chunk:
     timings: Timings | None = None
     #: On the last chunk: the stop string that ended the reply, if one did (Anthropic reports it).
     stop_sequence: str | None = None
+    #: On the last chunk only, when the options asked: the generated tokens' log-probabilities
+    #: (in order, the end-of-turn token left out) and the prompt's (every prompt token).
+    logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,12 +119,13 @@ class GreedyPicker:
         if counts:
             ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             seen = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-            logits = row[ids]  # a copy
-            logits = np.where(logits <= 0, logits * self._repeat, logits / self._repeat).astype(np.float32)
+            original = row[ids]  # a copy
+            logits = np.where(original <= 0, original * self._repeat, original / self._repeat).astype(np.float32)
             logits -= seen * self._frequency + np.float32(1) * self._presence
-            row[ids] = -np.inf  # llama.cpp's output buffer, rewritten by the next decode
+            row[ids] = -np.inf  # for the argmax over the others; put back below (log-probs read the row)
             best = int(row.argmax())
             best_logit = row[best]
+            row[ids] = original
             for token, logit in zip(ids.tolist(), logits.tolist()):
                 if logit > best_logit or (logit == best_logit and token < best):
                     best, best_logit = token, logit

@@ -8,6 +8,7 @@ GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api
 /api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
 (`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`),
 rerank (`rerank_api.py`: /v1/rerank and llama-server's aliases).
+the tokenizer for evaluation clients (`tokenizer_api.py`: /tokenize, /detokenize, /tokenizer_info).
 Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
 FastAPI's 422).
 """
@@ -44,6 +45,7 @@ from .schemas import ChatCompletionRequest, CompletionRequest
 from .security import Guard, HostCheck
 from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
+from .tokenizer_api import add_tokenizer_routes
 
 log = logging.getLogger("qwencli.server")
 
@@ -134,6 +136,7 @@ def create_app(
     add_responses_routes(app, registry, start)
     add_embeddings_routes(app, registry)
     add_rerank_routes(app, registry)
+    add_tokenizer_routes(app, registry)
 
     # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
