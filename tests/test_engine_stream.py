@@ -177,7 +177,7 @@ def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwe
     import llama_cpp
 
     from qwencli.backends.base import LoadOptions
-    from qwencli.backends.llama_sampler import greedy_picker, in_place_greedy, sampler_chain
+    from qwencli.backends.llama_sampler import GreedyPicker, in_place_greedy, sampler_chain
     from qwencli.backends.llamacpp import LlamaCppBackend
     from qwencli.chat import GenerationOptions, collect
 
@@ -194,7 +194,7 @@ def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwe
                 ctx = backend._handles.ctx.ctx
                 chain = sampler_chain(GenerationOptions(temperature=0), backend._vocab)
                 try:
-                    return greedy_picker(ctx, backend._vocab.size, GenerationOptions(temperature=0))(), llama_cpp.llama_sampler_sample(chain.sampler, ctx, -1)
+                    return GreedyPicker(ctx, backend._vocab.size, GenerationOptions(temperature=0))(), llama_cpp.llama_sampler_sample(chain.sampler, ctx, -1)
                 finally:
                     chain.close()
 
@@ -212,7 +212,7 @@ def test_the_in_place_argmax_picks_what_llama_cpps_greedy_sampler_picks(tiny_qwe
                 batch.seq_id[i][0] = 0
             batch.n_tokens = len(tokens)
             assert llama_cpp.llama_decode(ctx, batch) == 0
-            pick = greedy_picker(ctx, backend._vocab.size, GenerationOptions(temperature=0))
+            pick = GreedyPicker(ctx, backend._vocab.size, GenerationOptions(temperature=0))
             pairs = []
             for i in range(len(tokens)):
                 chain = sampler_chain(GenerationOptions(temperature=0), backend._vocab)
@@ -240,7 +240,7 @@ def test_greedy_with_penalties_read_in_place_equals_llama_cpps_chain(tiny_qwen2_
     64-token window) must be the chain's, token for token, on a prompt where the penalties change
     the reply (with these random weights "1 2 3" does; "Loop" repeats itself whatever the penalty)."""
     PROMPT = "1 2 3"
-    from qwencli.backends import llamacpp
+    from qwencli.backends import llama_sampler, llamacpp
     from qwencli.backends.base import LoadOptions
     from qwencli.chat import GenerationOptions, collect
 
@@ -249,12 +249,12 @@ def test_greedy_with_penalties_read_in_place_equals_llama_cpps_chain(tiny_qwen2_
     try:
         texts = {}
         for fast in (True, False):
-            monkeypatch.setattr(llamacpp, "in_place_greedy", lambda o, fast=fast: fast)
+            monkeypatch.setattr(llama_sampler, "in_place_greedy", lambda o, fast=fast: fast)
             reply = collect(backend.complete(PROMPT, options))
             assert reply.usage.completion_tokens == 200
             texts[fast] = reply.text
         assert texts[True] == texts[False]
-        monkeypatch.setattr(llamacpp, "in_place_greedy", lambda o: True)
+        monkeypatch.setattr(llama_sampler, "in_place_greedy", lambda o: True)
         unpenalized = collect(backend.complete(PROMPT, GenerationOptions(temperature=0, max_tokens=200,
                                                                           repeat_penalty=1.0)))
         assert unpenalized.text != texts[True]  # the penalties really changed the reply

@@ -55,7 +55,7 @@ def sampler_chain(options: GenerationOptions, vocab: LlamaVocab) -> Any:
 
 def in_place_greedy(options: GenerationOptions) -> bool:
     """Whether a reply only ever takes the top (penalized) logit: temperature 0 and no grammar.
-    Then `greedy_picker` reads the logits row in place instead of running the chain."""
+    Then `GreedyPicker` reads the logits row in place instead of running the chain."""
     temperature = options.temperature if options.temperature is not None else 0.8
     return temperature <= 0 and output_rule(options) is None
 

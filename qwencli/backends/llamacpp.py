@@ -89,7 +89,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             self._handles = None
         self._gpu_layers = gpu_layers(load)
         n_batch = min(512, n_ctx)
-        warm_numpy()  # for the greedy picker (greedy_picker), imported while the weights load
+        warm_numpy()  # for the greedy picker (llama_sampler.GreedyPicker), imported while the weights load
         self._handles = load_handles(
             self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
         )
