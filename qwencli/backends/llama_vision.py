@@ -21,7 +21,7 @@ from typing import Any
 
 from ..chat import Image
 from ..errors import InvalidImage, InvalidModelFile
-from ..formats.gguf import read_gguf_file
+from ..formats.gguf import projector_arch
 from ..images import rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
 
@@ -45,18 +45,6 @@ class ImagePart:
 
 
 Part = TextPart | ImagePart
-
-
-def projector_arch(path: Path) -> str | None:
-    """The projector type a GGUF file declares (`clip.projector_type`), or None if it is not a projector."""
-    try:
-        gguf = read_gguf_file(path)
-    except Exception:
-        return None
-    if gguf.metadata.get("general.architecture") != "clip":
-        return None
-    kind = gguf.metadata.get("clip.projector_type")
-    return str(kind) if kind else "clip"
 
 
 class Chunks:

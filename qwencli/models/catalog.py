@@ -48,6 +48,7 @@ class CatalogEntry:
     thinking: str  # none | switch | on | off | always | never
     tools: str  # none | hermes | xml: the dialect its template asks for (the template decides at run time)
     aliases: tuple[str, ...]  # Ollama tags naming the same model
+    vision: bool = False  # reads images (a GGUF with its mmproj projector)
 
     @property
     def hints(self) -> dict:
@@ -181,6 +182,7 @@ def parse_catalog(text: str) -> Catalog:
                 thinking=row["thinking"],
                 tools=row["tools"],
                 aliases=tuple(a for a in row["aliases"].split(",") if a),
+                vision=row.get("vision", "no") == "yes",
             )
         )
     return Catalog(tuple(entries))

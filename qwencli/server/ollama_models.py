@@ -100,6 +100,8 @@ def show_json(name: str, resolved: ResolvedModel) -> dict[str, Any]:
         caps = capabilities(template)
     except Exception:  # a template that does not compile: the model still completes text
         caps = ["completion"]
+    if resolved.projector is not None:  # Ollama's name for a model that takes `images`
+        caps.append("vision")
     return {
         "modelfile": f"# qwencli serves this model as {name}\nFROM {name}\n",
         "parameters": "",
