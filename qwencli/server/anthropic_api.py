@@ -22,12 +22,12 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..chat import Chunk, GenerationOptions, Message, ToolCall
-from .jobs import Job, ToolMode
+from ..chat import Chunk, GenerationOptions, Image, Message, ToolCall
+from .jobs import Job, ToolMode, inline_image
 from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .responses import Assembler
-from .schemas import MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
+from .schemas import MAX_IMAGES, MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
 from .shapes import SSE_HEADERS, Renderer, dumps, error_json, sse
 from .streaming import GenerationResponse
 
@@ -51,6 +51,7 @@ class Block(Open):
     tool_use_id: str | None = None
     content: str | list[dict[str, Any]] | None = None
     is_error: bool | None = None
+    source: dict[str, Any] | None = None  # an image block's {"type": "base64", "media_type", "data"}
 
 
 class AnthropicMessage(Open):
@@ -122,9 +123,14 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
         texts: list[str] = []
         thinking: list[str] = []
         calls: list[ToolCall] = []
+        images: list[Image] = []
         for j, block in enumerate(m.content):
             if block.type == "text":
                 texts.append(block.text or "")
+            elif block.type == "image" and m.role == "user":
+                if len(images) == MAX_IMAGES:
+                    raise bad_request(f"{where}: at most {MAX_IMAGES} images in one message")
+                images.append(_image(block, f"{where}[{j}].source"))
             elif block.type == "tool_result" and m.role == "user":
                 if not block.tool_use_id:
                     raise bad_request(f"{where}[{j}].tool_use_id: required")
@@ -140,9 +146,41 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
                 continue
             else:
                 raise bad_request(f"{where}[{j}]: {block.type!r} blocks are not supported in a {m.role} message")
-        if texts or calls or m.role == "assistant":
-            out.append(Message(m.role, "".join(texts), reasoning="".join(thinking) or None, tool_calls=tuple(calls)))
+        if texts or calls or images or m.role == "assistant":
+            out.append(
+                Message(
+                    m.role,
+                    "".join(texts),
+                    reasoning="".join(thinking) or None,
+                    tool_calls=tuple(calls),
+                    images=tuple(images),
+                )
+            )
     return tuple(out)
+
+
+#: The media types Anthropic's API takes for an image block.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _image(block: Block, where: str) -> Image:
+    """An image block's base64 source, through the same checks as every image (images.py). The
+    bytes decide the format; `media_type` must still be one Anthropic's API takes."""
+    source = block.source or {}
+    kind = source.get("type")
+    if kind == "url":
+        raise bad_request(
+            f"{where}: remote image URLs are refused (fetching them, --allow-image-urls, is not "
+            "implemented yet); send the image inline as a base64 source"
+        )
+    if kind != "base64":
+        raise bad_request(f"{where}.type: an image source is base64 ({{'type': 'base64', 'media_type', 'data'}})")
+    if source.get("media_type") not in MEDIA_TYPES:
+        raise bad_request(f"{where}.media_type: one of {', '.join(MEDIA_TYPES)}, not {source.get('media_type')!r}")
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise bad_request(f"{where}.data: required (the image, base64)")
+    return inline_image(data, f"{where}.data")
 
 
 def _tools(req: CountRequest) -> tuple[tuple[dict, ...] | None, ToolMode, tuple[dict, ...], bool, bool]:

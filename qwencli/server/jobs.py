@@ -131,8 +131,6 @@ def _content(message: ChatMessage, index: int) -> tuple[str, tuple[Image, ...]]:
 
 def _image(part: Any, param: str) -> Image:
     """An `image_url` part's image: a data: URL (base64). Remote URLs are not fetched here."""
-    from ..errors import InvalidImage
-    from ..images import image_from_data_url
 
     value = (part.model_extra or {}).get("image_url")
     url = value.get("url") if isinstance(value, dict) else value
@@ -147,8 +145,17 @@ def _image(part: Any, param: str) -> Image:
         )
     if not url.startswith("data:"):
         raise bad_request(f"{param}: only data: URLs (base64) are supported", param=param)
+    return inline_image(url, param)
+
+
+def inline_image(value: str, param: str) -> Image:
+    """An image sent inline — a data: URL or bare base64 (Ollama's `images`, Anthropic's base64
+    source) — through the same checks as a file, or a 400 naming `param`."""
+    from ..errors import InvalidImage
+    from ..images import image_from_data_url
+
     try:
-        return image_from_data_url(url)
+        return image_from_data_url(value)
     except InvalidImage as exc:
         raise bad_request(f"{param}: {exc.message}", param=param, code="invalid_image") from None
 
