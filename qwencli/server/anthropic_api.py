@@ -23,7 +23,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..chat import Chunk, GenerationOptions, Image, Message, ToolCall
-from .jobs import Job, ToolMode, inline_image
+from .image_urls import ImageUrlPolicy
+from .jobs import Job, ToolMode, built, inline_image, remote_image
 from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .responses import Assembler
@@ -111,7 +112,7 @@ def _text(content: str | list[dict[str, Any]] | list[Block] | None, where: str) 
     return "".join(texts)
 
 
-def to_messages(req: CountRequest) -> tuple[Message, ...]:
+def to_messages(req: CountRequest, urls: ImageUrlPolicy | None = None) -> tuple[Message, ...]:
     out: list[Message] = []
     if req.system:
         out.append(Message("system", _text(req.system, "system")))
@@ -130,7 +131,7 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
             elif block.type == "image" and m.role == "user":
                 if len(images) == MAX_IMAGES:
                     raise bad_request(f"{where}: at most {MAX_IMAGES} images in one message")
-                images.append(_image(block, f"{where}[{j}].source"))
+                images.append(_image(block, f"{where}[{j}].source", urls))
             elif block.type == "tool_result" and m.role == "user":
                 if not block.tool_use_id:
                     raise bad_request(f"{where}[{j}].tool_use_id: required")
@@ -163,18 +164,19 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
 MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
-def _image(block: Block, where: str) -> Image:
-    """An image block's base64 source, through the same checks as every image (images.py). The
-    bytes decide the format; `media_type` must still be one Anthropic's API takes."""
+def _image(block: Block, where: str, urls: ImageUrlPolicy | None) -> Image:
+    """An image block's base64 source (or url source, fetched under `urls`), through the same
+    checks as every image (images.py). The bytes decide the format; a base64 source's
+    `media_type` must still be one Anthropic's API takes."""
     source = block.source or {}
     kind = source.get("type")
     if kind == "url":
-        raise bad_request(
-            f"{where}: remote image URLs are refused (fetching them, --allow-image-urls, is not "
-            "implemented yet); send the image inline as a base64 source"
-        )
+        url = source.get("url")
+        if not isinstance(url, str) or not url:
+            raise bad_request(f"{where}.url: required")
+        return remote_image(url, f"{where}.url", urls)
     if kind != "base64":
-        raise bad_request(f"{where}.type: an image source is base64 ({{'type': 'base64', 'media_type', 'data'}})")
+        raise bad_request(f"{where}.type: an image source is base64 or url, not {kind!r}")
     if source.get("media_type") not in MEDIA_TYPES:
         raise bad_request(f"{where}.media_type: one of {', '.join(MEDIA_TYPES)}, not {source.get('media_type')!r}")
     data = source.get("data")
@@ -230,7 +232,7 @@ def _think(req: CountRequest, max_tokens: int | None) -> bool:
     return True
 
 
-def messages_job(req: MessagesRequest) -> Job:
+def messages_job(req: MessagesRequest, urls: ImageUrlPolicy | None = None) -> Job:
     tools, mode, forced, several, single = _tools(req)
     options = GenerationOptions(
         temperature=req.temperature,
@@ -246,7 +248,7 @@ def messages_job(req: MessagesRequest) -> Job:
         options=options,
         stream=req.stream,
         include_usage=False,
-        messages=to_messages(req),
+        messages=to_messages(req, urls),
         tools=tools,
         tool_mode=mode,
         first_call_only=single,
@@ -416,14 +418,14 @@ def add_anthropic_routes(app: FastAPI, registry: Registry, start: Start) -> None
 
     @app.post("/v1/messages", response_model=None, summary="Messages (Anthropic)")
     async def messages(body: MessagesRequest) -> GenerationResponse:
-        job = messages_job(body)
+        job = await built(messages_job, body, config.image_urls)
         return await start(job, AnthropicRenderer(job))
 
     @app.post("/v1/messages/count_tokens", summary="Tokens a Messages request's prompt takes (Anthropic)")
     async def count_tokens(body: CountRequest) -> dict[str, int]:
         tools, _, _, _, _ = _tools(body)
         think = _think(body, None)
-        messages = to_messages(body)
+        messages = await built(to_messages, body, config.image_urls)
         checkout = await registry.checkout(config.model_for(body.model))
         checkout.model.scheduler.release(checkout.ticket)  # counting needs the tokenizer, not a turn
         backend = checkout.model.backend
