@@ -191,3 +191,20 @@ def test_anthropic_bad_images_are_400_in_anthropics_shape_and_the_model_keeps_se
     with pytest.raises(anthropic.BadRequestError) as caught:
         anthropic_client.messages.create(model="tiny-text", max_tokens=TOKENS, messages=good)
     assert "vision projector" in caught.value.body["error"]["message"]
+
+
+def test_images_too_large_for_the_context_are_one_400_and_the_model_keeps_serving(server, expected):
+    client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0, timeout=120)
+    # 2048×2048 is Qwen-VL's 4096-token maximum: over this server's fixed 2048-token context.
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(png("red", (2048, 2048)))}},
+               {"type": "text", "text": QUESTION}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="tiny-vl", messages=[{"role": "user", "content": content}],
+                                       max_tokens=TOKENS)
+    message = caught.value.body["message"]
+    assert "of them for 1 image(s), but the context holds 2048" in message and "--image-max-tokens" in message
+    good = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(png("red"))}},
+        {"type": "text", "text": QUESTION}]}]
+    again = client.chat.completions.create(model="tiny-vl", messages=good, temperature=0, max_tokens=TOKENS)
+    assert again.choices[0].message.content == expected["red"]
