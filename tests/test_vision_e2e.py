@@ -344,6 +344,9 @@ def test_the_image_token_budget_is_an_option_and_verbose_says_what_an_image_cost
 
     assert image_cost(default) > 100  # Qwen-VL's own budget: a 448×336 image is ~150 tokens
     assert image_cost(capped) <= 16
+    raised = run_qwen("run", model, "--image", big, "What is this?", "-n", "4", "--temperature", "0", "--verbose",
+                      "--image-min-tokens", "300")
+    assert image_cost(raised) >= 300  # a small image is scaled up to the floor
     as_json = _run_json(model, "--image", big, "What is this?", "--image-max-tokens", "16")
     plain = _run_json(model, "What is this?")
     # The capped image's tokens, plus its vision start and end, are all the prompt grew by.
