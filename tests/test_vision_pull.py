@@ -152,3 +152,12 @@ def test_a_projector_two_quants_share_stays_until_the_last_one_goes(vl_hub, visi
     assert projector.exists() and store.list_models()[0].projector == projector
     assert run_qwen("rm", "qwen3-vl-2b:q4_k_m", "-y").returncode == 0
     assert store.list_models() == [] and not projector.exists()
+
+
+def test_run_by_name_pulls_model_and_projector_and_answers(vl_hub, vision, red_png):
+    # The acceptance path: nothing downloaded, one command.
+    model, projector = vision
+    answer = run_json("qwen3-vl-2b", "--image", red_png, "What is in this picture?")
+    assert transferred(vl_hub) == {MODEL: model.stat().st_size, PROJECTOR: projector.stat().st_size}
+    by_path = run_json(model, "--mmproj", projector, "--image", red_png, "What is in this picture?")
+    assert answer["text"] == by_path["text"] and answer["usage"] == by_path["usage"]
