@@ -78,9 +78,16 @@ class Message:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """What /save writes. Images by path and sha256, never their bytes: a saved conversation
+        stays small, and /load says when a file went missing or changed (`session.load`)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.reasoning:
             out["reasoning"] = self.reasoning
+        if self.images:
+            out["images"] = [
+                {"path": i.source if i.source and i.source.startswith("/") else None, "sha256": i.sha256}
+                for i in self.images
+            ]
         return out
 
     @classmethod
@@ -158,6 +165,8 @@ class Usage:
     completion_tokens: int = 0
     #: Prompt tokens whose KV cache was reused from the previous request.
     cached_tokens: int = 0
+    #: What each image of the prompt cost, in prompt order (included in `prompt_tokens`).
+    image_tokens: tuple[int, ...] = ()
 
     @property
     def total_tokens(self) -> int:

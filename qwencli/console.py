@@ -136,6 +136,9 @@ def stats_line(completion: Completion, load_seconds: float | None = None) -> str
     evaluated = usage.prompt_tokens - usage.cached_tokens
     cached = f", {usage.cached_tokens} cached" if usage.cached_tokens else ""
     parts.append(f"prompt {evaluated} tokens{cached} {rates['prompt_tokens_per_second']:.1f} t/s")
+    if usage.image_tokens:
+        each = " + ".join(str(n) for n in usage.image_tokens)
+        parts.append(f"{len(usage.image_tokens)} image{'s' if len(usage.image_tokens) > 1 else ''} {each} tokens")
     parts.append(f"generation {usage.completion_tokens} tokens {rates['generation_tokens_per_second']:.1f} t/s")
     if t.threads:
         parts.append(f"{t.threads} CPU threads (the CPU was busy)")

@@ -26,6 +26,11 @@ FAMILY_DEFAULTS: dict[str, GenerationOptions] = {
     "qwen3-next": GenerationOptions(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0, repeat_penalty=1.0),
     # Qwen3-Coder (30B-A3B, 480B-A35B, Coder-Next): one set, it never thinks.
     "qwen3-coder": GenerationOptions(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.05),
+    # Qwen3-VL: the Instruct and Thinking models are separate repos, each with its card's one set.
+    "qwen3-vl": GenerationOptions(
+        temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, presence_penalty=1.5, repeat_penalty=1.0
+    ),
+    "qwen3-vl-thinking": GenerationOptions(temperature=1.0, top_p=0.95, top_k=20, min_p=0.0, repeat_penalty=1.0),
     # The embedded demo model, as its model card recommends. llama.cpp's 0.8 lets a 135M model
     # ramble for hundreds of tokens; at 0.2 with top_p 0.9 a step whose top token leads by 0.5
     # logits keeps only that token, so the demo's answers are the checked greedy ones.

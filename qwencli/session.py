@@ -125,6 +125,8 @@ class Conversation:
                 if used < ctx:
                     break  # it fits, with less room to answer
                 self.turns.pop()
+                if any(m.images for m in messages):
+                    raise self._images_overflow(messages, used, ctx)
                 raise ContextOverflow(
                     f"the prompt is {used} tokens but the context holds {ctx}",
                     "shorten the input, or raise the context with --ctx (up to the model's trained length)",
@@ -139,6 +141,18 @@ class Conversation:
             )
         return messages
 
+    def _images_overflow(self, messages: list[Message], used: int, ctx: int) -> ContextOverflow:
+        """What the images cost: the same prompt counted without them makes the difference."""
+        import dataclasses
+
+        from .backends.local import images_overflow
+
+        text_only = self.backend.count_prompt_tokens(
+            [dataclasses.replace(m, images=()) for m in messages], self.options
+        )
+        n_images = sum(len(m.images) for m in messages)
+        return images_overflow(used, used - (text_only or 0), ctx, n_images)
+
     # -- files ------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
@@ -152,12 +166,18 @@ class Conversation:
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path) -> list[str]:
+        """Replace the conversation with a saved one; what could not be restored, one line each
+        (an image file that is missing or changed since /save: its message loads without it)."""
+        problems: list[str] = []
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
                 raise ValueError("no messages")
-            turns = [Message.from_json(m) for m in data["messages"]]
+            turns = [
+                _with_images(Message.from_json(m), m.get("images") if isinstance(m, dict) else None, n, problems)
+                for n, m in enumerate(data["messages"], start=1)
+            ]
             system = data.get("system")
             if system is not None and not isinstance(system, str):
                 raise ValueError("system is not text")
@@ -168,3 +188,42 @@ class Conversation:
         self.turns = [m for m in turns if m.role != "system"]
         self.system = system
         self.context_tokens = None
+        return problems
+
+
+def _with_images(message: Message, saved: object, n: int, problems: list[str]) -> Message:
+    """`message` with the images /save recorded (path and sha256), each read again and checked
+    against its hash. One that cannot be restored is left out, and said so: a conversation about
+    an image that changed would otherwise go on about a picture the model no longer sees."""
+    import dataclasses
+
+    from .errors import InvalidImage
+    from .images import image_from_file
+
+    if not saved:
+        return message
+    if not isinstance(saved, list):
+        raise ValueError(f"message {n}: images is not a list")
+    images = []
+    for ref in saved:
+        path = ref.get("path") if isinstance(ref, dict) else None
+        sha = ref.get("sha256") if isinstance(ref, dict) else None
+        if not isinstance(path, str) or not isinstance(sha, str):
+            problems.append(f"message {n}: an image that was not from a file (stdin) was not saved; left out")
+            continue
+        if not Path(path).is_file():
+            problems.append(f"message {n}: the saved image {path} is missing; left out")
+            continue
+        try:
+            image = image_from_file(Path(path))
+        except InvalidImage as exc:
+            problems.append(f"message {n}: the saved image {path} cannot be read again ({exc.message}); left out")
+            continue
+        if image.sha256 != sha:
+            problems.append(
+                f"message {n}: the saved image {path} changed since it was saved"
+                f" (sha256 {sha[:12]}…, now {image.sha256[:12]}…); left out"
+            )
+            continue
+        images.append(image)
+    return dataclasses.replace(message, images=tuple(images))

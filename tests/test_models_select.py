@@ -11,6 +11,7 @@ from qwencli.models.select import (
     choose,
     default_quant,
     gguf_models,
+    projector_for,
     quant_of,
     sidecar_kind,
 )
@@ -175,3 +176,32 @@ def test_default_quant_falls_back_to_the_dynamic_quant_of_the_same_size():
 ])
 def test_sidecars_are_told_apart_from_weights(path, kind):
     assert sidecar_kind(path) == kind
+
+
+@pytest.mark.parametrize("files,model,expected", [
+    # Qwen's own: one model, its own F16 projector.
+    (["Qwen3VL-8B-Instruct-Q4_K_M.gguf", "Qwen3VL-8B-Instruct-Q8_0.gguf", "mmproj-Qwen3VL-8B-Instruct-F16.gguf"],
+     "Qwen3VL-8B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-8B-Instruct-F16.gguf"),
+    # unsloth: F16 before BF16 before F32, whatever their order or size.
+    (["Qwen3.6-27B-Q4_K_M.gguf", "mmproj-F32.gguf", "mmproj-BF16.gguf", "mmproj-F16.gguf"],
+     "Qwen3.6-27B-Q4_K_M.gguf", "mmproj-F16.gguf"),
+    (["Qwen3.6-27B-Q4_K_M.gguf", "mmproj-F32.gguf", "mmproj-BF16.gguf"], "Qwen3.6-27B-Q4_K_M.gguf", "mmproj-BF16.gguf"),
+    # A quantized projector only when there is nothing else.
+    (["m-Q4_K_M.gguf", "mmproj-m-Q8_0.gguf"], "m-Q4_K_M.gguf", "mmproj-m-Q8_0.gguf"),
+    # A repo with two models' projectors: the one named after the model wins over a better precision.
+    (["Qwen3VL-8B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-8B-Instruct-Q8_0.gguf", "mmproj-Qwen3VL-2B-F16.gguf"],
+     "Qwen3VL-8B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-8B-Instruct-Q8_0.gguf"),
+    # Both named after the model: the quant in a name is not part of the match (q8_0 shares "q" with q4_k_m).
+    (["Qwen3VL-2B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-2B-Instruct-Q8_0.gguf", "mmproj-Qwen3VL-2B-Instruct-F32.gguf"],
+     "Qwen3VL-2B-Instruct-Q4_K_M.gguf", "mmproj-Qwen3VL-2B-Instruct-F32.gguf"),
+    # Shards in a folder take the projector at the top; no projector at all is None.
+    (["BF16/m-BF16-00001-of-00002.gguf", "BF16/m-BF16-00002-of-00002.gguf", "mmproj-BF16.gguf"],
+     "BF16/m-BF16-00001-of-00002.gguf", "mmproj-BF16.gguf"),
+    (["m-Q4_K_M.gguf", "MTP/mtp-m-Q4_0.gguf", "imatrix.dat"], "m-Q4_K_M.gguf", None),
+])
+def test_the_projector_of_a_model_is_named_after_it_then_f16_bf16_f32(files, model, expected):
+    repo = listing(*files)
+    choice = next(m for m in gguf_models(repo) if m.entry_path == model)
+    found = projector_for(repo, choice)
+    assert (found.path if found else None) == expected
+    assert all(m.entry_path != expected for m in gguf_models(repo))  # a projector is never a model

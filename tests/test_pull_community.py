@@ -58,7 +58,8 @@ def test_a_community_gguf_is_pulled_by_name_from_the_preferred_source_with_the_d
     hub.add_repo("unsloth/Qwen3.6-27B-GGUF", unsloth_27b(tiny_qwen3_gguf))
     hub.add_repo("bartowski/Qwen_Qwen3.6-27B-GGUF", {"Qwen_Qwen3.6-27B-Q4_K_M.gguf": random_bytes(3000, 8)})
 
-    result = run_qwen("pull", "qwen3.6-27b", timeout=90)
+    # --no-vision: the stand-in weights are a text model, and the repo's projectors random bytes.
+    result = run_qwen("pull", "qwen3.6-27b", "--no-vision", timeout=90)
     assert result.returncode == 0, text(result)
     assert installed() == [("qwen3.6-27b:q4_k_m", "unsloth/Qwen3.6-27B-GGUF")]
     assert "from unsloth/Qwen3.6-27B-GGUF (a community GGUF, not Qwen's own)" in result.stderr.decode()
@@ -94,12 +95,17 @@ def test_a_named_quant_and_a_ud_quant_come_from_the_source_that_has_them(hub):
         ("qwen3.6-27b:q8_0", "ggml-org/Qwen3.6-27B-GGUF"),  # the preferred source has this one
         ("qwen3.6-27b:ud_q4_k_xl", "unsloth/Qwen3.6-27B-GGUF"),
     ]
+    # A vision model: unsloth's F16 projector (not BF16) comes with its quants, once for both; the
+    # ggml-org repo has none, which the pull says.
+    assert "(text only: ggml-org/Qwen3.6-27B-GGUF carries no vision projector)" in q8.stderr.decode()
     assert sorted(transferred(hub)) == [
         "ggml-org/Qwen3.6-27B-GGUF/Qwen3.6-27B-Q8_0.gguf",
         "unsloth/Qwen3.6-27B-GGUF/BF16/Qwen3.6-27B-BF16-00001-of-00002.gguf",
         "unsloth/Qwen3.6-27B-GGUF/BF16/Qwen3.6-27B-BF16-00002-of-00002.gguf",
         "unsloth/Qwen3.6-27B-GGUF/Qwen3.6-27B-UD-Q4_K_XL.gguf",
+        "unsloth/Qwen3.6-27B-GGUF/mmproj-F16.gguf",
     ]
+    assert transferred(hub)["unsloth/Qwen3.6-27B-GGUF/mmproj-F16.gguf"] == 2000
 
 
 def test_a_missing_source_is_skipped_and_a_quant_no_source_has_is_a_clear_error(hub):

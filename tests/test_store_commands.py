@@ -52,12 +52,12 @@ def test_list_shows_a_table_with_a_total_and_json(hub):
     result = run_qwen("list", env=no_network())
     assert result.returncode == 0 and result.stderr == b""
     lines = result.stdout.decode().splitlines()
-    assert lines[0].split() == ["NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT"]
+    assert lines[0].split() == ["NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT", "CAPABILITIES"]
     rows = [line.split() for line in lines[1:-1]]
     assert [r[:4] for r in rows] == [["test/A-GGUF:q4_0", "test/A-GGUF", "q4_0", "2.0"],
                                      ["test/A-GGUF:q8_0", "test/A-GGUF", "q8_0", "3.0"],
                                      ["test/B-GGUF:q4_k_m", "test/B-GGUF", "q4_k_m", "1.0"]]
-    assert all(r[-1] == "gguf" and "just now" in line for r, line in zip(rows, lines[1:-1]))
+    assert all(r[-2:] == ["gguf", "-"] and "just now" in line for r, line in zip(rows, lines[1:-1]))
     assert lines[-1] == "3 models, 6.0 KB on disk"
 
     records = json.loads(run_qwen("list", "--json").stdout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -315,6 +316,90 @@ def test_repl_image_attaches_to_the_next_message(vision, images, tmp_path):
         say("/clear")
         say(f"/image {images['blue']}")
         assert say("What is this?").replace("blue", "red") != red
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+# -- the image-token budget, and images too large for the context --------------------------------
+
+
+def test_the_image_token_budget_is_an_option_and_verbose_says_what_an_image_cost(vision, tmp_path):
+    model, _ = vision
+    big = tmp_path / "big.png"
+    big.write_bytes(png("red", (448, 336)))
+    default = run_qwen("run", model, "--image", big, "What is this?", "-n", "4", "--temperature", "0", "--verbose")
+    assert default.returncode == 0, default.stderr.decode()
+    capped = run_qwen("run", model, "--image", big, "What is this?", "-n", "4", "--temperature", "0", "--verbose",
+                      "--image-max-tokens", "16")
+    assert capped.returncode == 0, capped.stderr.decode()
+    import re
+
+    def image_cost(result) -> int:
+        found = re.search(r"1 image (\d+) tokens", result.stderr.decode())
+        assert found, result.stderr.decode()
+        return int(found.group(1))
+
+    assert image_cost(default) > 100  # Qwen-VL's own budget: a 448×336 image is ~150 tokens
+    assert image_cost(capped) <= 16
+    raised = run_qwen("run", model, "--image", big, "What is this?", "-n", "4", "--temperature", "0", "--verbose",
+                      "--image-min-tokens", "300")
+    assert image_cost(raised) >= 300  # a small image is scaled up to the floor
+    as_json = _run_json(model, "--image", big, "What is this?", "--image-max-tokens", "16")
+    plain = _run_json(model, "What is this?")
+    # The capped image's tokens, plus its vision start and end, are all the prompt grew by.
+    assert as_json["usage"]["prompt_tokens"] - plain["usage"]["prompt_tokens"] == image_cost(capped) + 2
+    bad = run_qwen("run", model, "--image-min-tokens", "64", "--image-max-tokens", "16", "hi")
+    assert "--image-min-tokens 64 is more than --image-max-tokens 16" in _error_line(bad)
+
+
+def test_images_too_large_for_the_context_are_one_clear_line(vision, tmp_path):
+    model, _ = vision
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png("red", (1024, 1024)))
+    result = run_qwen("run", model, "--ctx", "512", "--image", huge, "What is this?", "-n", "4")
+    line = _error_line(result)
+    assert re.search(r"the prompt is \d+ tokens, \d+ of them for 1 image\(s\), but the context holds 512", line), line
+    assert "--image-max-tokens" in result.stderr.decode()
+    # The same image within budget fits.
+    ok = run_qwen("run", model, "--ctx", "512", "--image", huge, "--image-max-tokens", "256", "hi", "-n", "4")
+    assert ok.returncode == 0, ok.stderr.decode()
+
+
+def test_a_typed_image_path_in_the_repl_is_attached_and_save_load_keep_it(vision, images, tmp_path):
+    import re
+
+    pexpect = pytest.importorskip("pexpect")
+    from tests.processes import spawn_repl
+
+    ansi = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+    child = spawn_repl(vision[0], "--temperature", "0", "-n", "8", "--verbose")
+
+    def say(line: str) -> str:
+        child.sendline(line)
+        child.expect(">>> ")
+        return ansi.sub("", child.before)
+
+    try:
+        say(f"/image {images['red']}")
+        attached = say("What is this?")
+        say("/clear")
+        typed = say(f"What is this? {images['red']}")
+        assert f"Added image {images['red']} (64×48)." in typed
+        # The same message and image either way: the same greedy reply, and verbose tells its cost.
+        def reply(out: str) -> str:  # the line before the stats line (--verbose also shows mtmd's log)
+            lines = [line for line in out.splitlines() if line.strip()]
+            stats = next(i for i, line in enumerate(lines) if line.startswith("first token"))
+            return lines[stats - 1]
+
+        assert reply(typed) == reply(attached) and "image" not in reply(typed) and len(reply(typed)) > 3
+        assert re.search(r"1 image \d+ tokens", typed), typed
+        saved = tmp_path / "chat.json"
+        say(f"/save {saved}")
+        assert len(json.loads(saved.read_text())["messages"][0]["images"]) == 1
+        assert "Loaded 1 exchanges" in say(f"/load {saved}") and "with 1 image(s)" in child.before
         child.sendline("/bye")
         child.expect(pexpect.EOF)
     finally:

@@ -37,6 +37,10 @@ class LoadOptions:
     #: load pickle weights (*.bin) when there are no safetensors.
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    #: The image-token budget per image (mtmd's image_min_tokens / image_max_tokens): an image
+    #: is resized to cost between these. None: the projector's own (8 to 4096 for Qwen-VL).
+    image_min_tokens: int | None = None
+    image_max_tokens: int | None = None
 
 
 @dataclass(frozen=True)

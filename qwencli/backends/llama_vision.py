@@ -21,7 +21,7 @@ from typing import Any
 
 from ..chat import Image
 from ..errors import InvalidImage, InvalidModelFile
-from ..formats.gguf import read_gguf_file
+from ..formats.gguf import projector_arch
 from ..images import rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
 
@@ -47,18 +47,6 @@ class ImagePart:
 Part = TextPart | ImagePart
 
 
-def projector_arch(path: Path) -> str | None:
-    """The projector type a GGUF file declares (`clip.projector_type`), or None if it is not a projector."""
-    try:
-        gguf = read_gguf_file(path)
-    except Exception:
-        return None
-    if gguf.metadata.get("general.architecture") != "clip":
-        return None
-    kind = gguf.metadata.get("clip.projector_type")
-    return str(kind) if kind else "clip"
-
-
 class Chunks:
     """One prompt's mtmd chunks, freed with `close()` (its image parts point into them)."""
 
@@ -81,7 +69,17 @@ class Chunks:
 class Projector:
     """A vision projector (mmproj GGUF) bound to one loaded llama model."""
 
-    def __init__(self, path: Path, model: Any, *, threads: int, use_gpu: bool, verbose: bool):
+    def __init__(
+        self,
+        path: Path,
+        model: Any,
+        *,
+        threads: int,
+        use_gpu: bool,
+        verbose: bool,
+        min_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ):
         import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd
 
@@ -100,6 +98,9 @@ class Projector:
         params.n_threads = threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.warmup = False  # the first image pays it; a text-only session never does
+        # -1 keeps the projector's own budget (clip.cpp: 8 to 4096 tokens for Qwen-VL).
+        params.image_min_tokens = min_tokens or -1
+        params.image_max_tokens = max_tokens or -1
         self._ctx = mtmd.mtmd_init_from_file(str(path).encode(), model, params)
         if not self._ctx:
             why = last_log_error()

@@ -34,7 +34,7 @@ from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import Picker, picker, sampler_chain
 from .llama_tokens import EngineTokenizer
 from .llama_vocab import LlamaVocab
-from .local import common_prefix, reply_budget
+from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .thinking_budget import FORCED_END, ThinkingBudget
@@ -106,6 +106,8 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 threads=self._threads,
                 use_gpu=self._gpu_layers != 0,
                 verbose=load.verbose,
+                min_tokens=load.image_min_tokens,
+                max_tokens=load.image_max_tokens,
             )
         ctx = self._handles.ctx.ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
@@ -294,6 +296,9 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             parts = chunks.parts
             head = parts[0].tokens if parts and isinstance(parts[0], TextPart) else []
             n_prompt = chunks.n_tokens
+            image_tokens = tuple(p.n_tokens for p in parts if not isinstance(p, TextPart))
+            if n_prompt >= self._n_ctx:
+                raise images_overflow(n_prompt, image_tokens, self._n_ctx)
             budget = reply_budget(n_prompt, self._n_ctx, options)
             keep = min(common_prefix(self._cached, head), max(len(head) - 1, 0))
             if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
@@ -315,6 +320,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                     cached=keep,
                     started=started,
                     threads=lambda: governor.lowered,
+                    image_tokens=image_tokens,
                 )
                 assert self._handles is not None  # generation runs only while the model is loaded
                 lctx = self._handles.ctx.ctx

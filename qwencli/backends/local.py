@@ -51,6 +51,18 @@ def reply_budget(n_prompt: int, n_ctx: int, options: GenerationOptions) -> int:
     return budget if options.max_tokens is None else min(budget, options.max_tokens)
 
 
+def images_overflow(
+    n_prompt: int, image_tokens: tuple[int, ...] | int, n_ctx: int, n_images: int = 0
+) -> ContextOverflow:
+    """The one error for a prompt its images push past the context, with what they cost."""
+    spent = image_tokens if isinstance(image_tokens, int) else sum(image_tokens)
+    count = n_images or (0 if isinstance(image_tokens, int) else len(image_tokens))
+    return ContextOverflow(
+        f"the prompt is {n_prompt} tokens, {spent} of them for {count} image(s), but the context holds {n_ctx}",
+        "send fewer or smaller images, cap what one costs with --image-max-tokens N, or raise --ctx",
+    )
+
+
 @dataclass(frozen=True)
 class OutputRule:
     """What the reply is held to: a raw GBNF grammar, a JSON schema (as JSON text), or any JSON object."""

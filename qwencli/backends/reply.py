@@ -38,6 +38,7 @@ class Reply:
         "_threads",
         "n_prompt",
         "n_cached",
+        "image_tokens",
         "n_out",
         "started",
         "first",
@@ -61,6 +62,7 @@ class Reply:
         cached: int,
         started: float | None = None,
         threads: Callable[[], int | None] = _no_threads,
+        image_tokens: tuple[int, ...] = (),
     ):
         """`piece`: a token's bytes; `is_end`: whether a token ends the turn; `threads`: the CPU
         threads the engine is down to, if fewer than it started with (for the last chunk)."""
@@ -74,6 +76,7 @@ class Reply:
         self._threads = threads
         self.n_prompt = n_prompt
         self.n_cached = cached
+        self.image_tokens = image_tokens
         self.n_out = 0
         self.started = self.first = time.perf_counter() if started is None else started
         self.finish_reason: FinishReason = "length"
@@ -131,7 +134,12 @@ class Reply:
         emit(
             Chunk(
                 finish_reason=self.finish_reason,
-                usage=Usage(prompt_tokens=self.n_prompt, completion_tokens=self.n_out, cached_tokens=self.n_cached),
+                usage=Usage(
+                    prompt_tokens=self.n_prompt,
+                    completion_tokens=self.n_out,
+                    cached_tokens=self.n_cached,
+                    image_tokens=self.image_tokens,
+                ),
                 timings=Timings(
                     prompt_seconds=first - started,
                     generation_seconds=ended - first,

@@ -30,6 +30,8 @@ def list_command(
     import json
 
     from ..console import counted, human_size, table
+    from ..models.catalog import load as load_catalog
+    from ..models.describe import capabilities
     from ..models.store import list_models
 
     models = list_models()
@@ -41,8 +43,13 @@ def list_command(
 
         notice("no models yet: qwen pull qwen2.5-0.5b (or qwen run NAME pulls on first use)")
         return
-    rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT")]
-    rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format) for m in models]
+    catalog = load_catalog()
+
+    def can(m) -> str:
+        return ", ".join(capabilities(catalog.by_repo(m.repo), m.projector)) or "-"
+
+    rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT", "CAPABILITIES")]
+    rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format, can(m)) for m in models]
     total = sum(_unique_sizes(models))
     sys.stdout.write(table(rows) + f"{counted(len(models), 'model')}, {human_size(total)} on disk\n")
 
@@ -52,7 +59,7 @@ def _unique_sizes(models) -> list[int]:
 
     seen: dict[str, int] = {}
     for m in models:
-        for f in m.files:
+        for f in (*m.files, *([m.projector] if m.projector else [])):
             try:
                 seen.setdefault(os.path.realpath(f), f.stat().st_size)
             except OSError:

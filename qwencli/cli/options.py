@@ -155,6 +155,26 @@ class LoadFlags:
         return self.options.verbose
 
 
+ImageMinTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--image-min-tokens",
+        min=1,
+        help="Fewest tokens one image may cost (default: the projector's, 8 for Qwen-VL).",
+        show_default=False,
+    ),
+]
+ImageMaxTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--image-max-tokens",
+        min=1,
+        help="Most tokens one image may cost; larger images are shrunk (default: the projector's, 4096 for Qwen-VL).",
+        show_default=False,
+    ),
+]
+
+
 def load_flags(
     ctx: Ctx = None,
     threads: Threads = None,
@@ -164,9 +184,16 @@ def load_flags(
     trust_remote_code: TrustRemoteCode = False,
     allow_pickle: AllowPickle = False,
     verbose: Verbose = False,
+    image_min_tokens: ImageMinTokens = None,
+    image_max_tokens: ImageMaxTokens = None,
 ) -> LoadFlags:
     """The flags that say how to load a model (`run` and `serve`)."""
     from ..backends.base import LoadOptions
+
+    if image_min_tokens and image_max_tokens and image_min_tokens > image_max_tokens:
+        from ..errors import UsageError
+
+        raise UsageError(f"--image-min-tokens {image_min_tokens} is more than --image-max-tokens {image_max_tokens}")
 
     return LoadFlags(
         backend,
@@ -178,6 +205,8 @@ def load_flags(
             device=device,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            image_min_tokens=image_min_tokens,
+            image_max_tokens=image_max_tokens,
         ),
     )
 

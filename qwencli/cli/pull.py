@@ -20,6 +20,9 @@ def pull(
     ] = "llama",
     trust_remote_code: TrustRemoteCode = False,
     allow_pickle: AllowPickle = False,
+    no_vision: Annotated[
+        bool, typer.Option("--no-vision", help="Skip a vision model's projector (mmproj): text only.")
+    ] = False,
 ) -> None:
     """Download a model (resumes an interrupted pull; verifies every file's sha256)."""
     from ..models import names
@@ -39,7 +42,7 @@ def pull(
 
             raise UsageError(f"--backend takes llama or torch, not {backend!r}")
         else:
-            pull_model(ref, quant=quant, force=force)
+            pull_model(ref, quant=quant, force=force, vision=not no_vision)
     except KeyboardInterrupt:
         from ..console import notice
 

@@ -85,6 +85,14 @@ def serve(
         bool,
         typer.Option("--allow-delete", help="Let Ollama's /api/delete remove models.", rich_help_panel=NETWORK),
     ] = False,
+    allow_image_urls: Annotated[
+        bool,
+        typer.Option(
+            "--allow-image-urls",
+            help="Fetch http(s) image URLs in requests (public addresses only, 20 MiB, 10 s). Off: base64 only.",
+            rich_help_panel=NETWORK,
+        ),
+    ] = False,
     *,
     load: LoadFlags,
 ) -> None:
@@ -94,6 +102,7 @@ def serve(
     from ..console import warn
     from ..errors import UsageError
     from ..server.config import ServerConfig, is_loopback
+    from ..server.image_urls import ImageUrlPolicy
     from .options import check_backend
 
     key = api_key or settings.load().api_key
@@ -119,6 +128,7 @@ def serve(
         aliases=tuple(aliases),
         allow_pull=allow_pull,
         allow_delete=allow_delete,
+        image_urls=ImageUrlPolicy() if allow_image_urls else None,
         api_key=key,
         cors_origins=tuple(cors_origin or ()),
         parallel=parallel,

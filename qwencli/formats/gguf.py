@@ -321,6 +321,18 @@ def read_gguf_file(path: Path) -> GGUFFile:
     return GGUFFile(path, version, metadata, tuple(tensors), data_offset, size)
 
 
+def projector_arch(path: Path) -> str | None:
+    """The projector type a GGUF file declares (`clip.projector_type`), or None if it is not a projector."""
+    try:
+        gguf = read_gguf_file(path)
+    except Exception:
+        return None
+    if gguf.metadata.get("general.architecture") != "clip":
+        return None
+    kind = gguf.metadata.get("clip.projector_type")
+    return str(kind) if kind else "clip"
+
+
 def _not_gguf_hint(path: Path, head: bytes = b"") -> str:
     if path.suffix == ".safetensors" or head[8:9] == b"{":
         return "this looks like safetensors weights; the torch backend loads those (--backend torch)"

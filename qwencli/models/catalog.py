@@ -35,7 +35,7 @@ SOURCE_PREFERENCE = ("Qwen", "ggml-org", "unsloth", "bartowski", "lmstudio-commu
 CHAT, EMBEDDING, RERANK = "chat", "embedding", "rerank"
 TASKS = (CHAT, EMBEDDING, RERANK)
 #: Columns a row may leave off at its end (added after the first rows were written), and their value then.
-OPTIONAL_COLUMNS = {"task": CHAT}
+OPTIONAL_COLUMNS = {"task": CHAT, "vision": "no"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class CatalogEntry:
     tools: str  # none | hermes | xml: the dialect its template asks for (the template decides at run time)
     aliases: tuple[str, ...]  # Ollama tags naming the same model
     task: str = CHAT  # chat | embedding | rerank: what the model is for (`TASKS`)
+    vision: bool = False  # reads images (a GGUF with its mmproj projector)
 
     @property
     def hints(self) -> dict:
@@ -197,6 +198,7 @@ def parse_catalog(text: str) -> Catalog:
                 tools=row["tools"],
                 aliases=tuple(a for a in row["aliases"].split(",") if a),
                 task=row["task"],
+                vision=row["vision"] == "yes",
             )
         )
     return Catalog(tuple(entries))

@@ -52,9 +52,13 @@ def describe(name: str, *, full_template: bool = False) -> str:
     if entry is not None:
         rows.append(("thinking", THINKING[entry.thinking]))
     rows.append(("tool calls", _tool_calls(model.chat_template)))
+    projector = local.projector if local is not None else _beside(path)
+    rows.append(("vision", _vision(projector)))
+    rows.append(("capabilities", ", ".join(capabilities(entry, projector, model.chat_template)) or "-"))
     lines = [f"{key:<15} {value}" for key, value in rows]
     lines.append("files")
-    lines += [f"  {p}" + (f" -> {p.resolve()}" if p.is_symlink() else "") for p in model.shards]
+    shown_files = [*model.shards, *([projector] if projector else [])]
+    lines += [f"  {p}" + (f" -> {p.resolve()}" if p.is_symlink() else "") for p in shown_files]
     template = model.chat_template
     if template is None:
         lines.append("chat template   none in the file")
@@ -79,6 +83,40 @@ THINKING = {
     "never": "never (an Instruct model: it cannot be turned on)",
 }
 TOOLS = {"none": "no", "hermes": "yes, Hermes JSON in <tool_call>", "xml": "yes, Qwen3-Coder XML in <tool_call>"}
+
+
+def capabilities(entry: catalog.CatalogEntry | None, projector: Path | None, template: str | None = None) -> list[str]:
+    """What a model does besides text, as Ollama's /api/show names it: `vision` when its projector
+    is here (a catalog VL model pulled with --no-vision reads text only), `tools` and `thinking`
+    from its own template when it is read, else from the catalog."""
+    found = ["vision"] if projector is not None else []
+    if template is not None:
+        from ..templates import ChatTemplate
+
+        try:
+            chat = ChatTemplate(template)
+            found += ["tools"] if chat.supports_tools else []
+            found += ["thinking"] if chat.supports_thinking else []
+        except Exception:  # a template that does not compile is reported by `run`, not here
+            pass
+    elif entry is not None:
+        found += ["tools"] if entry.tools != "none" else []
+        found += ["thinking"] if entry.thinking not in ("none", "never") else []
+    return found
+
+
+def _vision(projector: Path | None) -> str:
+    if projector is None:
+        return "no (no mmproj projector with this model)"
+    from ..formats.gguf import projector_arch
+
+    return f"yes, projector {projector.name} ({projector_arch(projector) or 'not a projector file'})"
+
+
+def _beside(path: Path) -> Path | None:
+    from .projector import beside
+
+    return beside(path)
 
 
 def _tool_calls(template: str | None) -> str:
@@ -130,6 +168,7 @@ def _describe_catalog(ref) -> str:
         ("context length", str(entry.context or "unknown (the GGUF header says, once pulled)")),
         ("thinking", THINKING[entry.thinking]),
         ("tool calls", TOOLS[entry.tools]),
+        ("vision", "yes (a pull fetches its mmproj projector too; --no-vision skips it)" if entry.vision else "no"),
         ("sampling", f"{entry.sampling} defaults: {sampling}"),
         ("downloaded", f"no (qwen pull {'' if sources else '--backend torch '}{ref.display})"),
     ]

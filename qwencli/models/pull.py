@@ -3,6 +3,9 @@
 Order matters for "never half-installed": every file is complete and verified as a blob first; only
 then do the snapshot links and refs/main appear, which is what makes the model exist for
 `list`/`run` and for other HF tools. A byte-split set is joined (and checked as GGUF) before that.
+A vision model's projector (`mmproj-*.gguf`, picked by `select.projector_for`) is one more file of
+the same pull: downloaded and verified with the weights, linked in the same step, so a VL model is
+never visible without the projector it was pulled with (`vision=False` pulls the weights alone).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def pull(
     force: bool = False,
     progress: PullProgress | None = None,
     cache_dir: Path | None = None,
+    vision: bool = True,
 ) -> PullResult:
     started = time.monotonic()
     ref = merge_quant(ref, quant)
@@ -60,34 +64,48 @@ def pull(
     else:
         wanted = ref.quant or select.default_quant(models, ref.entry.default_quant if ref.entry else None)
         choice = select.choose(listing.files, wanted, repo=repo)
-    for file in choice.files:
+    projector = select.projector_for(listing.files, choice) if vision else None
+    for file in (*choice.files, *([projector] if projector else [])):
         safe_relpath(file.path)
     cache = RepoCache(cache_dir or hub_cache(), repo)
     extras = [f for f in listing.files if f.path == "README.md" and f.size < (1 << 20)]
-    if _installed(cache, listing.commit, choice):
+    if _installed(cache, listing.commit, choice, projector):
         return _up_to_date(cache, listing.commit, choice, progress, started)
     if not force:
         fit.check_memory(ref, choice, models)
-    fit.check_disk(cache, choice)
+    fit.check_disk(cache, replace(choice, files=(*choice.files, projector)) if projector else choice)
     cache.prepare()
     with progress, _one_pull_at_a_time(cache, choice, progress):
-        if _installed(cache, listing.commit, choice):  # another pull finished it while we waited
+        if _installed(cache, listing.commit, choice, projector):  # another pull finished it while we waited
             return _up_to_date(cache, listing.commit, choice, progress, started)
         blobs = [download.fetch(cache, listing.commit, f, progress) for f in choice.files]
+        linked = (projector, download.fetch(cache, listing.commit, projector, progress)) if projector else None
         for extra in extras:
             _fetch_card(cache, listing.commit, extra, progress)
         if choice.layout == "byte-split":
             blobs = [_join(cache, choice, blobs, progress)]
-        store.install(cache, listing.commit, choice, blobs)
+        store.install(cache, listing.commit, choice, blobs, projector=linked)
         if choice.layout == "byte-split":
             _delete_parts(cache, choice)
     model = _found(cache, listing.commit, choice)
     seconds = time.monotonic() - started
     rate = f" ({human_size(progress.transferred / seconds)}/s)" if progress.transferred and seconds > 0 else ""
+    pair = _pair_note(ref, model, vision)
     progress.finish(
-        f"pulled {model.name}{source_note(ref)}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}"
+        f"pulled {model.name}{pair}{source_note(ref)}: {human_size(model.size)} in {seconds:.1f} s{rate} → {model.path}"
     )
     return PullResult(model, progress.transferred, seconds, False)
+
+
+def _pair_note(ref: ModelRef, model: store.LocalModel, vision: bool) -> str:
+    """What the pull says of the projector. Any the repo carries comes along (a repo named by the
+    user may be a VL model the catalog does not know); a catalog VL model whose repo has none is
+    text-only, and the one line every pull prints says so."""
+    if model.projector is not None:
+        return f" with its vision projector {model.projector.name}"
+    if vision and ref.entry is not None and ref.entry.vision:
+        return f" (text only: {ref.repo} carries no vision projector)"
+    return ""
 
 
 def _up_to_date(
@@ -199,8 +217,11 @@ def require_gguf_repo(ref: ModelRef) -> str:
     return ref.repo
 
 
-def _installed(cache: RepoCache, commit: str, choice: select.GGUFChoice) -> bool:
+def _installed(
+    cache: RepoCache, commit: str, choice: select.GGUFChoice, projector: select.RepoFile | None = None
+) -> bool:
     paths = [choice.entry_path] if choice.layout == "byte-split" else [f.path for f in choice.files]
+    paths += [projector.path] if projector else []
     return all(cache.pointer(commit, p).exists() for p in paths)
 
 

@@ -134,4 +134,12 @@ def route(
 def _resolved(name: str, ref, local, reason: str = "") -> ResolvedModel:
     hints = dict(ref.entry.hints) if ref.entry is not None else {}
     hints.update(quant=local.quant, repo=local.repo)
-    return ResolvedModel(name=name, format=local.format, path=local.path, repo=local.repo, hints=hints, reason=reason)
+    return ResolvedModel(
+        name=name,
+        format=local.format,
+        path=local.path,
+        repo=local.repo,
+        hints=hints,
+        reason=reason,
+        projector=local.projector,
+    )

@@ -114,6 +114,47 @@ def sidecar_kind(path: str) -> str | None:
     return None
 
 
+#: Projector precisions, preferred first: F16 and BF16 are what mtmd's CPU path is tested with and
+#: lose nothing that matters at a projector's size; F32 doubles it; a quantized one loses accuracy.
+PROJECTOR_PRECISION = ("f16", "bf16", "f32")
+
+
+def projector_for(files: Iterable[RepoFile], model: GGUFChoice) -> RepoFile | None:
+    """The vision projector that goes with `model` in a repo listing (or a snapshot), None if none.
+
+    Qwen's own repos hold one model per repo, each with `mmproj-<model>-F16.gguf`; community repos
+    hold `mmproj-F16.gguf`, `mmproj-BF16.gguf`, `mmproj-F32.gguf` side by side. So: the projector
+    whose name after `mmproj-` shares the longest start with the model's file name, then the
+    preferred precision, then the smallest."""
+    found = [f for f in files if sidecar_kind(f.path) == "mmproj" and f.path.lower().endswith(".gguf")]
+    if not found:
+        return None
+    stem = _stem(model.entry_path)
+
+    def shared(f: RepoFile) -> int:
+        rest = _stem(f.path.rsplit("/", 1)[-1].lower().split("mmproj", 1)[1])
+        n = 0
+        while n < min(len(rest), len(stem)) and rest[n] == stem[n]:
+            n += 1
+        return n
+
+    def precision(f: RepoFile) -> int:
+        quant = quant_of(f.path) or ""
+        return PROJECTOR_PRECISION.index(quant) if quant in PROJECTOR_PRECISION else len(PROJECTOR_PRECISION)
+
+    return min(found, key=lambda f: (-shared(f), precision(f), f.size, f.path))
+
+
+def _stem(path: str) -> str:
+    """A file's name without its folder, quant, shard number and extension: what a model and its
+    projector have in common (`Qwen3VL-8B-Instruct` in `Qwen3VL-8B-Instruct-Q4_K_M.gguf`)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if shard := SHARD.match(name):
+        name = shard["stem"]
+    name = QUANT_IN_NAME.sub("", name.removesuffix(".gguf"))
+    return name.strip("-_.")
+
+
 def _is_auxiliary(path: str) -> bool:
     # Sidecars sit beside the weights; a text-only pull never takes one, and none is a model.
     return sidecar_kind(path) is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import UsageError
@@ -19,7 +19,7 @@ from ..resolved import PICKLE, SAFETENSORS, TRANSFORMERS_FORMATS, Format
 from . import catalog as catalog_module
 from .cache import RepoCache, hub_cache, repo_from_folder
 from .names import ModelRef, gguf_sources
-from .select import GGUFChoice, RepoFile, gguf_models
+from .select import GGUFChoice, RepoFile, gguf_models, projector_for
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class LocalModel:
     files: tuple[Path, ...] = field(repr=False)  # snapshot paths of every file
     commit: str = ""
     layout: str = "single"  # single, shards, byte-split (joined), or folder
+    #: The vision projector (mmproj GGUF) in the same snapshot (`select.projector_for`), if any.
+    projector: Path | None = None
+
+    @property
+    def vision(self) -> bool:
+        return self.projector is not None
 
     def as_json(self) -> dict:
         return {
@@ -48,6 +54,7 @@ class LocalModel:
             "path": str(self.path),
             "commit": self.commit,
             "files": [str(f) for f in self.files],
+            "projector": str(self.projector) if self.projector else None,
         }
 
 
@@ -149,7 +156,12 @@ def _snapshot_models(cache: RepoCache, commit: str) -> list[LocalModel]:
     models = []
     for choice in gguf_models(entries):
         paths = tuple(files[f.path] for f in choice.files)
-        models.append(_model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout))
+        projector = projector_for(entries, choice)
+        model = _model(cache, commit, choice.quant, "gguf", paths[0], paths, choice.layout)
+        if projector is not None:
+            # The pair is what `run` loads and `rm` deletes, so its size is the pair's.
+            model = replace(model, projector=files[projector.path], size=model.size + _size(files[projector.path]))
+        models.append(model)
     top = [rel for rel in files if "/" not in rel]
     fmt: Format | None = (
         SAFETENSORS
@@ -213,8 +225,18 @@ def _safetensors_quant(cache: RepoCache, files: dict[str, Path]) -> str:
     return str(method or config.get("torch_dtype") or "unknown").lower()
 
 
-def install(cache: RepoCache, commit: str, choice: GGUFChoice, blobs: list[Path]) -> None:
-    """Make a downloaded, verified model visible: snapshot links, then refs/main."""
+def install(
+    cache: RepoCache,
+    commit: str,
+    choice: GGUFChoice,
+    blobs: list[Path],
+    *,
+    projector: tuple[RepoFile, Path] | None = None,
+) -> None:
+    """Make a downloaded, verified model (and its projector) visible: snapshot links, then refs/main.
+    The projector is linked first, so no listing sees the weights of a VL pull without it."""
+    if projector is not None:
+        cache.link(commit, projector[0].path, projector[1])
     if choice.layout == "byte-split":
         cache.link(commit, choice.entry_path, blobs[0])
     else:
@@ -228,6 +250,8 @@ def remove(model: LocalModel, cache_dir: Path | None = None) -> int:
     Returns the bytes freed."""
     cache = RepoCache(cache_dir or hub_cache(), model.repo)
     targets = [p for p in model.files if p.is_symlink() or p.is_file()]
+    if model.projector is not None and not _shared_projector(cache, model):
+        targets.append(model.projector)
     for path in targets:
         if not cache.contains(path):
             raise UsageError(f"refusing to delete {path}: it is outside {cache.folder}")
@@ -242,6 +266,14 @@ def remove(model: LocalModel, cache_dir: Path | None = None) -> int:
             blob.unlink()
     _prune(cache)
     return freed
+
+
+def _shared_projector(cache: RepoCache, model: LocalModel) -> bool:
+    """Another quant in the same snapshot goes with the same projector: it stays for that one."""
+    return any(
+        other.projector == model.projector and other.path != model.path
+        for other in _snapshot_models(cache, model.commit)
+    )
 
 
 def referenced_blobs(cache: RepoCache) -> set[Path | None]:

@@ -24,12 +24,28 @@ class ReplState:
     running: bool = True
 
     def take_attachments(self, text: str) -> str:
-        """The next message, with the files from /read in front of it."""
+        """The next message, with the files from /read in front of it; image paths typed in it are
+        attached (when the model can see images) and taken out of its text."""
+        text = self._typed_images(text)
         if not self.attachments:
             return text
         parts = [f"Contents of {name}:\n```\n{body.rstrip()}\n```" for name, body in self.attachments]
         self.attachments.clear()
         return "\n\n".join(parts + [text])
+
+    def _typed_images(self, text: str) -> str:
+        from ..images import image_from_file
+        from .image_paths import image_paths, without
+
+        info = self.conversation.backend.info
+        found = image_paths(text)
+        if not found or (info.backend != "remote" and info.projector is None):
+            return text
+        images = [image_from_file(path.resolve()) for _, path in found]  # a bad one: one clear line, nothing sent
+        for (_, path), image in zip(found, images):
+            self.conversation.attachments.append(image)
+            self.say(f"Added image {path} ({image.width}×{image.height}).")
+        return without(text, [typed for typed, _ in found])
 
 
 Handler = Callable[[ReplState, str], "Iterator[Chunk] | None"]
@@ -218,7 +234,7 @@ def _image(state: ReplState, arg: str) -> None:
             f"{info.name} was loaded without a vision projector and cannot read images",
             "start it with --mmproj mmproj-….gguf (or put the projector beside the model)",
         )
-    image = image_from_file(Path(arg).expanduser())
+    image = image_from_file(Path(arg).expanduser().resolve())  # by absolute path: /save keeps it
     state.conversation.attachments.append(image)
     n = len(state.conversation.attachments)
     state.say(f"Attached {Path(arg).name} ({image.width}×{image.height}) to your next message ({n} image(s)).")
@@ -237,9 +253,12 @@ def _save(state: ReplState, arg: str) -> None:
 def _load(state: ReplState, arg: str) -> None:
     if not arg:
         raise UsageError("usage: /load FILE")
-    state.conversation.load(Path(arg).expanduser())
+    problems = state.conversation.load(Path(arg).expanduser())
     turns = sum(1 for m in state.conversation.turns if m.role == "user")
-    state.say(f"Loaded {turns} exchanges from {arg}.")
+    images = sum(len(m.images) for m in state.conversation.turns)
+    state.say(f"Loaded {turns} exchanges from {arg}" + (f" with {images} image(s)." if images else "."))
+    for problem in problems:
+        state.say(problem)
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -25,12 +25,13 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..chat import Chunk, GenerationOptions, Message, ToolCall
-from .jobs import Job, ToolMode
+from ..chat import Chunk, GenerationOptions, Image, Message, ToolCall
+from .image_urls import ImageUrlPolicy
+from .jobs import Job, ToolMode, built, inline_image, remote_image
 from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .responses import Assembler
-from .schemas import MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
+from .schemas import MAX_IMAGES, MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
 from .shapes import SSE_HEADERS, Renderer, dumps, error_json, sse
 from .streaming import GenerationResponse
 
@@ -54,6 +55,7 @@ class Block(Open):
     tool_use_id: str | None = None
     content: str | list[dict[str, Any]] | None = None
     is_error: bool | None = None
+    source: dict[str, Any] | None = None  # an image block's {"type": "base64", "media_type", "data"}
 
 
 class AnthropicMessage(Open):
@@ -113,7 +115,7 @@ def _text(content: str | list[dict[str, Any]] | list[Block] | None, where: str) 
     return "".join(texts)
 
 
-def to_messages(req: CountRequest) -> tuple[Message, ...]:
+def to_messages(req: CountRequest, urls: ImageUrlPolicy | None = None) -> tuple[Message, ...]:
     out: list[Message] = []
     if req.system:
         out.append(Message("system", _text(req.system, "system")))
@@ -125,9 +127,14 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
         texts: list[str] = []
         thinking: list[str] = []
         calls: list[ToolCall] = []
+        images: list[Image] = []
         for j, block in enumerate(m.content):
             if block.type == "text":
                 texts.append(block.text or "")
+            elif block.type == "image" and m.role == "user":
+                if len(images) == MAX_IMAGES:
+                    raise bad_request(f"{where}: at most {MAX_IMAGES} images in one message")
+                images.append(_image(block, f"{where}[{j}].source", urls))
             elif block.type == "tool_result" and m.role == "user":
                 if not block.tool_use_id:
                     raise bad_request(f"{where}[{j}].tool_use_id: required")
@@ -143,9 +150,42 @@ def to_messages(req: CountRequest) -> tuple[Message, ...]:
                 continue
             else:
                 raise bad_request(f"{where}[{j}]: {block.type!r} blocks are not supported in a {m.role} message")
-        if texts or calls or m.role == "assistant":
-            out.append(Message(m.role, "".join(texts), reasoning="".join(thinking) or None, tool_calls=tuple(calls)))
+        if texts or calls or images or m.role == "assistant":
+            out.append(
+                Message(
+                    m.role,
+                    "".join(texts),
+                    reasoning="".join(thinking) or None,
+                    tool_calls=tuple(calls),
+                    images=tuple(images),
+                )
+            )
     return tuple(out)
+
+
+#: The media types Anthropic's API takes for an image block.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _image(block: Block, where: str, urls: ImageUrlPolicy | None) -> Image:
+    """An image block's base64 source (or url source, fetched under `urls`), through the same
+    checks as every image (images.py). The bytes decide the format; a base64 source's
+    `media_type` must still be one Anthropic's API takes."""
+    source = block.source or {}
+    kind = source.get("type")
+    if kind == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url:
+            raise bad_request(f"{where}.url: required")
+        return remote_image(url, f"{where}.url", urls)
+    if kind != "base64":
+        raise bad_request(f"{where}.type: an image source is base64 or url, not {kind!r}")
+    if source.get("media_type") not in MEDIA_TYPES:
+        raise bad_request(f"{where}.media_type: one of {', '.join(MEDIA_TYPES)}, not {source.get('media_type')!r}")
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise bad_request(f"{where}.data: required (the image, base64)")
+    return inline_image(data, f"{where}.data")
 
 
 def _tools(req: CountRequest) -> tuple[tuple[dict, ...] | None, ToolMode, tuple[dict, ...], bool, bool]:
@@ -201,7 +241,7 @@ def _budget(req: CountRequest) -> int | None:
     return thinking.budget_tokens if thinking is not None and thinking.type == "enabled" else None
 
 
-def messages_job(req: MessagesRequest) -> Job:
+def messages_job(req: MessagesRequest, urls: ImageUrlPolicy | None = None) -> Job:
     tools, mode, forced, several, single = _tools(req)
     options = GenerationOptions(
         temperature=req.temperature,
@@ -218,7 +258,7 @@ def messages_job(req: MessagesRequest) -> Job:
         options=options,
         stream=req.stream,
         include_usage=False,
-        messages=to_messages(req),
+        messages=to_messages(req, urls),
         tools=tools,
         tool_mode=mode,
         first_call_only=single,
@@ -400,7 +440,7 @@ def add_anthropic_routes(app: FastAPI, registry: Registry, start: Start) -> None
 
     @app.post("/v1/messages", response_model=None, summary="Messages (Anthropic)")
     async def messages(body: MessagesRequest) -> GenerationResponse:
-        job = messages_job(body)
+        job = await built(messages_job, body, config.image_urls)
         renderer = AnthropicRenderer(job)
         response = await start(job, renderer)
         if job.stream:  # message_start goes out before the usage at the end: count the prompt now
@@ -420,7 +460,7 @@ def add_anthropic_routes(app: FastAPI, registry: Registry, start: Start) -> None
     async def count_tokens(body: CountRequest) -> dict[str, int]:
         tools, _, _, _, _ = _tools(body)
         think = _think(body, None)
-        messages = to_messages(body)
+        messages = await built(to_messages, body, config.image_urls)
         checkout = await registry.checkout(config.model_for(body.model))
         checkout.model.scheduler.release(checkout.ticket)  # counting needs the tokenizer, not a turn
         backend = checkout.model.backend

@@ -33,7 +33,7 @@ from ..errors import QwenError
 from .anthropic_api import add_anthropic_routes
 from .config import ServerConfig
 from .embeddings_api import add_embeddings_routes
-from .jobs import Job, chat_job, completion_job, for_model
+from .jobs import Job, built, chat_job, completion_job, for_model
 from .ollama_api import add_ollama_routes
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
 from .probe import Prober
@@ -107,7 +107,7 @@ def create_app(
 
     @app.post("/v1/chat/completions", response_model=None, summary="Chat completion (OpenAI)")
     async def chat_completions(body: ChatCompletionRequest) -> GenerationResponse:
-        return await start(chat_job(body))
+        return await start(await built(chat_job, body, config.image_urls))
 
     @app.post("/v1/completions", response_model=None, summary="Text completion (OpenAI, legacy)")
     async def completions(body: CompletionRequest) -> GenerationResponse:

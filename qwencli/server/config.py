@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..backends.base import LoadOptions
+from .image_urls import ImageUrlPolicy
 
 DEFAULT_KEEP_ALIVE = 300.0
 DEFAULT_MAX_QUEUE = 32
@@ -55,6 +56,8 @@ class ServerConfig:
     #: `--allow-pull` / `--allow-delete`: Ollama's /api/pull and /api/delete may change the store.
     allow_pull: bool = False
     allow_delete: bool = False
+    #: `--allow-image-urls`: how remote image URLs are fetched; None refuses them (the default).
+    image_urls: ImageUrlPolicy | None = None
 
     def model_for(self, name: str) -> str:
         """The model a request's `name` means, after `--alias`."""

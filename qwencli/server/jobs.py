@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..backends.base import ModelInfo
 from ..backends.llama_load import BACKEND_NAME as LLAMA_CPP
@@ -27,6 +28,11 @@ from .schemas import (
     Sampling,
 )
 from .tools import forced_grammar
+
+if TYPE_CHECKING:
+    from .image_urls import ImageUrlPolicy
+
+T = TypeVar("T")
 
 #: OpenAI's legacy completions endpoint generates 16 tokens unless told otherwise.
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -122,7 +128,7 @@ def _options(req: Sampling, max_tokens: int | None, **extra: Any) -> GenerationO
     )
 
 
-def _content(message: ChatMessage, index: int) -> tuple[str, tuple[Image, ...]]:
+def _content(message: ChatMessage, index: int, urls: ImageUrlPolicy | None) -> tuple[str, tuple[Image, ...]]:
     """The text of a message and its images (`image_url` parts, user messages only). The images
     go before the text in the prompt, wherever the parts had them (as Ollama places them)."""
     content = message.content
@@ -134,7 +140,7 @@ def _content(message: ChatMessage, index: int) -> tuple[str, tuple[Image, ...]]:
     images = []
     for j, part in enumerate(content):
         if part.type == "image_url" and message.role == "user":
-            images.append(_image(part, f"messages[{index}].content[{j}].image_url"))
+            images.append(_image(part, f"messages[{index}].content[{j}].image_url", urls))
             continue
         if part.type != "text" or part.text is None:
             raise bad_request(
@@ -146,26 +152,64 @@ def _content(message: ChatMessage, index: int) -> tuple[str, tuple[Image, ...]]:
     return "".join(texts), tuple(images)
 
 
-def _image(part: Any, param: str) -> Image:
-    """An `image_url` part's image: a data: URL (base64). Remote URLs are not fetched here."""
-    from ..errors import InvalidImage
-    from ..images import image_from_data_url
+def _image(part: Any, param: str, urls: ImageUrlPolicy | None) -> Image:
+    """An `image_url` part's image: a data: URL (base64), or an http(s) URL fetched under `urls`
+    (`--allow-image-urls`; None refuses them)."""
 
     value = (part.model_extra or {}).get("image_url")
     url = value.get("url") if isinstance(value, dict) else value
     if not isinstance(url, str) or not url:
         raise bad_request(f"{param}: must be an object with a url", param=param)
-    if url.startswith(("http://", "https://")):
+    if url.startswith("data:"):
+        return inline_image(url, param)
+    return remote_image(url, param, urls)
+
+
+async def built(make: Callable[[Any, ImageUrlPolicy | None], T], body: Any, urls: ImageUrlPolicy | None) -> T:
+    """`make(body, urls)`: a job (or messages) built from a request body, off the event loop when
+    the server fetches image URLs (a fetch takes seconds; /health and other requests go on)."""
+    if urls is None:
+        return make(body, None)
+    import asyncio
+
+    return await asyncio.to_thread(make, body, urls)
+
+
+def remote_image(url: str, param: str, urls: ImageUrlPolicy | None) -> Image:
+    """An image a request names by URL: refused unless the server allows image URLs, then fetched
+    under that policy (image_urls.py) and checked as every image is. Blocking (the fetch)."""
+    from ..errors import InvalidImage
+    from ..images import image_from_bytes
+
+    if urls is None:
+        if not url.startswith(("http://", "https://")):
+            raise bad_request(f"{param}: an image is a data: URL (base64) or an http(s) URL", param=param)
         raise bad_request(
-            f"{param}: remote image URLs are refused (fetching them, --allow-image-urls, is not "
-            "implemented yet); send the image inline as a data: URL (base64)",
+            f"{param}: remote image URLs are refused unless the server runs with --allow-image-urls;"
+            " send the image inline as base64",
             param=param,
             code="image_url_not_allowed",
         )
-    if not url.startswith("data:"):
-        raise bad_request(f"{param}: only data: URLs (base64) are supported", param=param)
+    from .image_urls import ImageUrlRefused
+
     try:
-        return image_from_data_url(url)
+        data = urls.fetch(url)
+    except ImageUrlRefused as exc:
+        raise bad_request(f"{param}: {exc.message}", param=param, code="image_url_refused") from None
+    try:
+        return image_from_bytes(data, url[:200])
+    except InvalidImage as exc:
+        raise bad_request(f"{param}: {exc.message}", param=param, code="invalid_image") from None
+
+
+def inline_image(value: str, param: str) -> Image:
+    """An image sent inline — a data: URL or bare base64 (Ollama's `images`, Anthropic's base64
+    source) — through the same checks as a file, or a 400 naming `param`."""
+    from ..errors import InvalidImage
+    from ..images import image_from_data_url
+
+    try:
+        return image_from_data_url(value)
     except InvalidImage as exc:
         raise bad_request(f"{param}: {exc.message}", param=param, code="invalid_image") from None
 
@@ -186,7 +230,7 @@ def _arguments(text: str, where: str) -> str:
     return text
 
 
-def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
+def to_messages(messages: list[ChatMessage], urls: ImageUrlPolicy | None = None) -> tuple[Message, ...]:
     out = []
     for i, m in enumerate(messages):
         role = m.role  # "developer" stays: the template renders it, or as system (templates.py)
@@ -204,7 +248,7 @@ def to_messages(messages: list[ChatMessage]) -> tuple[Message, ...]:
             ToolCall(c.id, c.function.name, _arguments(c.function.arguments, f"messages[{i}].tool_calls[{j}]"))
             for j, c in enumerate(m.tool_calls or ())
         )
-        text, images = _content(m, i)
+        text, images = _content(m, i, urls)
         out.append(
             Message(
                 role=role,
@@ -280,7 +324,7 @@ def for_model(job: Job, info: ModelInfo) -> Job:
     return dataclasses.replace(job, options=job.options.replace(grammar=grammar))
 
 
-def chat_job(req: ChatCompletionRequest) -> Job:
+def chat_job(req: ChatCompletionRequest, urls: ImageUrlPolicy | None = None) -> Job:
     _common_checks(req)
     if req.logprobs is not None and not isinstance(req.logprobs, bool):
         raise bad_request("logprobs: true or false (top_logprobs says how many alternatives)", param="logprobs")
@@ -313,7 +357,7 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         stream=bool(req.stream),
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
         num_ctx=req.num_ctx,
-        messages=to_messages(req.messages),
+        messages=to_messages(req.messages, urls),
         tools=tools,
         tool_mode=mode,
         first_call_only=req.parallel_tool_calls is False,

@@ -163,7 +163,7 @@ def add_ollama_routes(app: FastAPI, registry: Registry, start: Start) -> None:
         started = time.perf_counter()
         seconds = keep_alive_seconds(keep_alive)
         renderer = OllamaRenderer(job, generate=generate, started=started)
-        empty = not (job.prompt if job.kind == "completion" else any(m.content for m in job.messages))
+        empty = not (job.prompt if job.kind == "completion" else any(m.content or m.images for m in job.messages))
         if empty and (generate or not job.messages):
             return await load_or_unload(job.model, seconds, generate=generate)
         response = await start(job, renderer)

@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..chat import GenerationOptions, Message, ToolCall
-from .jobs import Job
+from ..chat import GenerationOptions, Image, Message, ToolCall
+from .jobs import Job, inline_image
 from .openai_errors import bad_request
 from .schemas import (
+    MAX_IMAGES,
     MAX_MESSAGES,
     MAX_STOPS,
     MAX_TOOLS,
@@ -186,8 +187,8 @@ def chat_messages(messages: list[OllamaMessage]) -> tuple[Message, ...]:
     out = []
     last_calls: list[str] = []
     for i, m in enumerate(messages):
-        if m.images:
-            raise bad_request(f"messages[{i}].images: images are not supported by this server")
+        if m.images and m.role != "user":
+            raise bad_request(f"messages[{i}].images: only user messages carry images")
         if m.tool_calls and m.role != "assistant":
             raise bad_request(f"messages[{i}].tool_calls: only assistant messages carry tool calls")
         calls = tuple(
@@ -207,9 +208,17 @@ def chat_messages(messages: list[OllamaMessage]) -> tuple[Message, ...]:
                 tool_calls=calls,
                 tool_call_id=call_id,
                 name=m.tool_name,
+                images=_images(m.images, f"messages[{i}].images"),
             )
         )
     return tuple(out)
+
+
+def _images(values: list[str] | None, where: str) -> tuple[Image, ...]:
+    """Ollama's `images`: base64 strings (a data: URL is taken too), each checked as a file is."""
+    if values and len(values) > MAX_IMAGES:
+        raise bad_request(f"{where}: at most {MAX_IMAGES} images in one message")
+    return tuple(inline_image(v, f"{where}[{k}]") for k, v in enumerate(values or ()))
 
 
 def chat_job(req: ChatRequest) -> Job:
@@ -235,8 +244,8 @@ def generate_job(req: GenerateRequest) -> Job:
         )
     if req.suffix:
         raise bad_request("suffix: fill-in-the-middle is not supported by this server")
-    if req.images:
-        raise bad_request("images: images are not supported by this server")
+    if req.images and req.raw:
+        raise bad_request("images: a raw prompt has no place for images; leave raw out (the template places them)")
     if req.context:
         raise bad_request("context: token contexts are not supported; send the conversation to /api/chat")
     common: dict[str, Any] = dict(
@@ -249,5 +258,5 @@ def generate_job(req: GenerateRequest) -> Job:
     if req.raw:
         return Job(kind="completion", prompt=req.prompt or "", **common)
     messages = [Message("system", req.system)] if req.system else []
-    messages.append(Message("user", req.prompt or ""))
+    messages.append(Message("user", req.prompt or "", images=_images(req.images, "images")))
     return Job(kind="chat", messages=tuple(messages), **common)

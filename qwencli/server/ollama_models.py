@@ -110,6 +110,8 @@ def show_json(name: str, resolved: ResolvedModel) -> dict[str, Any]:
         caps = ["completion"]
     if facts["task"] != "chat":  # Ollama's word for an embedding model; a reranker says what it is
         caps = ["embedding"] if facts["task"] == "embedding" else ["rerank"]
+    if resolved.projector is not None:  # Ollama's name for a model that takes `images`
+        caps.append("vision")
     return {
         "modelfile": f"# qwencli serves this model as {name}\nFROM {name}\n",
         "parameters": "",

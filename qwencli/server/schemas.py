@@ -19,6 +19,8 @@ MAX_STOP_CHARS = 256
 MAX_TOOLS = 128
 MAX_MESSAGES = 4096
 MAX_NAME = 256
+#: Images in one message: each costs hundreds of tokens and an encoder pass.
+MAX_IMAGES = 16
 #: A context larger than any model we know of; memory is checked against the machine on load.
 MAX_NUM_CTX = 1 << 20
 MIN_NUM_CTX = 256
