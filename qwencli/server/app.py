@@ -39,7 +39,7 @@ from .registry import Loader, ModelSource, Registry, default_loader
 from .responses_api import add_responses_routes
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
-from .security import Guard, HostCheck
+from .security import add_guards
 from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
 
@@ -132,19 +132,7 @@ def create_app(
     add_responses_routes(app, registry, start)
     add_embeddings_routes(app, registry)
 
-    # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
-    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
-    if config.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "HEAD", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"],
-            max_age=600,
-        )
-    app.add_middleware(HostCheck, enabled=config.loopback_only)
+    add_guards(app, config)
     return app
 
 
