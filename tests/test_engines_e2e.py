@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import fake_engine
-from tests.processes import QWEN
 from tests.models import ROOT
+from tests.processes import QWEN
 
 pytestmark = pytest.mark.slow
 
@@ -115,8 +115,8 @@ def test_relay_through_the_openai_client(relay):
     assert [m.id for m in client.models.list()] == [MODEL]
     reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content == "w0 w1 w2 w3 w4 "
-    pieces = [c.choices[0].delta.content for c in client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True) if c.choices and c.choices[0].delta.content]
+    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert "".join(pieces) == "w0 w1 w2 w3 w4 " and len(pieces) == 5
     called = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "weather?"}],
                                             tools=WEATHER)
