@@ -158,6 +158,28 @@ def test_ps_and_health_through_the_relay(relay):
     assert [m["name"] for m in ps["models"]] == [MODEL] and ps["models"][0]["backend"] == "vllm"
 
 
+def test_qwen_list_and_run_with_host_work_against_the_relay(relay):
+    from tests.processes import run_qwen
+
+    env = {"QWEN_API_KEY": "front-key"}
+    listed = run_qwen("list", "--host", relay.url, env=env, timeout=60)
+    assert listed.returncode == 0 and MODEL in listed.stdout.decode()
+    ran = run_qwen("run", MODEL, "hi", "--host", relay.url, env=env, timeout=60)
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert ran.stdout.decode().strip() == "w0 w1 w2 w3 w4"
+
+
+def test_qwen_logs_prints_the_engine_log(tmp_path):
+    from tests.processes import run_qwen
+
+    logs = Path(os.environ["QWEN_HOME"]) / "logs"
+    logs.mkdir(parents=True)
+    (logs / "vllm.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    result = run_qwen("logs", "vllm", "-n", "3")
+    assert result.returncode == 0 and result.stdout.decode() == "line 97\nline 98\nline 99\n"
+    assert run_qwen("logs", "sglang").returncode == 2  # none yet: says how to start one
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_while_serving_stops_the_engine_and_its_workers(relay, sig):
     record = relay.recorded()
