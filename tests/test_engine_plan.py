@@ -165,3 +165,24 @@ def test_dry_run_without_a_gpu_says_how_to_describe_one(monkeypatch):
     result = CliRunner().invoke(app, ["serve", "qwen3-8b", "--engine", "vllm", "--dry-run"])
     assert result.exit_code == 2
     assert "--gpus N --gpu-memory 80GB" in result.stderr
+
+
+def test_many_nodes_for_real_need_the_head_address():
+    result = CliRunner().invoke(app, ["serve", "qwen3-8b", "--engine", "vllm", "--nodes", "2", "--gpus", "8",
+                                      "--gpu-memory", "80GB"])  # fmt: skip
+    assert result.exit_code == 2 and "--head-address" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "size"), [("80GB", 80 * GIB), ("80G", 80 * GIB), ("24GiB", 24 * GIB),
+                                            ("81920MiB", 80 * GIB), ("1.5T", 1536 * GIB)])
+def test_gpu_memory_sizes(text, size):
+    from qwencli.cli.engine_options import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_gpu_memory_refuses_what_is_not_a_size():
+    from qwencli.cli.engine_options import parse_size
+
+    with pytest.raises(UsageError, match="like 80GB"):
+        parse_size("lots")

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..settings import DEFAULT_PORT
+from .engine_options import EngineFlags, engine_flags
 from .errors import handle_errors
 from .options import LoadFlags, load_flags, with_options
 
 NETWORK = "Network and security"
 CAPACITY = "Models and capacity"
-ENGINE = "Engines (--engine vllm|sglang)"
 
 
 @handle_errors
-@with_options(load=load_flags)
+@with_options(load=load_flags, engines=engine_flags)
 def serve(
     models: Annotated[
         list[str] | None,
@@ -87,111 +86,9 @@ def serve(
         bool,
         typer.Option("--allow-delete", help="Let Ollama's /api/delete remove models.", rich_help_panel=NETWORK),
     ] = False,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            help="Run the model in vLLM or SGLang (a child process) behind this server.",
-            show_default=False,
-            rich_help_panel=ENGINE,
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Print the engine's command line and why; start nothing.", rich_help_panel=ENGINE
-        ),
-    ] = False,
-    direct: Annotated[
-        bool,
-        typer.Option("--direct", help="Expose the engine itself on --host/--port (no relay).", rich_help_panel=ENGINE),
-    ] = False,
-    log_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="The engine's log (default: ~/.qwen/logs/ENGINE.log).", show_default=False, rich_help_panel=ENGINE
-        ),
-    ] = None,
-    nodes: Annotated[
-        int,
-        typer.Option(min=1, help="Nodes the engine spans (prints the other nodes' commands).", rich_help_panel=ENGINE),
-    ] = 1,
-    head_address: Annotated[
-        str | None,
-        typer.Option(
-            help="This node's address as the other nodes reach it.", show_default=False, rich_help_panel=ENGINE
-        ),
-    ] = None,
-    gpus: Annotated[
-        int | None,
-        typer.Option(min=0, help="GPUs per node (default: those visible).", show_default=False, rich_help_panel=ENGINE),
-    ] = None,
-    gpu_memory: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory of each GPU, e.g. 80GB (default: as probed).", show_default=False, rich_help_panel=ENGINE
-        ),
-    ] = None,
-    tensor_parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            show_default=False,
-            rich_help_panel=ENGINE,
-            help="--tensor-parallel-size (default: from GPUs and heads).",
-        ),
-    ] = None,
-    pipeline_parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1, show_default=False, rich_help_panel=ENGINE, help="--pipeline-parallel-size (default: --nodes)."
-        ),
-    ] = None,
-    data_parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            show_default=False,
-            rich_help_panel=ENGINE,
-            help="--data-parallel-size (replicas; headless across nodes).",
-        ),
-    ] = None,
-    expert_parallel: Annotated[
-        bool, typer.Option("--expert-parallel", rich_help_panel=ENGINE, help="--enable-expert-parallel (MoE models).")
-    ] = False,
-    max_model_len: Annotated[
-        int | None,
-        typer.Option(
-            min=1, show_default=False, rich_help_panel=ENGINE, help="Context (default: trained length, cut to memory)."
-        ),
-    ] = None,
-    gpu_memory_utilization: Annotated[
-        float | None,
-        typer.Option(show_default=False, rich_help_panel=ENGINE, help="Share of each GPU the engine takes (0.9)."),
-    ] = None,
-    mtp: Annotated[
-        int,
-        typer.Option(
-            min=0, max=8, rich_help_panel=ENGINE, help="MTP speculative decoding with N draft tokens (Qwen3.5+)."
-        ),
-    ] = 0,
-    reasoning_parser: Annotated[
-        str | None, typer.Option(show_default=False, rich_help_panel=ENGINE, help='Override ("" for none).')
-    ] = None,
-    tool_call_parser: Annotated[
-        str | None,
-        typer.Option(show_default=False, rich_help_panel=ENGINE, help='Override: hermes, qwen3_coder ("" for none).'),
-    ] = None,
-    quantization: Annotated[
-        str | None,
-        typer.Option(
-            show_default=False, rich_help_panel=ENGINE, help="--quantization (default: the repo's config decides)."
-        ),
-    ] = None,
-    start_timeout: Annotated[
-        float, typer.Option(min=0.1, rich_help_panel=ENGINE, help="Seconds to wait for the engine to load.")
-    ] = 1800.0,
     *,
     load: LoadFlags,
+    engines: EngineFlags,
 ) -> None:
     """Serve models over OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models), Ollama's (/api/…)
     and Anthropic's Messages (/v1/messages)."""
@@ -219,24 +116,13 @@ def serve(
         if not sep or not name.strip() or not target.strip():
             raise UsageError(f"--alias takes NAME=MODEL, not {item!r}")
         aliases.append((name.strip(), target.strip()))
-    if engine is not None or dry_run:
-        from ..engines.plan import Overrides
+    if engines.engine is not None:
+        from .engine_options import serve_engine
 
         if len(models or ()) != 1:
             raise UsageError("--engine serves one model: qwen serve MODEL --engine vllm")
-        overrides = Overrides(
-            tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, data_parallel=data_parallel,
-            expert_parallel=expert_parallel, max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization, mtp_tokens=mtp, reasoning_parser=reasoning_parser,
-            tool_call_parser=tool_call_parser, quantization=quantization,
-        )  # fmt: skip
         config = ServerConfig(host=host, api_key=key, cors_origins=tuple(cors_origin or ()))
-        raise typer.Exit(
-            _serve_engine(
-                (models or [""])[0], engine or "vllm", overrides, config, port=port, direct=direct, dry_run=dry_run,
-                log_file=log_file, machine=(gpus, gpu_memory, nodes, head_address), start_timeout=start_timeout,
-            )
-        )  # fmt: skip
+        raise typer.Exit(serve_engine((models or [""])[0], engines, config, port=port))
     config = ServerConfig(
         host=host,
         aliases=tuple(aliases),
@@ -253,45 +139,6 @@ def serve(
     from ..server.run import run_server
 
     raise typer.Exit(run_server(config, list(models or ()), port=port, verbose=load.verbose))
-
-
-def _serve_engine(model, engine, overrides, config, *, port, direct, dry_run, log_file, machine, start_timeout) -> int:
-    from ..console import notice
-    from ..engines.run import EngineServe, dry_run_text, plan_for, serve_engine
-
-    gpus, gpu_memory, nodes, head_address = machine
-    request = EngineServe(
-        model=model, engine=engine, machine=_machine(gpus, gpu_memory, nodes, head_address), overrides=overrides,
-        config=config, port=port, direct=direct, log_file=log_file, start_timeout=start_timeout,
-    )  # fmt: skip
-    if dry_run:
-        plan = plan_for(request)
-        for line in plan.reasons:
-            notice(f"{engine}: {line}")
-        print(dry_run_text(plan))
-        return 0
-    return serve_engine(request)
-
-
-def _machine(gpus: int | None, gpu_memory: str | None, nodes: int, head_address: str | None):
-    """The machine as described on the command line, the rest probed (nvidia-smi; torch is not imported)."""
-    from ..engines.plan import Machine
-    from ..hardware import probe_hardware
-
-    found = () if gpus is not None and gpu_memory is not None else probe_hardware().gpus
-    count = gpus if gpus is not None else len(found)
-    memory = parse_size(gpu_memory) if gpu_memory else min((g.total_bytes for g in found), default=0)
-    return Machine(gpus=count, gpu_bytes=memory, nodes=nodes, head_address=head_address)
-
-
-def parse_size(text: str) -> int:
-    """Bytes for `80GB`, `80G`, `24GiB`, `81920MiB` (GPU memory is quoted in binary units either way)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])?(?:i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        from ..errors import UsageError
-
-        raise UsageError(f"--gpu-memory takes a size like 80GB, not {text!r}")
-    return int(float(match[1]) * (1 << {"K": 10, "M": 20, "G": 30, "T": 40, None: 0}[(match[2] or "").upper() or None]))
 
 
 def parse_duration(text: str) -> float | None:

@@ -86,6 +86,11 @@ def serve_engine(request: EngineServe) -> int:
     from .. import settings
     from ..console import notice
 
+    if request.machine.nodes > 1 and not request.machine.head_address:
+        raise UsageError(
+            "--nodes needs the address the other nodes reach this one at",
+            "pass --head-address (--dry-run shows the commands with a placeholder)",
+        )
     program = find_program(request.engine)
     engine_port = request.port if request.direct else _free_port()
     if request.direct and engine_port == 0:
@@ -101,6 +106,8 @@ def serve_engine(request: EngineServe) -> int:
     log_path = request.log_file or settings.load().home / "logs" / f"{request.engine}.log"
     for line in plan.reasons:
         notice(f"{request.engine}: {line}")
+    for argv in plan.before:
+        notice(f"first, on this node: {shlex.join(argv)}")  # a Ray head outlives us: the user starts it
     for n, argv in enumerate(plan.other_nodes, start=1):
         notice(f"run on node {n}: {shlex.join(argv)}")
     child = EngineChild(plan.argv, env, log_path, f"http://127.0.0.1:{engine_port}")
