@@ -17,42 +17,51 @@ from qwencli.engines.facts import facts_for
 from qwencli.engines.plan import Machine, Overrides, make_plan
 from qwencli.engines.run import dry_run_text
 from qwencli.errors import UsageError
+from qwencli.models.catalog import load as load_catalog
 
 GIB = 1 << 30
 #: Qwen's documented command for Qwen3.6-35B-A3B on 8 GPUs (docs.vllm.ai/projects/recipes, Qwen3.5 & Qwen3.6),
 #: with the tool-use flags of its model card.
 QWEN36_DOC = ("vllm serve Qwen/Qwen3.6-35B-A3B --tensor-parallel-size 8 --max-model-len 262144 --reasoning-parser qwen3"
               " --enable-auto-tool-choice --tool-call-parser qwen3_coder")
-OURS = " --gpu-memory-utilization 0.9 --served-model-name {name} --host 127.0.0.1 --port 8000"
+OURS = " --gpu-memory-utilization 0.9 --served-model-name {name} {repo} --host 127.0.0.1 --port 8000"
+
+
+def ours(name: str) -> str:
+    """Our sizing after the documented flags: both names answer (ours and the repo's)."""
+    repo = next(e.repo for e in load_catalog().rows(name) if e.format == "safetensors")
+    return OURS.format(name=name, repo=repo)
+
 
 CASES = [
     # MoE, XML dialect, thinking, 8 GPUs: Qwen's own command plus our sizing.
-    ("qwen3.6-35b-a3b", "vllm", Machine(8, 80 * GIB), Overrides(), QWEN36_DOC + OURS.format(name="qwen3.6-35b-a3b")),
+    ("qwen3.6-35b-a3b", "vllm", Machine(8, 80 * GIB), Overrides(), QWEN36_DOC + ours("qwen3.6-35b-a3b")),
     # Dense, Hermes, thinking switch, 1 GPU of 24 GiB: 16 GB of weights leave room for 30K tokens, not 32K.
     ("qwen3-8b", "vllm", Machine(1, 24 * GIB), Overrides(),
      "vllm serve Qwen/Qwen3-8B --tensor-parallel-size 1 --max-model-len 30720 --reasoning-parser qwen3"
-     " --enable-auto-tool-choice --tool-call-parser hermes" + OURS.format(name="qwen3-8b")),
+     " --enable-auto-tool-choice --tool-call-parser hermes" + ours("qwen3-8b")),
     # MoE instruct (never thinks): no reasoning parser; 2 GPUs.
     ("qwen3-30b-a3b-instruct-2507", "vllm", Machine(2, 80 * GIB), Overrides(),
      "vllm serve Qwen/Qwen3-30B-A3B-Instruct-2507 --tensor-parallel-size 2 --max-model-len 262144"
-     " --enable-auto-tool-choice --tool-call-parser hermes" + OURS.format(name="qwen3-30b-a3b-instruct-2507")),
+     " --enable-auto-tool-choice --tool-call-parser hermes" + ours("qwen3-30b-a3b-instruct-2507")),
     # Dense with 14 query heads on 8 GPUs: the most GPUs that divide them is 2.
     ("qwen2.5-0.5b", "vllm", Machine(8, 24 * GIB), Overrides(),
      "vllm serve Qwen/Qwen2.5-0.5B-Instruct --tensor-parallel-size 2 --max-model-len 32768"
-     " --enable-auto-tool-choice --tool-call-parser hermes" + OURS.format(name="qwen2.5-0.5b")),
+     " --enable-auto-tool-choice --tool-call-parser hermes" + ours("qwen2.5-0.5b")),
     # 4 GPUs of 24 GiB hold the 61 GB of weights but not the KV cache of 262144 tokens: the context is cut.
     ("qwen3-coder-30b-a3b", "vllm", Machine(4, 24 * GIB), Overrides(),
      "vllm serve Qwen/Qwen3-Coder-30B-A3B-Instruct --tensor-parallel-size 4 --max-model-len 235520"
-     " --enable-auto-tool-choice --tool-call-parser qwen3_coder" + OURS.format(name="qwen3-coder-30b-a3b")),
+     " --enable-auto-tool-choice --tool-call-parser qwen3_coder" + ours("qwen3-coder-30b-a3b")),
     # MTP speculative decoding, as Qwen's recipe writes it.
     ("qwen3.6-35b-a3b", "vllm", Machine(8, 80 * GIB), Overrides(mtp_tokens=2),
      QWEN36_DOC + ' --speculative-config \'{"method": "mtp", "num_speculative_tokens": 2}\''
-     + OURS.format(name="qwen3.6-35b-a3b")),
+     + ours("qwen3.6-35b-a3b")),
     # Two nodes: pipeline stages over Ray.
     ("qwen3-235b-a22b", "vllm", Machine(8, 80 * GIB, nodes=2, head_address="10.0.0.1"), Overrides(),
      "vllm serve Qwen/Qwen3-235B-A22B --tensor-parallel-size 8 --pipeline-parallel-size 2 --max-model-len 32768"
      " --reasoning-parser qwen3 --enable-auto-tool-choice --tool-call-parser hermes --gpu-memory-utilization 0.9"
-     " --distributed-executor-backend ray --served-model-name qwen3-235b-a22b --host 127.0.0.1 --port 8000"),
+     " --distributed-executor-backend ray --served-model-name qwen3-235b-a22b Qwen/Qwen3-235B-A22B"
+     " --host 127.0.0.1 --port 8000"),
     # SGLang, XML dialect, instruct.
     ("qwen3-coder-30b-a3b", "sglang", Machine(2, 80 * GIB), Overrides(),
      "python -m sglang.launch_server --model-path Qwen/Qwen3-Coder-30B-A3B-Instruct --tp 2 --context-length 262144"
@@ -126,7 +135,8 @@ def test_overrides_win():
                                gpu_memory_utilization=0.8, quantization="fp8"))
     assert shlex.join(plan.argv[2:]) == (
         "Qwen/Qwen3.6-35B-A3B --tensor-parallel-size 2 --max-model-len 65536 --quantization fp8"
-        " --gpu-memory-utilization 0.8 --served-model-name qwen3.6-35b-a3b --host 127.0.0.1 --port 8000"
+        " --gpu-memory-utilization 0.8 --served-model-name qwen3.6-35b-a3b Qwen/Qwen3.6-35B-A3B"
+        " --host 127.0.0.1 --port 8000"
     )
 
 
@@ -154,7 +164,7 @@ def test_dry_run_prints_qwens_command_plus_our_sizing():
                                       "--gpu-memory", "80GB", "--port", "8000"])
     assert result.exit_code == 0, result.output
     command = [line for line in result.stdout.splitlines() if not line.startswith("#")]
-    assert command == [QWEN36_DOC + OURS.format(name="qwen3.6-35b-a3b")]
+    assert command == [QWEN36_DOC + ours("qwen3.6-35b-a3b")]
     assert "tensor parallel 8" in result.stderr and "max model len 262144" in result.stderr
 
 

@@ -50,8 +50,8 @@ KNOWN_SHAPES: dict[str, AttentionShape] = {
 class ModelFacts:
     name: str  # what clients call it (the served model name)
     repo: str  # owner/repo, or a local folder
-    thinking: str = "none"  # catalog's column: none | switch | on | off | always | never
-    tools: str = "none"  # none | hermes | xml
+    thinking: str = "unknown"  # catalog's column: none | switch | on | off | always | never; unknown outside it
+    tools: str = "unknown"  # none | hermes | xml; unknown outside the catalog
     context: int = 0  # trained length; 0 unknown
     weight_bytes: int = 0  # 0 unknown
     moe: bool = False
@@ -97,8 +97,8 @@ def facts_for(name: str) -> ModelFacts:
     return ModelFacts(
         name=catalog_name or repo,
         repo=repo,
-        thinking=entry.thinking if entry else "none",
-        tools=entry.tools if entry else "none",
+        thinking=entry.thinking if entry else "unknown",
+        tools=entry.tools if entry else "unknown",
         context=_trained(config) or (entry.context if entry else 0),
         weight_bytes=(local.size if local is not None else 0) or (entry.approx_bytes if entry else 0),
         moe=_is_moe(config) or bool(entry and _MOE.search(entry.size)),

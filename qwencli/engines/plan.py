@@ -92,7 +92,7 @@ class EnginePlan:
 def reasoning_parser(facts: ModelFacts) -> str | None:
     """`qwen3` for every model that can think (Qwen3, Qwen3.5+, QwQ, Thinking-2507); none for models that
     never do (2507 Instruct, Qwen2.5) — vLLM's and SGLang's docs name `qwen3` for all of them."""
-    return None if facts.thinking in ("none", "never") else "qwen3"
+    return None if facts.thinking in ("none", "never", "unknown") else "qwen3"
 
 
 def size(facts: ModelFacts, machine: Machine, wanted: Overrides) -> Sizing:
@@ -251,8 +251,15 @@ def make_plan(
         reasons.append(f"model: {facts.repo} from the store ({hub_cache or 'the HF cache'}), offline")
     else:
         reasons.append(f"model: {facts.repo}, which {engine} downloads into the HF cache itself")
-    if sizing.reasoning_parser is None:
-        reasons.append("no reasoning parser: this model never thinks")
+    unknown = facts.thinking == "unknown"
+    if sizing.reasoning_parser is None and wanted.reasoning_parser is None:
+        reasons.append(
+            "no reasoning parser: not in the catalog (--reasoning-parser qwen3 if it thinks)"
+            if unknown
+            else "no reasoning parser: this model never thinks"
+        )
+    if sizing.tool_call_parser is None and wanted.tool_call_parser is None and facts.tools == "unknown":
+        reasons.append("no tool-call parser: not in the catalog (--tool-call-parser hermes or qwen3_coder)")
     if facts.quantization and not sizing.quantization:
         reasons.append(f"quantization {facts.quantization}: read by {engine} from the repo's config")
     return EnginePlan(engine, tuple(argv), host, port, tuple(env), tuple(reasons), others, before)

@@ -70,6 +70,8 @@ def render(
         flags += ["--distributed-executor-backend", "ray"]
         before.append(("ray", "start", "--head", f"--port={RAY_PORT}"))
         others += [("ray", "start", f"--address={head}:{RAY_PORT}")] * (machine.nodes - 1)
-    argv = (*program, facts.repo, *flags, *dp_flags, "--served-model-name", facts.name, "--host", host,
+    # Both names answer (vLLM's --served-model-name takes several): ours, and the repo a client may send.
+    names = [facts.name] + ([facts.repo] if facts.repo != facts.name and not facts.repo.startswith("/") else [])
+    argv = (*program, facts.repo, *flags, *dp_flags, "--served-model-name", *names, "--host", host,
             "--port", str(port))  # fmt: skip
     return argv, tuple(before), tuple(others)
