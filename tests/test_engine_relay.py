@@ -80,3 +80,22 @@ def test_a_dead_engine_is_a_502_in_openai_shape():
         assert httpx.get(server.base + "/health").status_code == 503
     finally:
         server.stop()
+
+
+def test_a_client_that_goes_away_stops_the_engines_stream():
+    proc, base = fake_engine.start({"FAKE_ENGINE_TOKENS": "100", "FAKE_ENGINE_TOKEN_DELAY": "0.05"})
+    server = relay(base, key=None)
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.stream("POST", server.base + "/v1/chat/completions", json=body, timeout=30) as response:
+            for line in response.iter_lines():
+                if '"content": "w' in line:
+                    break  # leave after the first token; the whole answer would take 5 s
+        assert httpx.get(base + "/debug/streams").json()["streaming"] in (0, 1)
+        deadline = time.monotonic() + 2.5
+        while httpx.get(base + "/debug/streams").json()["streaming"]:
+            assert time.monotonic() < deadline, "the engine kept generating for a client that left"
+            time.sleep(0.05)
+    finally:
+        server.stop()
+        fake_engine.stop(proc)

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -57,11 +56,20 @@ def create_relay_app(
         except httpx.HTTPError:
             return _error(ApiError(502, f"The {engine} engine behind this server is not answering.",
                                    type="server_error", code="engine_unavailable"))  # fmt: skip
+
+        async def passed_on():
+            # A client that goes away cancels this mid-stream: closing the engine's response then tells
+            # the engine to abort the generation, instead of computing tokens nobody reads.
+            try:
+                async for chunk in answer.aiter_raw():
+                    yield chunk
+            finally:
+                await answer.aclose()
+
         return StreamingResponse(
-            answer.aiter_raw(),
+            passed_on(),
             status_code=answer.status_code,
             headers={k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP},
-            background=BackgroundTask(answer.aclose),
         )
 
     async def health(request: Request) -> Response:
