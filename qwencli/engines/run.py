@@ -44,7 +44,8 @@ class EngineServe:
 def find_program(engine: str) -> tuple[str, ...]:
     """How to start `engine` here, or a one-line UsageError naming the install command."""
     if engine == "vllm":
-        found = shutil.which("vllm")
+        # PATH first; then beside this Python (`pip install 'qwencli[vllm]'` into a venv not activated).
+        found = shutil.which("vllm") or shutil.which("vllm", path=str(Path(sys.executable).parent))
         if found:
             return (found, "serve")
         raise UsageError("vLLM is not installed (no `vllm` on PATH)", INSTALL["vllm"])
