@@ -120,12 +120,25 @@ class GenerationOptions:
     think: bool | None = None
     #: Qwen3.8's `reasoning_effort`; where the template lacks it, it sets `think` (qwencli.thinking).
     reasoning_effort: ReasoningEffort | None = None
+    #: What `think` becomes for `reasoning_effort` on a template without levels. None: Qwen3.8's
+    #: own mapping (`thinking.effort_thinks`: low is off); Ollama's `think: "low"` and Responses'
+    #: `reasoning.effort` say True (any level but none thinks, as those APIs mean it).
+    think_without_levels: bool | None = None
+    #: Tokens the reasoning may take; then the backend closes it and the answer follows
+    #: (Anthropic's `thinking.budget_tokens`; backends/thinking_budget.py). None: no limit.
+    thinking_budget: int | None = None
     #: Qwen3.6's `preserve_thinking`: earlier turns keep their reasoning in the prompt.
     preserve_thinking: bool | None = None
     #: "json" for any JSON object, or a JSON schema (dict) the output must follow.
     response_format: str | dict[str, Any] | None = None
     #: A raw GBNF grammar (llama.cpp only); built by the server for forced tool calls.
     grammar: str | None = None
+    #: Log-probabilities of the generated tokens, with this many alternatives each (0: only the
+    #: token's own); None: none. llama.cpp only: the server refuses it for other backends.
+    logprobs: int | None = None
+    #: Also every prompt token's log-probability (OpenAI's `echo` with `logprobs`): the prompt is
+    #: then read with logits at every position, so only when asked.
+    prompt_logprobs: bool = False
 
     def replace(self, **changes: Any) -> GenerationOptions:
         return dataclasses.replace(self, **changes)
@@ -174,12 +187,30 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token and how likely the model found it, from the logits the sampler saw."""
+
+    token: int
+    piece: bytes  # the token's bytes (a piece of a UTF-8 character, sometimes)
+    #: Natural log; None for the first prompt token, which nothing before it predicts.
+    logprob: float | None
+    #: The most likely tokens at that position, most likely first: (token, piece, logprob).
+    top: tuple[tuple[int, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     text: str = ""
     kind: ChunkKind = "text"
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timings: Timings | None = None
+    #: On the last chunk: the stop string that ended the reply, if one did (Anthropic reports it).
+    stop_sequence: str | None = None
+    #: On the last chunk only, when the options asked: the generated tokens' log-probabilities
+    #: (in order, the end-of-turn token left out) and the prompt's (every prompt token).
+    logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,21 @@ class UnsupportedModel(QwenError):
     code = "model_not_supported"
 
 
+class NotAChatModel(UnsupportedModel):
+    """An embedding or rerank model asked to chat: the message says what it is and where it serves."""
+
+    code = "not_a_chat_model"
+
+    @classmethod
+    def of(cls, name: str, task: str) -> NotAChatModel:
+        if task == "rerank":
+            return cls(f"{name} is a reranker, not a chat model", f"qwen serve {name}, then POST /v1/rerank")
+        return cls(
+            f"{name} is an embedding model, not a chat model",
+            f"qwen embed {name} TEXT, or qwen serve {name} and POST /v1/embeddings",
+        )
+
+
 class TemplateError(QwenError):
     """The model's chat template failed or tried to leave its sandbox."""
 

@@ -19,6 +19,8 @@ class StopFilter:
         self.stops = tuple(s for s in stops if s)
         self._held = ""
         self.stopped = False
+        #: The stop string that ended the text, once one has.
+        self.matched: str | None = None
 
     def feed(self, text: str) -> str:
         """Text safe to emit now. After a stop string is seen, `stopped` is set and the rest dropped."""
@@ -27,11 +29,12 @@ class StopFilter:
         if not self.stops:
             return text
         buf = self._held + text
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, stop) for stop in self.stops if (i := buf.find(stop)) >= 0]
         if hits:
+            at, self.matched = min(hits, key=lambda hit: hit[0])
             self.stopped = True
             self._held = ""
-            return buf[: min(hits)]
+            return buf[:at]
         hold = max(partial_suffix(buf, stop) for stop in self.stops)
         self._held = buf[len(buf) - hold :] if hold else ""
         return buf[: len(buf) - hold]

@@ -42,11 +42,16 @@ def effort_thinks(effort: ReasoningEffort) -> bool:
     return effort in ("medium", "high")
 
 
-def asked_to_think(think: bool | None, effort: ReasoningEffort | None) -> bool | None:
-    """What the user asked for: on, off, or nothing (the template's default)."""
+def asked_to_think(
+    think: bool | None, effort: ReasoningEffort | None, without_levels: bool | None = None
+) -> bool | None:
+    """What the user asked for: on, off, or nothing (the template's default). `without_levels`:
+    what a level means where the template has none (`GenerationOptions.think_without_levels`)."""
     if think is not None:
         return think
-    return effort_thinks(effort) if effort is not None else None
+    if effort is None:
+        return None
+    return without_levels if without_levels is not None else effort_thinks(effort)
 
 
 def unchangeable(control: ThinkingControl, asked: bool | None) -> str | None:

@@ -97,3 +97,23 @@ def build_vision(kind: str, tokenizer: Path) -> Path:
     if not path.exists():
         tiny_vision.write_mmproj(path, hf)
     return path
+
+
+def _reranker_dir() -> Path:
+    source = (ROOT / "tests" / "fixtures" / "tiny_reranker.py").read_bytes()
+    return MODELS / "tiny-reranker" / hashlib.sha256(source).hexdigest()[:12]
+
+
+def build_reranker(tokenizer: Path) -> Path:
+    """A tiny Qwen3-Reranker GGUF (rank pooling, `cls_out` head, the `rerank` prompt), converted by
+    llama.cpp from a transformers folder."""
+    from tests.fixtures import tiny_reranker
+
+    folder = _reranker_dir()
+    hf = folder / "tiny-qwen3-reranker-hf"
+    if not hf.exists():
+        tiny_reranker.write_hf(hf, tokenizer)
+    path = folder / "tiny-qwen3-reranker.gguf"
+    if not path.exists():
+        tiny_reranker.write_gguf(path, hf)
+    return path

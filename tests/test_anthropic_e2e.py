@@ -13,7 +13,7 @@ from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
 from tests.greedy import PARIS
-from tests.models import QWEN_TOKENIZER, SMOLLM2, build_tiny, require
+from tests.models import QWEN_TOKENIZER, SMOLLM2, build_hybrid, build_tiny, require
 from tests.serving import RunningServer, wait_until
 
 anthropic = pytest.importorskip("anthropic")
@@ -36,6 +36,8 @@ def server():
         "smollm2": require(SMOLLM2),
         "tiny-qwen2": build_tiny("gguf", "qwen2", tokenizer),
         "tiny-qwen3": build_tiny("gguf", "qwen3", tokenizer),
+        # Random weights under Qwen3.5's template (thinking on): its reasoning never closes by itself.
+        "tiny-qwen35": build_hybrid("gguf", "qwen35", tokenizer),
     })
     config = ServerConfig(startup_models=("smollm2",), max_queue=8, aliases=(("claude-sonnet-4-6", "smollm2"),))
     app = create_app(config, source)
@@ -166,3 +168,54 @@ def test_an_anthropic_stream_and_an_ollama_stream_at_once(client, server):
     for t in threads:
         t.join(120)
     assert results == {"anthropic": PARIS.answer, "ollama": PARIS.answer}
+
+
+# -- thinking budget, stop sequences, message_start usage ------------------------------------------
+
+def test_the_thinking_budget_ends_the_reasoning_and_the_answer_follows(client):
+    ask = [{"role": "user", "content": "hi"}]
+    unbounded = client.messages.create(model="tiny-qwen35", messages=ask, max_tokens=1100,
+                                       thinking={"type": "adaptive"}, extra_body=GREEDY)
+    assert [b.type for b in unbounded.content] == ["thinking"] and unbounded.stop_reason == "max_tokens"
+    budget = {"type": "enabled", "budget_tokens": 1024}
+    for stream in (False, True):
+        if stream:
+            with client.messages.stream(model="tiny-qwen35", messages=ask, max_tokens=1100, thinking=budget,
+                                        extra_body=GREEDY) as s:
+                reply = s.get_final_message()
+        else:
+            reply = client.messages.create(model="tiny-qwen35", messages=ask, max_tokens=1100, thinking=budget,
+                                           extra_body=GREEDY)
+        assert [b.type for b in reply.content] == ["thinking", "text"], (stream, reply.content)
+        # The same greedy reasoning, cut after 1024 of its tokens; then an answer of its own.
+        cut = reply.content[0].thinking
+        assert unbounded.content[0].thinking.startswith(cut) and len(cut) < len(unbounded.content[0].thinking)
+        assert reply.content[1].text and "</think>" not in reply.content[1].text
+        assert reply.stop_reason == "max_tokens" and reply.usage.output_tokens == 1100
+
+
+def test_a_stop_sequence_is_the_stop_reason_and_is_named(client):
+    for stream in (False, True):
+        kwargs = dict(model="smollm2", system=PARIS.system, messages=QUESTION, max_tokens=32,
+                      stop_sequences=["nowhere", " Paris"], extra_body=GREEDY)
+        if stream:
+            with client.messages.stream(**kwargs) as s:
+                reply = s.get_final_message()
+        else:
+            reply = client.messages.create(**kwargs)
+        assert reply.content[0].text == PARIS.answer[: PARIS.answer.index(" Paris")], stream
+        assert (reply.stop_reason, reply.stop_sequence) == ("stop_sequence", " Paris"), stream
+    plain = client.messages.create(model="smollm2", system=PARIS.system, messages=QUESTION, max_tokens=32,
+                                   stop_sequences=["nowhere"], extra_body=GREEDY)
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None) and plain.content[0].text == PARIS.answer
+
+
+def test_message_start_carries_the_prompts_true_input_tokens(client):
+    collected = client.messages.create(model="smollm2", system=PARIS.system, messages=QUESTION, max_tokens=8,
+                                       extra_body=GREEDY)
+    counted = client.messages.count_tokens(model="smollm2", system=PARIS.system, messages=QUESTION)
+    events = list(client.messages.create(model="smollm2", system=PARIS.system, messages=QUESTION, max_tokens=8,
+                                         extra_body=GREEDY, stream=True))
+    start = events[0]
+    assert start.type == "message_start"
+    assert start.message.usage.input_tokens == collected.usage.input_tokens == counted.input_tokens > 10

@@ -41,6 +41,45 @@ def test_every_row_has_known_sampling_thinking_and_tool_dialect():
         assert e.sampling in FAMILY_DEFAULTS, (e.name, e.sampling)
         assert e.thinking in ("none", "switch", "on", "off", "always", "never"), e.name
         assert e.tools in ("none", "hermes", "xml"), e.name
+        assert e.task in catalog_module.TASKS, e.name
+
+
+# (name, repo, default quant, task, family): the embedding and rerank models, one row each.
+EMBEDDING_AND_RERANK = [
+    ("qwen3-embedding-0.6b", "Qwen/Qwen3-Embedding-0.6B-GGUF", "q8_0", "embedding", "qwen3-embedding"),
+    ("qwen3-embedding-4b", "Qwen/Qwen3-Embedding-4B-GGUF", "q8_0", "embedding", "qwen3-embedding"),
+    ("qwen3-embedding-8b", "Qwen/Qwen3-Embedding-8B-GGUF", "q8_0", "embedding", "qwen3-embedding"),
+    ("qwen3-reranker-0.6b", "ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF", "q8_0", "rerank", "qwen3-reranker"),
+    ("qwen3-reranker-4b", "ggml-org/Qwen3-Reranker-4B-Q8_0-GGUF", "q8_0", "rerank", "qwen3-reranker"),
+    ("qwen3-reranker-8b", "ggml-org/Qwen3-Reranker-8B-Q8_0-GGUF", "q8_0", "rerank", "qwen3-reranker"),
+]
+
+
+@pytest.mark.parametrize("name,repo,quant,task,family", EMBEDDING_AND_RERANK)
+def test_embedding_and_rerank_rows_say_what_they_are_for(name, repo, quant, task, family):
+    entry = catalog_module.load().gguf(name)
+    assert (entry.repo, entry.default_quant, entry.task, entry.family) == (repo, quant, task, family)
+    assert entry.hints["task"] == task and entry.thinking == "none" and entry.tools == "none"
+    assert entry.context == 32768
+    # A smaller size that fits is never a model for another task.
+    assert {e.task for e in catalog_module.load().same_family(entry)} == {task}
+
+
+@pytest.mark.parametrize("typed,name", [
+    ("qwen3-embedding:0.6b", "qwen3-embedding-0.6b"),
+    ("qwen3-embedding:8b", "qwen3-embedding-8b"),
+    ("qwen3-embedding", "qwen3-embedding-8b"),  # Ollama's latest
+    ("Qwen/Qwen3-Embedding-4B-GGUF", "qwen3-embedding-4b"),
+    ("qwen3-reranker-0.6b:Q8_0", "qwen3-reranker-0.6b"),
+])
+def test_embedding_and_rerank_names_parse_to_their_rows(typed, name):
+    assert names.parse(typed).entry.name == name
+
+
+def test_chat_rows_stay_chat_and_no_chat_family_suggests_an_embedder():
+    cat = catalog_module.load()
+    assert cat.gguf("qwen3-8b").task == "chat" and cat.gguf("qwen3-0.6b").hints["task"] == "chat"
+    assert {e.task for e in cat.same_family(cat.gguf("qwen3-8b"))} == {"chat"}
 
 
 def test_community_sources_follow_the_written_preference():
@@ -72,6 +111,20 @@ def test_catalog_parser_rejects_a_short_row_with_its_line_number():
     assert parsed.entries[0].quants == ("q4_k_m", "q8_0") and parsed.entries[0].aliases == ("x:1b",)
     with pytest.raises(ValueError, match="line 3"):
         catalog_module.parse_catalog(f"{header}\n{good}\nx-2b\tx\n")
+
+
+def test_catalog_task_column_may_be_left_off_and_is_checked():
+    header = "\t".join(["name", "family", "size", "format", "repo", "default_quant", "quants", "context",
+                        "sampling", "approx_bytes", "verified", "thinking", "tools", "aliases", "task"])
+    chat = "\t".join(["x-1b", "x", "1B", "gguf", "o/X-GGUF", "q8_0", "q8_0", "4096", "qwen", "1", "yes", "none",
+                      "none", ""])
+    ranker = chat.replace("x-1b", "r-1b").replace("o/X-GGUF", "o/R-GGUF") + "\trerank"
+    parsed = catalog_module.parse_catalog(f"{header}\n{chat}\n{ranker}\n")
+    assert [e.task for e in parsed.entries] == ["chat", "rerank"]
+    with pytest.raises(ValueError, match="line 2: task 'ranking'"):
+        catalog_module.parse_catalog(f"{header}\n{chat}\tranking\n")
+    with pytest.raises(ValueError, match="line 2"):  # only the optional column may be missing
+        catalog_module.parse_catalog(f"{header}\n{chat.rsplit(chr(9), 1)[0]}\n")
 
 
 # -- catalog names and Ollama tags --------------------------------------------------------------------

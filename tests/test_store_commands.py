@@ -135,6 +135,10 @@ def test_show_of_a_model_that_is_not_downloaded_says_what_a_pull_would_fetch(hub
     assert "source          unsloth/Qwen3.6-27B-GGUF: a community GGUF by unsloth, not Qwen's own" in out
     assert "context length  262144" in out and "Qwen3-Coder XML" in out
     assert out.index("ggml-org/Qwen3.6-27B-GGUF") < out.index("unsloth/Qwen3.6-27B-GGUF (community)")
+    # An embedding or rerank model says what it is for before anyone tries to chat with it.
+    assert "for             reranking (/v1/rerank), not chat" in run_qwen("show", "qwen3-reranker-0.6b").stdout.decode()
+    assert "for             embeddings (qwen embed" in run_qwen("show", "qwen3-embedding:0.6b").stdout.decode()
+    assert not any(line.startswith("for ") for line in out.splitlines())  # a chat model has no such row
     # Not a catalog name: still a clear error, no traceback.
     result = run_qwen("show", "someone/Nothing-GGUF")
     assert result.returncode == 1

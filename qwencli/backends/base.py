@@ -151,6 +151,26 @@ class PulledStream:
         pull_into(self, on_item, on_end)
 
 
+class Evaluating(Protocol):
+    """What the llama.cpp backends add for evaluation clients (lm-eval-harness through `qwen
+    serve`): a completion prompt given as token ids, and the model's own tokenizer. The server
+    checks `info.backend` before it relies on this."""
+
+    def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> ChunkStream: ...
+
+    def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
+        """Special-token text maps to its id; BOS only with `add_special` (and a model that has one)."""
+        ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def token_pieces(self, tokens: Sequence[int]) -> list[bytes]: ...
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """The special tokens' texts and the chat template, as vLLM's `/tokenizer_info` names them."""
+        ...
+
+
 class Backend(Protocol):
     """A loaded model. Backends subclass this for the defaults of `slots` and `ensure_context`."""
 

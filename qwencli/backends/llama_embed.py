@@ -2,7 +2,9 @@
 the same file (the server keys the two loads apart).
 
 Pooling is the model's own (`<arch>.pooling_type`: last-token for Qwen3-Embedding); a model that
-declares none (a chat model) is mean-pooled, as llama-server pools it. Vectors come back
+declares none is mean-pooled as llama-server pools it, unless the catalog knows it as an embedding
+model (then last-token). A rank-pooled file is a reranker: it scores (`rerank`, llama_rerank.py)
+and gives no vectors. Vectors come back
 L2-normalised, so a dot product is the cosine. One native call at a time (a lock); the server's
 queue keeps requests in line before that.
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..chat import GenerationOptions, Message
 from ..errors import QwenError
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
+from .llama_rerank import RERANK_TEMPLATE_KEY, CannotRerank
 
 #: Tokens one input may take; longer inputs are a 400 (never silently cut).
 EMBED_CONTEXT = 2048
@@ -30,13 +33,16 @@ class NotForChat(QwenError):
     error_type = "invalid_request_error"
 
 
-def pooling_of(metadata: dict[str, Any], arch: str) -> int:
-    """llama.cpp's pooling type: the file's own, or mean when it declares none."""
+def pooling_of(metadata: dict[str, Any], arch: str, *, last_token_default: bool = False) -> int:
+    """llama.cpp's pooling type: the file's own, or (when it declares none) last-token for a
+    model known to be a decoder-only embedder, else mean."""
     import llama_cpp
 
     value = metadata.get(f"{arch}.pooling_type")
     if isinstance(value, int) and value > 0:
         return value
+    if last_token_default:
+        return int(llama_cpp.LLAMA_POOLING_TYPE_LAST)
     return int(llama_cpp.LLAMA_POOLING_TYPE_MEAN)
 
 
@@ -61,7 +67,7 @@ def shorten(vector: list[float], dimensions: int | None) -> list[float]:
 
 
 class LlamaEmbedBackend(Backend):
-    def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None):
+    def __init__(self, path: Path, load: LoadOptions, *, name: str | None = None, last_token_default: bool = False):
         import llama_cpp
 
         from ..formats.gguf import read_model
@@ -76,7 +82,7 @@ class LlamaEmbedBackend(Backend):
             self._llama = llama_cpp.Llama(
                 model_path=str(path),
                 embedding=True,
-                pooling_type=pooling_of(model.metadata, model.architecture),
+                pooling_type=pooling_of(model.metadata, model.architecture, last_token_default=last_token_default),
                 n_ctx=n_ctx,
                 n_batch=n_ctx,
                 n_ubatch=n_ctx,
@@ -87,6 +93,9 @@ class LlamaEmbedBackend(Backend):
             )
         self._llama.verbose = load.verbose
         self._lock = threading.Lock()
+        self.ranks = self._llama.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_RANK
+        template = model.metadata.get(RERANK_TEMPLATE_KEY)
+        self._rerank_template = template if isinstance(template, str) else None
         self.dimensions = int(self._llama.n_embd())
         self.info = ModelInfo(
             name=name or path.stem,
@@ -108,6 +117,8 @@ class LlamaEmbedBackend(Backend):
 
     def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         """Normalised vectors for `texts`, and the tokens they took."""
+        if self.ranks:  # a rank-pooled load yields one score per input, not a vector
+            raise NotForChat(f"{self.info.name} is a reranker: use /v1/rerank, not embeddings", param="model")
         out: list[list[float]] = []
         tokens = 0
         with self._lock:
@@ -123,6 +134,30 @@ class LlamaEmbedBackend(Backend):
                 vector = self._llama.embed(text, normalize=False)
                 out.append(normalise(vector))
         return out, tokens
+
+    def rerank(
+        self, query: str, documents: Sequence[str], cancelled: Callable[[], bool] = lambda: False
+    ) -> tuple[list[float], int]:
+        """A relevance score in [0, 1] for each document (input order), and the tokens read."""
+        from .llama_rerank import scores
+
+        if not self.ranks:
+            raise CannotRerank(
+                f"{self.info.name} cannot rerank: its GGUF declares no rank pooling (it is not a "
+                "reranker such as Qwen3-Reranker)",
+                param="model",
+            )
+        if self._rerank_template is None:
+            raise CannotRerank(f"{self.info.name} has no rerank prompt ({RERANK_TEMPLATE_KEY}) in its GGUF")
+        with self._lock:
+            return scores(
+                self._llama,
+                self._rerank_template,
+                query,
+                documents,
+                context_length=self.info.context_length,
+                cancelled=cancelled,
+            )
 
     # A load for embeddings does not chat.
     def count_prompt_tokens(

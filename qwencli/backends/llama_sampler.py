@@ -4,8 +4,7 @@ llama.cpp (`llama_sampler_sample`), so no logits row ever crosses into Python.""
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..chat import GenerationOptions
 from .llama_grammar import gbnf
@@ -61,51 +60,93 @@ def in_place_greedy(options: GenerationOptions) -> bool:
     return temperature <= 0 and output_rule(options) is None
 
 
-def greedy_picker(ctx: Any, n_vocab: int, options: GenerationOptions) -> Callable[[int], int]:
-    """`pick(index)`: the token the chain of `sampler_chain(options)` would pick from logits row
-    `index` (-1: the last) when greedy, read in place. `llama_sampler_sample` fills one candidate
-    per vocabulary entry every token (~0.16 ms at Qwen's 152K, an eighth of a tiny model's decode);
-    this costs one argmax over the row plus the penalty window's few tokens.
+class Picker(Protocol):
+    """How a reply chooses its tokens: `picker(index)` takes one from logits row `index` (-1: the
+    last); `accept(token)` records a token the reply got otherwise (a forced end of thinking), so
+    the penalties count it as the reply's own."""
+
+    def __call__(self, index: int = -1) -> int: ...
+
+    def accept(self, token: int) -> None: ...
+
+
+class ChainPicker:
+    """The reply's sampler chain (`sampler_chain`), which records what it samples itself."""
+
+    def __init__(self, ctx: Any, chain: Any):
+        import llama_cpp
+
+        self._ctx, self._chain = ctx, chain
+        self._sample, self._accept = llama_cpp.llama_sampler_sample, llama_cpp.llama_sampler_accept
+
+    def __call__(self, index: int = -1) -> int:
+        return int(self._sample(self._chain, self._ctx, index))
+
+    def accept(self, token: int) -> None:
+        self._accept(self._chain, token)
+
+
+class GreedyPicker:
+    """The token the chain of `sampler_chain(options)` would pick when greedy, read in place.
+    `llama_sampler_sample` fills one candidate per vocabulary entry every token (~0.16 ms at
+    Qwen's 152K, an eighth of a tiny model's decode); this costs one argmax over the row plus the
+    penalty window's few tokens.
 
     The penalties are llama.cpp's (llama-sampler.cpp, penalties_apply) over the last
-    PENALTY_WINDOW picked tokens, in float32 as there: a repeated token's logit is divided by
+    PENALTY_WINDOW tokens of the reply, in float32 as there: a repeated token's logit is divided by
     `repeat_penalty` (multiplied when ≤ 0), then `count·frequency + presence` is subtracted. Greedy
     takes the first of equal maxima, i.e. the lowest token id."""
-    import llama_cpp
-    import numpy as np
 
-    repeat = np.float32(options.repeat_penalty or 1.0)
-    frequency = np.float32(options.frequency_penalty or 0.0)
-    presence = np.float32(options.presence_penalty or 0.0)
-    penalized = repeat != 1 or frequency != 0 or presence != 0
-    window: collections.deque[int] = collections.deque(maxlen=PENALTY_WINDOW)
-    counts: collections.Counter[int] = collections.Counter()
+    def __init__(self, ctx: Any, n_vocab: int, options: GenerationOptions):
+        import llama_cpp
+        import numpy as np
 
-    def pick(index: int = -1) -> int:
-        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(n_vocab,))  # a view
-        if not penalized:
+        self._np, self._logits_at = np, llama_cpp.llama_get_logits_ith
+        self._ctx, self._n_vocab = ctx, n_vocab
+        self._repeat = np.float32(options.repeat_penalty or 1.0)
+        self._frequency = np.float32(options.frequency_penalty or 0.0)
+        self._presence = np.float32(options.presence_penalty or 0.0)
+        self._penalized = self._repeat != 1 or self._frequency != 0 or self._presence != 0
+        self._window: collections.deque[int] = collections.deque(maxlen=PENALTY_WINDOW)
+        self._counts: collections.Counter[int] = collections.Counter()
+
+    def __call__(self, index: int = -1) -> int:
+        np = self._np
+        row = np.ctypeslib.as_array(self._logits_at(self._ctx, index), shape=(self._n_vocab,))  # a view
+        if not self._penalized:
             return int(row.argmax())
+        counts = self._counts
         if counts:
             ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             seen = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-            logits = row[ids]  # a copy
-            logits = np.where(logits <= 0, logits * repeat, logits / repeat).astype(np.float32)
-            logits -= seen * frequency + np.float32(1) * presence
-            row[ids] = -np.inf  # llama.cpp's output buffer, rewritten by the next decode
+            original = row[ids]  # a copy
+            logits = np.where(original <= 0, original * self._repeat, original / self._repeat).astype(np.float32)
+            logits -= seen * self._frequency + np.float32(1) * self._presence
+            row[ids] = -np.inf  # for the argmax over the others; put back below (log-probs read the row)
             best = int(row.argmax())
             best_logit = row[best]
+            row[ids] = original
             for token, logit in zip(ids.tolist(), logits.tolist()):
                 if logit > best_logit or (logit == best_logit and token < best):
                     best, best_logit = token, logit
         else:
             best = int(row.argmax())
+        self.accept(best)
+        return best
+
+    def accept(self, token: int) -> None:
+        if not self._penalized:
+            return
+        window, counts = self._window, self._counts
         if len(window) == window.maxlen:
             old = window[0]
             counts[old] -= 1
             if not counts[old]:
                 del counts[old]
-        window.append(best)
-        counts[best] += 1
-        return best
+        window.append(token)
+        counts[token] += 1
 
-    return pick
+
+def picker(ctx: Any, chain: Any, n_vocab: int, options: GenerationOptions) -> Picker:
+    """A greedy reply's tokens read in place (`GreedyPicker`), any other's from its chain."""
+    return GreedyPicker(ctx, n_vocab, options) if in_place_greedy(options) else ChainPicker(ctx, chain)

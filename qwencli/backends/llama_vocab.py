@@ -9,9 +9,10 @@ A vocabulary lives as long as the model it was made from (a reload makes a new o
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import UsageError
 from ..formats.gguf import GGUFModel
 from ..templates import ChatTemplate
 from .local import END_OF_TURN_TEXTS
@@ -43,18 +44,65 @@ class LlamaVocab:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self._tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def text_tokens(self, text: str) -> list[int]:
+        """Tokens of a text inside a reply (special tokens parsed, no BOS), e.g. a forced `</think>`."""
+        return self._tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
+        """A prompt given as text (tokenized) or as token ids (checked: an id outside the
+        vocabulary would make llama.cpp read out of bounds)."""
+        if isinstance(prompt, str):
+            return self.tokenize(prompt)
+        tokens = list(prompt)
+        if not tokens:
+            raise UsageError("prompt: no tokens", param="prompt")
+        for token in tokens:
+            if not 0 <= token < self.size:
+                raise UsageError(
+                    f"prompt: token {token} is not in the vocabulary (0 to {self.size - 1})", param="prompt"
+                )
+        return tokens
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of `tokens`, special tokens written out (what `/detokenize` answers)."""
+        out = []
+        for token in tokens:
+            if not 0 <= token < self.size:
+                raise UsageError(f"tokens: {token} is not in the vocabulary (0 to {self.size - 1})", param="tokens")
+            out.append(self.special_piece(token))
+        return b"".join(out).decode("utf-8", errors="replace")
+
+    def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
+        """`text`'s tokens as a client asks for them (`/tokenize`): special-token text parsed to
+        its id, BOS only if asked and the model wants one."""
+        return self._tokenize(text.encode("utf-8"), add_bos=add_special and self._add_bos, special=True)
+
+    def token_text(self, token: Any) -> str | None:
+        """The vocabulary's text of a special token id from the header (None when there is none)."""
+        if not isinstance(token, int) or not 0 <= token < self.size:
+            return None
+        return self._token_text(token) or None
+
     def piece(self, token: int) -> bytes:
-        """The bytes a token stands for (cached: called once a token)."""
+        """The bytes a token stands for (cached: called once a token); a special token's are
+        empty, as a reply never shows them."""
         cached = self._pieces.get(token)
         if cached is None:
-            lib = self._lib
-            buf = ctypes.create_string_buffer(256)
-            n = lib.llama_token_to_piece(self.vocab, token, buf, 256, 0, False)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
-            cached = self._pieces[token] = buf.raw[:n]
+            cached = self._pieces[token] = self._to_piece(token, special=False)
         return cached
+
+    def special_piece(self, token: int) -> bytes:
+        """A token's bytes with special tokens written out (`<|im_start|>`): an echoed prompt's."""
+        return self._to_piece(token, special=True)
+
+    def _to_piece(self, token: int, *, special: bool) -> bytes:
+        lib = self._lib
+        buf = ctypes.create_string_buffer(256)
+        n = lib.llama_token_to_piece(self.vocab, token, buf, 256, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
 
     def _tokenize(self, text: bytes, *, add_bos: bool, special: bool) -> list[int]:
         lib = self._lib

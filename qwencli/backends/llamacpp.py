@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Image, Message
+from ..chat import Chunk, GenerationOptions, Image, Message, TokenLogprob
 from ..errors import InvalidModelFile, NoVision
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
@@ -29,15 +29,18 @@ from .cpu_contention import ThreadGovernor
 from .engine_thread import EngineThread
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
+from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
+from .llama_sampler import Picker, picker, sampler_chain
+from .llama_tokens import EngineTokenizer
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(EngineTokenizer, Backend):
     def __init__(
         self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, projector: Path | None = None
     ):
@@ -50,6 +53,10 @@ class LlamaCppBackend(Backend):
         self._engine = EngineThread("llama.cpp")
         self._handles: Handles | None = None
         self._cached: list[int] = []  # the tokens in the KV cache, position by position
+        # The log-probabilities of the first tokens of `_cached`, as the last scored prompt left
+        # them (with `_scored_top` alternatives): a prompt sharing a prefix reads only the rest.
+        self._scored: list[TokenLogprob] = []
+        self._scored_top = 0
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
         self._engine.call(self._load_on_engine, n_ctx)
@@ -88,6 +95,7 @@ class LlamaCppBackend(Backend):
         )
         self._n_ctx, self._n_batch = n_ctx, n_batch
         self._cached = []
+        self._scored = []
         self._vocab = LlamaVocab(self._handles.model.model, self.model)
         if self._projector_path is not None:
             from .llama_vision import Projector
@@ -179,16 +187,18 @@ class LlamaCppBackend(Backend):
         )
         return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
-    def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
+    def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()) -> ChunkStream:
+    def _stream(
+        self, prompt: str | Sequence[int], options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()
+    ) -> ChunkStream:
         options = sampling.resolve(options, self.family)
         return self._engine.emitting(lambda cancel, emit: self._generate(prompt, options, mode, cancel, emit, marks))
 
     def _generate(
         self,
-        prompt: str,
+        prompt: str | Sequence[int],
         options: GenerationOptions,
         mode: Mode,
         cancel: threading.Event,
@@ -201,21 +211,26 @@ class LlamaCppBackend(Backend):
         vocab = self._vocab
         started = time.perf_counter()
         if images:
+            assert isinstance(prompt, str)  # chat prompts are text; token-id prompts carry no images
             self._generate_with_images(prompt, images, options, mode, cancel, emit, started)
             return
-        tokens = vocab.tokenize(prompt)
+        tokens = vocab.prompt_tokens(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
         sampler = sampler_chain(options, vocab)
         try:
-            common = common_prefix(self._cached, tokens)
-            # At least the last prompt token is decoded again: its logits give the first reply token.
-            keep = min(common, len(tokens) - 1)
-            if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
-                # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
-                keep = self._checkpoints.restore(self._memory, tokens, common)
-                if not keep:
-                    llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
-            del self._cached[keep:]
+            if options.prompt_logprobs:
+                keep = self._keep_for_scoring(tokens, options.logprobs or 0)
+            else:
+                common = common_prefix(self._cached, tokens)
+                # At least the last prompt token is decoded again: its logits give the first reply token.
+                keep = min(common, len(tokens) - 1)
+                if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+                    # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
+                    keep = self._checkpoints.restore(self._memory, tokens, common)
+                    if not keep:
+                        llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+                del self._cached[keep:]
+                del self._scored[keep:]
             checkpoint_at = [m for m in checkpoint_positions(vocab, tokens, marks) if keep < m] if marks else []
             governor = self._governor
             reply = Reply(
@@ -231,7 +246,23 @@ class LlamaCppBackend(Backend):
                 started=started,
                 threads=lambda: governor.lowered,
             )
-            generated = self._tokens(tokens[keep:], self._picker(options, sampler), checkpoint_at)
+            pending = tokens[keep:]
+            if options.prompt_logprobs:
+                reply.prompt_logprobs = self._score_prompt(tokens, keep, options.logprobs or 0)
+                pending = []
+            if budget <= 0:
+                reply.finish()  # prompt-only scoring (`max_tokens: 0`): nothing to sample
+                return
+            record = None
+            if options.logprobs is not None:
+                rows, top_n, out = self._rows(), options.logprobs, reply.logprobs
+                record = lambda token: out.append(rows.read(-1, token, top_n))  # noqa: E731
+            thinking = None
+            if options.thinking_budget is not None and mode != "text":
+                thinking = ThinkingBudget(options.thinking_budget, mode, vocab.text_tokens(FORCED_END), vocab.piece)
+            generated = self._tokens(
+                pending, self._picker(options, sampler), checkpoint_at, thinking=thinking, record=record
+            )
             try:
                 reply.run(governor.watch(generated))
             finally:
@@ -309,24 +340,63 @@ class LlamaCppBackend(Backend):
         finally:
             chunks.close()
 
-    def _picker(self, options: GenerationOptions, sampler: Any) -> Callable[[int], int]:
-        """How a reply chooses a token from a logits row: its sampler chain, or for a greedy reply
-        `llama_sampler.greedy_picker`, which reads the row in place."""
+    def _picker(self, options: GenerationOptions, sampler: Any) -> Picker:
+        assert self._handles is not None  # generation runs only while the model is loaded
+        return picker(self._handles.ctx.ctx, sampler.sampler, self._vocab.size, options)
+
+    def _rows(self) -> RowReader:
+        assert self._handles is not None
+        return RowReader(self._handles.ctx.ctx, self._vocab.size, self._vocab.piece)
+
+    def _keep_for_scoring(self, tokens: list[int], top_n: int) -> int:
+        """How many cached tokens a scored prompt keeps: those whose log-probabilities the last
+        scored prompt left, less one, whose logits row must be computed again to score the next
+        token (so at least one token is decoded). A question's choices share its context this way."""
         import llama_cpp
 
-        assert self._handles is not None  # generation runs only while the model is loaded
-        ctx, chain = self._handles.ctx.ctx, sampler.sampler
-        if in_place_greedy(options):
-            return greedy_picker(ctx, self._vocab.size, options)
-        return lambda index: llama_cpp.llama_sampler_sample(chain, ctx, index)
+        reuse = common_prefix(self._cached, tokens) if top_n == self._scored_top else 0
+        keep = max(0, min(reuse, len(self._scored)) - 1)
+        if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
+            keep = 0  # recurrent layers cannot drop a tail: read it all again
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+        del self._cached[keep:]
+        del self._scored[keep + 1 :]
+        if not keep:
+            self._scored = [first_prompt_token(tokens[0], self._vocab.special_piece)]
+        self._scored_top = top_n
+        return keep
+
+    def _score_prompt(self, tokens: list[int], keep: int, top_n: int) -> tuple[TokenLogprob, ...]:
+        """Decode the prompt after the `keep` cached tokens with logits at every position, and
+        read each token's log-probability from the row before it; the last row is left for the
+        first reply token."""
+        assert self._handles is not None
+        rows = RowReader(self._handles.ctx.ctx, self._vocab.size, self._vocab.special_piece)
+        scored = self._scored  # the first keep + 1 entries, from `_keep_for_scoring`
+        at = keep
+        while at < len(tokens):
+            part = tokens[at : at + self._n_batch]
+            self._decode(part, logits=True, every=True)
+            # Row j of this batch predicts the token after it.
+            scored += [rows.read(j, tokens[at + j + 1], top_n) for j in range(len(part)) if at + j + 1 < len(tokens)]
+            at += len(part)
+        return tuple(scored)
 
     def _tokens(
-        self, pending: list[int], pick: Callable[[int], int], checkpoint_at: Sequence[int] = ()
+        self,
+        pending: list[int],
+        pick: Picker,
+        checkpoint_at: Sequence[int] = (),
+        *,
+        thinking: ThinkingBudget | None = None,
+        record: Callable[[int], None] | None = None,
     ) -> Generator[int, None, None]:
         """Decode `pending` after the cached tokens, then sample a token and decode it, for as long
         as the reply pulls. A hybrid model's state is saved at each of `checkpoint_at` (prompt
         positions, ascending) on the way (llama_memory.py): a slice of the prompt ends there.
-        `pick(-1)` (`_picker`) chooses a token from the last logits row."""
+        `pick(-1)` (`_picker`) chooses a token from the last logits row. `thinking`: once its
+        budget is spent, the end of thinking is forced instead of picked. `record(token)`, if
+        given, reads the token's log-probability from its row."""
         n_batch = self._n_batch
         end = len(self._cached) + len(pending)
         stops = [*checkpoint_at, end]
@@ -338,14 +408,23 @@ class LlamaCppBackend(Backend):
             if stops[0] == len(self._cached) and len(stops) > 1:
                 self._checkpoints.save(self._cached)
                 stops.pop(0)
+        forced: list[int] = []
         while True:
-            token = pick(-1)
+            if forced:
+                token = forced.pop(0)
+                pick.accept(token)  # penalties see it as the reply's own
+            else:
+                token = pick(-1)
+            if record is not None:
+                record(token)
             yield token
             self._decode([token], logits=True)
+            if thinking is not None and not forced:
+                forced = thinking.after(token)
 
-    def _decode(self, tokens: list[int], *, logits: bool) -> None:
-        """Put `tokens` into the KV cache after what it holds (logits for the last one if asked);
-        `_cached` always says what the cache holds."""
+    def _decode(self, tokens: list[int], *, logits: bool, every: bool = False) -> None:
+        """Put `tokens` into the KV cache after what it holds (logits for the last one if asked,
+        for all of them with `every`); `_cached` always says what the cache holds."""
         import llama_cpp
 
         assert self._handles is not None
@@ -356,13 +435,14 @@ class LlamaCppBackend(Backend):
             batch.pos[i] = start + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            batch.logits[i] = False
+            batch.logits[i] = every
         batch.logits[len(tokens) - 1] = logits
         batch.n_tokens = len(tokens)
         status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
         if status != 0:
             llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)  # what it holds now is unknown
             cached.clear()
+            self._scored.clear()
             raise InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
         cached.extend(tokens)
 

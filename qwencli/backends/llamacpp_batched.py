@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sampling
-from ..chat import Chunk, FinishReason, GenerationOptions, Message
+from ..chat import Chunk, FinishReason, GenerationOptions, Message, TokenLogprob
 from ..errors import BackendUnavailable, InvalidModelFile, UsageError
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
@@ -34,13 +34,16 @@ from ..thinking import Mode
 from .base import Backend, LoadOptions, pull_into
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
+from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
-from .llama_sampler import greedy_picker, in_place_greedy, sampler_chain
+from .llama_sampler import picker, sampler_chain
+from .llama_tokens import EngineTokenizer
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
+from .thinking_budget import FORCED_END, ThinkingBudget
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
 #: that a long prompt does not stall the others (or a cancel) for long, large enough for speed.
@@ -50,7 +53,7 @@ _END = object()
 
 @dataclass(eq=False)
 class _Request:
-    prompt: str
+    prompt: str | Sequence[int]
     options: GenerationOptions
     mode: Mode
     marks: Sequence[str] = ()  # prefixes of the prompt where hybrid models checkpoint (llama_memory.py)
@@ -72,8 +75,13 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
     next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
-    pick: Callable[[int], int] | None = None  # greedy replies: llama_sampler.greedy_picker, else the chain
+    pick: Any = None  # llama_sampler.Picker: the chain's, or for a greedy reply the row read in place
     reply: Reply | None = None
+    thinking: ThinkingBudget | None = None  # the reasoning's budget, when the request set one
+    forced: list[int] = field(default_factory=list)  # tokens to put in the reply instead of sampling
+    #: With `prompt_logprobs`: the prompt's tokens and their log-probabilities so far.
+    prompt: list[int] = field(default_factory=list)
+    scored: list[TokenLogprob] = field(default_factory=list)
 
     # A slot in `_running` always has both; these say so to the type checker and to the reader.
     @property
@@ -124,7 +132,9 @@ class BatchedStream:
         self._done = True
 
 
-class BatchedLlamaCppBackend(Backend):
+class BatchedLlamaCppBackend(EngineTokenizer, Backend):
+    _engine: StepEngine
+
     def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, slots: int = 4):
         if slots < 1:
             raise UsageError("slots must be at least 1")
@@ -209,10 +219,12 @@ class BatchedLlamaCppBackend(Backend):
         marks = checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._hybrid else ()
         return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
-    def complete(self, prompt: str, options: GenerationOptions) -> BatchedStream:
+    def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> BatchedStream:
         return self._stream(prompt, options, "text")
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()) -> BatchedStream:
+    def _stream(
+        self, prompt: str | Sequence[int], options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()
+    ) -> BatchedStream:
         request = _Request(prompt, sampling.resolve(options, self.family), mode, marks)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._engine.wake()
@@ -280,13 +292,16 @@ class BatchedLlamaCppBackend(Backend):
     def _admit(self, request: _Request) -> None:
         import llama_cpp
 
-        tokens = self._vocab.tokenize(request.prompt)
+        tokens = self._vocab.prompt_tokens(request.prompt)
         budget = reply_budget(len(tokens), self._n_ctx, request.options)
         sampler = sampler_chain(request.options, self._vocab)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
         slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
         common = common_prefix(slot.cached, tokens)
         keep = min(common, len(tokens) - 1)  # decode at least one token
+        scoring = request.options.prompt_logprobs
+        if scoring:
+            keep = common = 0  # the cache holds no logits for the tokens it shares: read it all again
         if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
             # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
             keep = slot.checkpoints.restore(self._memory, tokens, common) if slot.checkpoints else 0
@@ -301,8 +316,9 @@ class BatchedLlamaCppBackend(Backend):
         slot.next_token = None
         slot.sampler = sampler
         assert self._handles is not None  # admission runs only while the model is loaded
-        greedy = in_place_greedy(request.options)
-        slot.pick = greedy_picker(self._handles.ctx.ctx, self._vocab.size, request.options) if greedy else None
+        slot.pick = picker(self._handles.ctx.ctx, sampler.sampler, self._vocab.size, request.options)
+        slot.prompt = tokens if scoring else []
+        slot.scored = [first_prompt_token(tokens[0], self._vocab.special_piece)] if scoring else []
         vocab = self._vocab
         slot.reply = Reply(
             request.out.put,
@@ -315,8 +331,13 @@ class BatchedLlamaCppBackend(Backend):
             n_prompt=len(tokens),
             cached=keep,
         )
+        budget_tokens = request.options.thinking_budget
+        slot.thinking = None
+        if budget_tokens is not None and request.mode != "text":
+            slot.thinking = ThinkingBudget(budget_tokens, request.mode, vocab.text_tokens(FORCED_END), vocab.piece)
+        slot.forced = []
         self._running.append(slot)
-        if slot.reply.finished:  # max_tokens 0
+        if slot.reply.finished and not scoring:  # max_tokens 0
             self._finish(slot)
 
     def _decode_and_sample(self) -> None:
@@ -328,6 +349,7 @@ class BatchedLlamaCppBackend(Backend):
         n = 0
         sample_at: list[tuple[_Slot, int]] = []
         placed: list[tuple[_Slot, list[int]]] = []
+        scored_at: list[tuple[_Slot, int, int]] = []  # (slot, first batch index, tokens) of prompts scored
 
         def put(slot: _Slot, token: int, pos: int, logits: bool) -> None:
             nonlocal n
@@ -352,8 +374,11 @@ class BatchedLlamaCppBackend(Backend):
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
             room -= len(piece)
             start = len(slot.cached)
+            scoring = bool(slot.prompt)
+            if scoring:
+                scored_at.append((slot, n, len(piece)))
             for i, token in enumerate(piece):
-                put(slot, token, start + i, not slot.pending and i == len(piece) - 1)
+                put(slot, token, start + i, scoring or (not slot.pending and i == len(piece) - 1))
             if not slot.pending:
                 sample_at.append((slot, n - 1))
             placed.append((slot, piece))
@@ -373,15 +398,43 @@ class BatchedLlamaCppBackend(Backend):
             if slot.checkpoint_at and len(slot.cached) == slot.checkpoint_at[0] and slot.checkpoints:
                 slot.checkpoints.save(slot.cached)
                 slot.checkpoint_at.pop(0)
-        sample = llama_cpp.llama_sampler_sample
+        vocab = self._vocab
+        rows = RowReader(ctx, vocab.size, vocab.piece) if self._any_logprobs() else None
+        prompt_rows = RowReader(ctx, vocab.size, vocab.special_piece) if scored_at else None
+        for slot, first, count in scored_at:
+            assert prompt_rows is not None
+            at, prompt, top_n = len(slot.scored), slot.prompt, slot.active_request.options.logprobs or 0
+            # Row j predicts the prompt token after it; the prompt's last row is the first reply token's.
+            slot.scored += [
+                prompt_rows.read(first + j, prompt[at + j], top_n) for j in range(count) if at + j < len(prompt)
+            ]
+            if not slot.pending:
+                slot.active_reply.prompt_logprobs = tuple(slot.scored)
         for slot, index in sample_at:
-            self._emit(slot, slot.pick(index) if slot.pick else sample(slot.sampler.sampler, ctx, index))
+            reply = slot.active_reply
+            if reply.finished:  # `max_tokens: 0` with the prompt scored: nothing to sample
+                self._finish(slot)
+                continue
+            if slot.forced:  # the end of thinking, its budget spent (thinking_budget.py)
+                token = slot.forced.pop(0)
+                slot.pick.accept(token)
+            else:
+                token = slot.pick(index)
+            alternatives = slot.active_request.options.logprobs
+            if alternatives is not None and rows is not None:
+                reply.logprobs.append(rows.read(index, token, alternatives))
+            self._emit(slot, token)
+
+    def _any_logprobs(self) -> bool:
+        return any(slot.active_request.options.logprobs is not None for slot in self._running)
 
     def _emit(self, slot: _Slot, token: int) -> None:
         if slot.active_reply.add(token):
             self._finish(slot)
-        else:
-            slot.next_token = token
+            return
+        slot.next_token = token
+        if slot.thinking is not None and not slot.forced:
+            slot.forced = slot.thinking.after(token)
 
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
@@ -392,9 +445,11 @@ class BatchedLlamaCppBackend(Backend):
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = None
+        slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = slot.thinking = None
         slot.pending = []
+        slot.forced = []
         slot.checkpoint_at = []
+        slot.prompt, slot.scored = [], []
         slot.last_used = time.monotonic()
         self._running.remove(slot)
         self._free.append(slot)

@@ -63,6 +63,8 @@ def _switches(template: ChatTemplate, options: GenerationOptions) -> tuple[bool 
         # Qwen3.8's template maps the level itself; older ones only know enable_thinking.
         if template.supports_reasoning_effort:
             extra["reasoning_effort"] = options.reasoning_effort
+        elif options.think_without_levels is not None:
+            think = options.think_without_levels
         else:
             think = effort_thinks(options.reasoning_effort)
     return think, extra
@@ -89,6 +91,11 @@ class TextPipeline:
     @property
     def stopped(self) -> bool:
         return self._stops.stopped
+
+    @property
+    def stop_sequence(self) -> str | None:
+        """The stop string that ended the reply, if one did."""
+        return self._stops.matched
 
     def feed(self, piece: str) -> Iterator[Chunk]:
         for chunk in self._splitter.feed(piece):

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from ..chat import Chunk, FinishReason, Timings, Usage
+from ..chat import Chunk, FinishReason, Timings, TokenLogprob, Usage
 from ..thinking import Mode
 from .pipeline import TextPipeline
 
@@ -43,6 +43,8 @@ class Reply:
         "first",
         "finish_reason",
         "finished",
+        "logprobs",
+        "prompt_logprobs",
     )
 
     def __init__(
@@ -76,6 +78,10 @@ class Reply:
         self.started = self.first = time.perf_counter() if started is None else started
         self.finish_reason: FinishReason = "length"
         self.finished = budget <= 0  # nothing may be generated: only the last chunk is left
+        #: Filled by the engine when the options ask: one entry per sampled token (an end-of-turn
+        #: token too: `finish` keeps the first `n_out`), and the prompt's, for the last chunk.
+        self.logprobs: list[TokenLogprob] = []
+        self.prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
     def add(self, token: int) -> bool:
         """Take the next sampled token; True when the reply is over (`finish()` comes next)."""
@@ -132,5 +138,8 @@ class Reply:
                     first_token_seconds=first - started,
                     threads=self._threads(),
                 ),
+                stop_sequence=pipeline.stop_sequence,
+                logprobs=tuple(self.logprobs[: self.n_out]),
+                prompt_logprobs=self.prompt_logprobs,
             )
         )

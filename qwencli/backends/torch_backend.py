@@ -35,6 +35,7 @@ from .engine_thread import EngineThread
 from .local import DEFAULT_CONTEXT, common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
+from .thinking_budget import FORCED_END, ThinkingBudget
 from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
 from .torch_sampler import Sampler
@@ -219,18 +220,28 @@ class TorchBackend(Backend):
         cache, cache_arg = self._cache, self._cache_arg
         fed = self._cached_ids  # what the cache holds, kept exact as tokens go in
         end_tokens = self._end_tokens
+        thinking = None
+        if options.thinking_budget is not None and mode != "text":
+            end = self._vocab.tokenize(FORCED_END)  # HF tokenizers parse added tokens such as </think>
+            thinking = ThinkingBudget(options.thinking_budget, mode, end, self._piece)
 
         def tokens() -> Iterator[int]:
             # One forward per token; when the reply stops pulling, no forward runs for nothing.
             step = torch.tensor([ids[cached:]], device=device)
             logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True, logits_to_keep=1).logits
             fed.extend(ids[cached:])
+            forced: list[int] = []
             while True:
-                row = logits[0, -1] if constraint is None else constraint.mask(logits[0, -1])
-                token = sampler(row, recent)
-                if constraint is not None and token not in end_tokens:
-                    constraint.accept(token)
+                if forced:  # the end of thinking, its budget spent (thinking_budget.py)
+                    token = forced.pop(0)
+                else:
+                    row = logits[0, -1] if constraint is None else constraint.mask(logits[0, -1])
+                    token = sampler(row, recent)
+                    if constraint is not None and token not in end_tokens:
+                        constraint.accept(token)
                 yield token
+                if thinking is not None and not forced:
+                    forced = thinking.after(token)
                 if sampler.penalised:
                     recent.append(token)
                 step = torch.tensor([[token]], device=device)

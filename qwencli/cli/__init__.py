@@ -7,6 +7,7 @@ import typer
 
 from . import doctor as _doctor
 from . import embed as _embed
+from . import eval as _eval
 from . import logs as _logs
 from . import models as _models
 from . import ps as _ps
@@ -37,6 +38,7 @@ _serve.register(app)
 _ps.register(app)
 _doctor.register(app)
 _embed.register(app)
+_eval.register(app)
 _logs.register(app)
 
 

@@ -48,7 +48,8 @@ def embed(
     resolved = resolve(model, quant=quant, backend="llama")
     if resolved.format != "gguf" or resolved.path is None:
         raise UsageError(f"qwen embed runs GGUF models on llama.cpp, and {model} is {resolved.format}")
-    backend = LlamaEmbedBackend(resolved.path, LoadOptions(threads=threads), name=model)
+    last = resolved.hints.get("task") == "embedding"  # as `qwen serve` loads it (server/loader.py)
+    backend = LlamaEmbedBackend(resolved.path, LoadOptions(threads=threads), name=model, last_token_default=last)
     try:
         collected: list[list[float]] = []
         tokens = 0

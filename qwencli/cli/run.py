@@ -122,6 +122,7 @@ def run(
         host=host,
         api_key=api_key,
         base_url=base_url,
+        for_chat=True,
     )
     if mmproj is not None:
         import dataclasses

@@ -130,6 +130,13 @@ class GGUFModel:
         return value if isinstance(value, str) else None
 
     @property
+    def pooling_type(self) -> int:
+        """llama.cpp's `<arch>.pooling_type` (1 mean, 2 cls, 3 last, 4 rank); 0 when the file declares
+        none, as chat models do. Embedding and rerank conversions declare one."""
+        value = self.arch_value("pooling_type")
+        return value if isinstance(value, int) and value > 0 else 0
+
+    @property
     def parameter_count(self) -> int:
         return sum(t.n_elements for f in self.files for t in f.tensors)
 

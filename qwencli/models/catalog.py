@@ -30,6 +30,12 @@ TORCH_QUANTS = {"bf16": "safetensors", "awq": "awq", "gptq_int4": "gptq-int4", "
 #: its CI, but usually Q8_0 only. Then unsloth (every quant, UD dynamic quants, fixed templates),
 #: bartowski (imatrix quants of everything) and lmstudio-community (LM Studio's picks).
 SOURCE_PREFERENCE = ("Qwen", "ggml-org", "unsloth", "bartowski", "lmstudio-community")
+#: What a model is for. Embedding and rerank models load in llama.cpp's embedding context
+#: (`qwen embed`, /v1/embeddings, /v1/rerank), never for chat.
+CHAT, EMBEDDING, RERANK = "chat", "embedding", "rerank"
+TASKS = (CHAT, EMBEDDING, RERANK)
+#: Columns a row may leave off at its end (added after the first rows were written), and their value then.
+OPTIONAL_COLUMNS = {"task": CHAT}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class CatalogEntry:
     thinking: str  # none | switch | on | off | always | never
     tools: str  # none | hermes | xml: the dialect its template asks for (the template decides at run time)
     aliases: tuple[str, ...]  # Ollama tags naming the same model
+    task: str = CHAT  # chat | embedding | rerank: what the model is for (`TASKS`)
 
     @property
     def hints(self) -> dict:
@@ -58,6 +65,7 @@ class CatalogEntry:
             "context": self.context or None,
             "catalog": self.name,
             "thinking": self.thinking,
+            "task": self.task,
         }
 
     @property
@@ -115,7 +123,11 @@ class Catalog:
 
     def same_family(self, entry: CatalogEntry) -> list[CatalogEntry]:
         """GGUF entries of the same family, smallest first (for "a smaller size fits" hints)."""
-        rows = [e for e in self.entries if e.family == entry.family and e.format == GGUF and e.approx_bytes]
+        rows = [
+            e
+            for e in self.entries
+            if e.family == entry.family and e.task == entry.task and e.format == GGUF and e.approx_bytes
+        ]
         return sorted(rows, key=lambda e: e.approx_bytes)
 
 
@@ -162,9 +174,12 @@ def parse_catalog(text: str) -> Catalog:
     entries = []
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split("\t")
-        if len(cells) != len(header):
+        required = len(header) - sum(1 for column in header if column in OPTIONAL_COLUMNS)
+        if not required <= len(cells) <= len(header):
             raise ValueError(f"catalog line {number}: {len(cells)} cells, expected {len(header)}")
-        row = dict(zip(header, cells))
+        row = {**OPTIONAL_COLUMNS, **dict(zip(header, cells))}
+        if row["task"] not in TASKS:
+            raise ValueError(f"catalog line {number}: task {row['task']!r} is not one of {', '.join(TASKS)}")
         entries.append(
             CatalogEntry(
                 name=row["name"],
@@ -181,6 +196,7 @@ def parse_catalog(text: str) -> Catalog:
                 thinking=row["thinking"],
                 tools=row["tools"],
                 aliases=tuple(a for a in row["aliases"].split(",") if a),
+                task=row["task"],
             )
         )
     return Catalog(tuple(entries))

@@ -133,6 +133,9 @@ def _describe_catalog(ref) -> str:
         ("sampling", f"{entry.sampling} defaults: {sampling}"),
         ("downloaded", f"no (qwen pull {'' if sources else '--backend torch '}{ref.display})"),
     ]
+    if entry.task != "chat":  # said before anyone tries to chat with it
+        uses = {"embedding": "embeddings (qwen embed, /v1/embeddings)", "rerank": "reranking (/v1/rerank)"}
+        rows.insert(2, ("for", f"{uses[entry.task]}, not chat"))
     if sources:
         chosen = catalog.load().gguf(entry.name, ref.quant) or sources[0]
         if ref.quant in (None, "auto", entry.default_quant):  # approx_bytes is the default quant's size

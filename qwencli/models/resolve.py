@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import ModelNotFound
+from ..errors import ModelNotFound, NotAChatModel
 from ..resolved import ResolvedModel
 from .names import ModelRef
 
@@ -26,9 +26,11 @@ def resolve(
     host: str | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
+    for_chat: bool = False,
 ) -> ResolvedModel:
     """Find `name` locally, or pull it (when `pull`). `quant` overrides a `:quant` in the name
-    ('auto' picks the largest that fits); `force` pulls even when the model looks too big.
+    ('auto' picks the largest that fits); `force` pulls even when the model looks too big;
+    `for_chat` refuses a catalog embedding or rerank model before anything downloads.
 
     `backend` is auto, llama, torch or remote. A hosted name (qwen-max) or a `host` (an
     OpenAI-compatible server) makes the model remote: `api_key` and `base_url` are for that."""
@@ -38,6 +40,8 @@ def resolve(
         return hosted.resolve(name, host=host, api_key=api_key, base_url=base_url)
 
     ref = names.parse(name)
+    if for_chat and ref.entry is not None and ref.entry.task != "chat":
+        raise NotAChatModel.of(name, ref.entry.task)
     if ref.kind == "path":
         assert ref.path is not None
         if not ref.path.exists():

@@ -7,8 +7,11 @@ A request becomes the same `Job` as a chat completion and goes through the same 
 as well as `Authorization: Bearer` (security.py); `--alias` maps the claude-… names a client
 sends to a served model (`ServerConfig.model_for`).
 
-Not done: `budget_tokens` is checked (≥ 1024, below `max_tokens`, as Anthropic requires) but the
-reasoning is not cut when it is spent — it counts against `max_tokens` like every other token.
+`thinking.budget_tokens` (≥ 1024, below `max_tokens`, as Anthropic requires) is enforced by the
+backend: once the reasoning has taken that many tokens the end of thinking is forced and the
+answer follows (backends/thinking_budget.py). A reply ended by one of `stop_sequences` says
+`stop_reason: "stop_sequence"` and which one. A stream's `message_start` carries the prompt's
+true `input_tokens`, counted with the model's own template and tokenizer before it starts.
 """
 
 from __future__ import annotations
@@ -192,6 +195,12 @@ def _think(req: CountRequest, max_tokens: int | None) -> bool:
     return True
 
 
+def _budget(req: CountRequest) -> int | None:
+    """The reasoning's token budget (`thinking.type: enabled`); "adaptive" has none."""
+    thinking = req.thinking
+    return thinking.budget_tokens if thinking is not None and thinking.type == "enabled" else None
+
+
 def messages_job(req: MessagesRequest) -> Job:
     tools, mode, forced, several, single = _tools(req)
     options = GenerationOptions(
@@ -201,6 +210,7 @@ def messages_job(req: MessagesRequest) -> Job:
         max_tokens=req.max_tokens,
         stop=tuple(req.stop_sequences or ()),
         think=_think(req, req.max_tokens),
+        thinking_budget=_budget(req),
     )
     return Job(
         model=req.model,
@@ -221,6 +231,14 @@ def _stop_reason(finish: str | None) -> str:
     return {"length": "max_tokens", "tool_calls": "tool_use"}.get(finish or "stop", "end_turn")
 
 
+def _stopped(finish: str | None, last: Chunk | None) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence): "stop_sequence" and which one, when a stop string ended it."""
+    sequence = last.stop_sequence if last is not None else None
+    if sequence is not None and finish in (None, "stop"):
+        return "stop_sequence", sequence
+    return _stop_reason(finish), None
+
+
 class AnthropicRenderer:
     """Blocks from deltas: consecutive reasoning is one thinking block, text one text block, each
     call one tool_use block (its whole input in one `input_json_delta`)."""
@@ -236,6 +254,8 @@ class AnthropicRenderer:
         self._index = -1
         self._blocks: list[dict[str, Any]] = []  # collected
         self._last: Chunk | None = None
+        #: The prompt's tokens, counted before the stream starts (for `message_start`).
+        self.input_tokens = 0
 
     def _feed(self, chunk: Chunk) -> list[dict[str, Any]]:
         if chunk.finish_reason is not None:
@@ -301,7 +321,7 @@ class AnthropicRenderer:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
         }
         return sse({"type": "message_start", "message": message}, "message_start") + sse({"type": "ping"}, "ping")
 
@@ -327,7 +347,8 @@ class AnthropicRenderer:
 
     def tail(self) -> bytes:
         out = self._close()
-        delta = {"stop_reason": _stop_reason(self.assembler.finish_reason), "stop_sequence": None}
+        reason, sequence = _stopped(self.assembler.finish_reason, self._last)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
         out += sse({"type": "message_delta", "delta": delta, "usage": self._usage()}, "message_delta")
         return out + sse({"type": "message_stop"}, "message_stop")
 
@@ -356,6 +377,7 @@ class AnthropicRenderer:
                 self._blocks.append({"type": "text", "text": value})
 
     def collected(self) -> bytes:
+        reason, sequence = _stopped(self.assembler.finish_reason, self._last)
         return dumps(
             {
                 "id": self.id,
@@ -363,8 +385,8 @@ class AnthropicRenderer:
                 "role": "assistant",
                 "model": self.model,
                 "content": self._blocks,
-                "stop_reason": _stop_reason(self.assembler.finish_reason),
-                "stop_sequence": None,
+                "stop_reason": reason,
+                "stop_sequence": sequence,
                 "usage": self._usage(),
             }
         )
@@ -379,7 +401,20 @@ def add_anthropic_routes(app: FastAPI, registry: Registry, start: Start) -> None
     @app.post("/v1/messages", response_model=None, summary="Messages (Anthropic)")
     async def messages(body: MessagesRequest) -> GenerationResponse:
         job = messages_job(body)
-        return await start(job, AnthropicRenderer(job))
+        renderer = AnthropicRenderer(job)
+        response = await start(job, renderer)
+        if job.stream:  # message_start goes out before the usage at the end: count the prompt now
+            checkout, ready = response.checkout, response.job  # as the model will render it
+            try:
+                backend = checkout.model.backend
+                n = await asyncio.to_thread(
+                    backend.count_prompt_tokens, ready.messages, ready.options, tools=ready.tools
+                )
+            except BaseException:
+                checkout.model.scheduler.release(checkout.ticket)
+                raise
+            renderer.input_tokens = n or 0
+        return response
 
     @app.post("/v1/messages/count_tokens", summary="Tokens a Messages request's prompt takes (Anthropic)")
     async def count_tokens(body: CountRequest) -> dict[str, int]:

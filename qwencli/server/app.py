@@ -6,7 +6,9 @@
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models(/{id}), GET /health,
 GET /openapi.json; Ollama's API (`ollama_api.py`: /api/chat, /api/generate, /api/tags, /api/show,
 /api/ps — also what `qwen ps` reads — /api/version, /) and Anthropic's Messages
-(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`).
+(`anthropic_api.py`), OpenAI's Responses (`responses_api.py`), embeddings (`embeddings_api.py`),
+rerank (`rerank_api.py`: /v1/rerank and llama-server's aliases).
+the tokenizer for evaluation clients (`tokenizer_api.py`: /tokenize, /detokenize, /tokenizer_info).
 Every error a client sees has its API's shape (`shapes.py`); validation failures are 400s (not
 FastAPI's 422).
 """
@@ -36,12 +38,14 @@ from .ollama_api import add_ollama_routes
 from .openai_errors import ApiError, as_api_error, bad_request, queue_full
 from .probe import Prober
 from .registry import Loader, ModelSource, Registry, default_loader
+from .rerank_api import add_rerank_routes
 from .responses_api import add_responses_routes
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .security import add_guards
 from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
+from .tokenizer_api import add_tokenizer_routes
 
 log = logging.getLogger("qwencli.server")
 
@@ -131,6 +135,8 @@ def create_app(
     add_anthropic_routes(app, registry, start)
     add_responses_routes(app, registry, start)
     add_embeddings_routes(app, registry)
+    add_rerank_routes(app, registry)
+    add_tokenizer_routes(app, registry)
 
     add_guards(app, config)
     return app

@@ -19,8 +19,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.llama_embed import shorten
-from .openai_errors import ApiError, bad_request
+from .openai_errors import ApiError, bad_request, queue_full
 from .registry import Registry
+from .scheduler import QueueFull
 from .schemas import ModelName
 
 MAX_INPUTS = 2048
@@ -75,7 +76,10 @@ def add_embeddings_routes(app: FastAPI, registry: Registry) -> None:
     async def embed(name: str, texts: list[str]) -> tuple[list[list[float]], int, float]:
         """Vectors, tokens, and the seconds spent loading (or waiting for) the model."""
         started = time.perf_counter()
-        checkout = await registry.checkout_embedder(config.model_for(name))
+        try:
+            checkout = await registry.checkout_embedder(config.model_for(name))
+        except QueueFull as exc:  # a full line is a 429 with Retry-After, as for chat
+            raise queue_full(exc.retry_after) from None
         scheduler = checkout.model.scheduler
         try:
             await scheduler.wait(checkout.ticket)

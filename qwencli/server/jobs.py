@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..backends.base import ModelInfo
+from ..backends.llama_load import BACKEND_NAME as LLAMA_CPP
+from ..backends.llama_logprobs import MAX_TOP_LOGPROBS
 from ..chat import GenerationOptions, Image, Message, ToolCall, ToolDialect
 from .openai_errors import bad_request
 from .schemas import (
@@ -44,6 +46,10 @@ class Job:
     num_ctx: int | None = None
     messages: tuple[Message, ...] = ()
     prompt: str = ""
+    #: A completions request's prompts, text or token ids, one choice each (`prompt` is unused then).
+    prompts: tuple[str | tuple[int, ...], ...] = ()
+    #: Completions: the prompt is written before the reply (with its log-probabilities if asked).
+    echo: bool = False
     tools: tuple[dict[str, Any], ...] | None = None
     tool_mode: ToolMode = "off"
     #: With `parallel_tool_calls: false`, only the first call is returned.
@@ -58,10 +64,21 @@ class Job:
 def _common_checks(req: Sampling) -> None:
     if req.n not in (None, 1):
         raise bad_request("n: only one choice per request is supported (n=1)", param="n")
-    if req.logprobs not in (None, False, 0):
-        raise bad_request("logprobs: not supported by this server", param="logprobs")
     if req.stream_options is not None and not req.stream:
         raise bad_request("stream_options: only allowed when stream is true", param="stream_options")
+
+
+def _top_n(value: Any, param: str) -> int:
+    """A number of alternatives per token: an integer from 0 to MAX_TOP_LOGPROBS."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise bad_request(f"{param}: an integer from 0 to {MAX_TOP_LOGPROBS}", param=param)
+    return value
+
+
+def _no_stream(req: Sampling, param: str) -> None:
+    if req.stream:
+        # The engine hands log-probabilities over with the last chunk only.
+        raise bad_request(f"{param}: not supported with stream: true", param=param)
 
 
 def _stops(req: Sampling) -> tuple[str, ...]:
@@ -246,6 +263,7 @@ def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict, ...] | None, ToolMod
 def for_model(job: Job, info: ModelInfo) -> Job:
     """`job` fitted to the model that runs it: its tool-call dialect, and the grammar of a
     forced call in that dialect. A 400 when the model cannot take the tools."""
+    needs_llama_cpp(job, info)
     if not job.tools:
         return job
     if not info.supports_tools:
@@ -264,8 +282,14 @@ def for_model(job: Job, info: ModelInfo) -> Job:
 
 def chat_job(req: ChatCompletionRequest) -> Job:
     _common_checks(req)
-    if req.top_logprobs not in (None, 0):
-        raise bad_request("top_logprobs: not supported by this server", param="top_logprobs")
+    if req.logprobs is not None and not isinstance(req.logprobs, bool):
+        raise bad_request("logprobs: true or false (top_logprobs says how many alternatives)", param="logprobs")
+    logprobs = None
+    if req.logprobs:
+        _no_stream(req, "logprobs")
+        logprobs = _top_n(req.top_logprobs or 0, "top_logprobs")
+    elif req.top_logprobs not in (None, 0):
+        raise bad_request("top_logprobs: needs logprobs: true", param="top_logprobs")
     both = req.max_tokens is not None and req.max_completion_tokens is not None
     if both and req.max_tokens != req.max_completion_tokens:
         raise bad_request("max_tokens and max_completion_tokens disagree; send one", param="max_completion_tokens")
@@ -280,6 +304,7 @@ def chat_job(req: ChatCompletionRequest) -> Job:
         reasoning_effort=_effort(req),
         preserve_thinking=req.chat_template_kwargs.preserve_thinking if req.chat_template_kwargs else None,
         response_format=fmt,
+        logprobs=logprobs,
     )
     return Job(
         model=req.model,
@@ -299,22 +324,54 @@ def chat_job(req: ChatCompletionRequest) -> Job:
 
 def completion_job(req: CompletionRequest) -> Job:
     _common_checks(req)
-    for name, default in (("echo", False), ("suffix", None), ("best_of", 1)):
+    for name, default in (("suffix", None), ("best_of", 1)):
         value = getattr(req, name)
         if value not in (None, default):
             raise bad_request(f"{name}: not supported by this server", param=name)
-    prompt = req.prompt
-    if isinstance(prompt, list):
-        if len(prompt) != 1:
-            raise bad_request("prompt: only one prompt per request is supported", param="prompt")
-        prompt = prompt[0]
+    prompts = _prompts(req.prompt)
+    logprobs = None if req.logprobs is None else _top_n(req.logprobs, "logprobs")
+    echo = bool(req.echo)
+    if logprobs is not None:
+        _no_stream(req, "logprobs")
+    if echo:
+        _no_stream(req, "echo")
+    if len(prompts) > 1:
+        _no_stream(req, "prompt")  # several choices come one after the other, not interleaved
     max_tokens = req.max_tokens if req.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+    options = _options(req, max_tokens, response_format=_response_format(req.response_format))
+    # An echoed prompt is written from its own tokens, so they come back even without logprobs.
+    options = options.replace(logprobs=logprobs, prompt_logprobs=echo)
     return Job(
         model=req.model,
         kind="completion",
-        options=_options(req, max_tokens, response_format=_response_format(req.response_format)),
+        options=options,
         stream=bool(req.stream),
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
         num_ctx=req.num_ctx,
-        prompt=prompt,
+        prompt=prompts[0] if isinstance(prompts[0], str) else "",
+        prompts=prompts,
+        echo=echo,
     )
+
+
+def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> tuple[str | tuple[int, ...], ...]:
+    """The request's prompts: one text, one list of token ids, or a list of either."""
+    if isinstance(prompt, str):
+        return (prompt,)
+    ids = [p for p in prompt if isinstance(p, int)]
+    if len(ids) == len(prompt):
+        return (tuple(ids),)
+    return tuple(p if isinstance(p, str) else tuple(p) for p in prompt if not isinstance(p, int))
+
+
+def needs_llama_cpp(job: Job, info: ModelInfo) -> None:
+    """Log-probabilities and token-id prompts are read from llama.cpp's own logits and vocabulary:
+    a 400 for a model another backend runs, rather than an answer without them."""
+    if info.backend == LLAMA_CPP:
+        return
+    if job.options.logprobs is not None:
+        raise bad_request(f"logprobs: not supported by the {info.backend} backend", param="logprobs")
+    if job.options.prompt_logprobs:  # an echoed prompt is written from its own tokens
+        raise bad_request(f"echo: not supported by the {info.backend} backend", param="echo")
+    if any(not isinstance(p, str) for p in job.prompts):
+        raise bad_request(f"prompt: token ids are not supported by the {info.backend} backend", param="prompt")

@@ -20,7 +20,10 @@ def default_loader(model: ResolvedModel, load: LoadOptions, parallel: int) -> Ba
     if model.hints.get("embedding") and model.path is not None:  # registry.EMBEDDING
         from ..backends.llama_embed import LlamaEmbedBackend
 
-        return LlamaEmbedBackend(model.path, load, name=model.name)
+        # A catalog embedding model whose file declares no pooling (the first Qwen3-Embedding GGUFs)
+        # pools its last token, as Qwen3-Embedding is trained to; a chat model keeps llama-server's mean.
+        last = model.hints.get("task") == "embedding"
+        return LlamaEmbedBackend(model.path, load, name=model.name, last_token_default=last)
     if parallel > 1 and model.format == "gguf" and model.path is not None:
         from ..backends.llamacpp_batched import BatchedLlamaCppBackend
 

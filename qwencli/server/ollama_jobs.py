@@ -131,11 +131,13 @@ def keep_alive_seconds(value: KeepAlive) -> float | None | Literal["default"]:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def _think(value: Think) -> bool | None:
-    # Any level means "think" here; Ollama's levels are not passed on as reasoning_effort (yet).
-    if value is None:
-        return None
-    return value if isinstance(value, bool) else True
+def _think(value: Think) -> dict[str, Any]:
+    """The thinking options of Ollama's `think`: true/false switch it; a level goes to a template
+    with reasoning levels (Qwen3.8's) as it is ("max" as "high"), and turns thinking on elsewhere,
+    as Ollama means any level."""
+    if value is None or isinstance(value, bool):
+        return {"think": value}
+    return {"reasoning_effort": "high" if value == "max" else value, "think_without_levels": True}
 
 
 def _format(value: Format) -> str | dict[str, Any] | None:
@@ -158,8 +160,8 @@ def _options(req: GenerationRequest) -> GenerationOptions:
         max_tokens=max_tokens,
         seed=o.seed,
         stop=tuple(o.stop or ()),
-        think=_think(req.think),
         response_format=_format(req.format),
+        **_think(req.think),
     )
 
 

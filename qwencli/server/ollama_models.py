@@ -20,7 +20,12 @@ def _size_label(n: int) -> str:
 
 
 def _facts(resolved: ResolvedModel) -> dict[str, Any]:
-    facts: dict[str, Any] = {"format": resolved.format, "family": resolved.hints.get("family", ""), "size": 0}
+    facts: dict[str, Any] = {
+        "format": resolved.format,
+        "family": resolved.hints.get("family", ""),
+        "size": 0,
+        "task": resolved.hints.get("task") or "chat",
+    }
     path = resolved.path
     if resolved.format != "gguf" or path is None:
         return facts
@@ -30,8 +35,11 @@ def _facts(resolved: ResolvedModel) -> dict[str, Any]:
         model = read_model(path)
     except Exception:  # a file the server would refuse to load still gets listed
         return facts
+    from ..backends import task_of
+
     stat = path.stat()
     facts.update(
+        task=task_of(resolved, model),
         family=model.architecture,
         size=model.size,
         parameters=model.parameter_count,
@@ -100,6 +108,8 @@ def show_json(name: str, resolved: ResolvedModel) -> dict[str, Any]:
         caps = capabilities(template)
     except Exception:  # a template that does not compile: the model still completes text
         caps = ["completion"]
+    if facts["task"] != "chat":  # Ollama's word for an embedding model; a reranker says what it is
+        caps = ["embedding"] if facts["task"] == "embedding" else ["rerank"]
     return {
         "modelfile": f"# qwencli serves this model as {name}\nFROM {name}\n",
         "parameters": "",

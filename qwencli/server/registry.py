@@ -179,9 +179,13 @@ class Registry:
     def _load_sync(self, resolved: ResolvedModel, load: LoadOptions) -> tuple[Backend, int | None]:
         kv = None
         if resolved.format == "gguf" and resolved.path is not None:
+            from ..backends import refuse_unless_chat
             from ..formats.gguf import read_model
 
-            kv = read_model(resolved.path).kv_bytes_per_token()  # validates the header first
+            gguf = read_model(resolved.path)  # validates the header first
+            if not resolved.hints.get(EMBEDDING):
+                refuse_unless_chat(resolved, gguf)  # a 400 naming /v1/embeddings or /v1/rerank
+            kv = gguf.kv_bytes_per_token()
             if self.prober is not None:
                 self.prober.check(resolved.path)
         return self.loader(resolved, load, self.config.parallel), kv
@@ -197,8 +201,7 @@ class Registry:
         resolved = await self.resolve(name)
         if resolved.format != "gguf" or resolved.path is None:
             raise bad_request(f"{name}: embeddings need a GGUF model on this server", param="model")
-        embedding = dataclasses.replace(resolved, hints={**resolved.hints, EMBEDDING: True})
-        model = await self._get(embedding, name)
+        model = await self._get(_for_embeddings(resolved), name)
         return Checkout(model, model.scheduler.enqueue())
 
     # -- context -------------------------------------------------------------------------
@@ -242,6 +245,8 @@ class Registry:
         try:
             for name in self.config.startup_models:
                 resolved = await self.resolve(name)
+                if await asyncio.to_thread(_task_of, resolved) != "chat":  # served as it is meant to be
+                    resolved = _for_embeddings(resolved)
                 await self._get(resolved, name)
         except Exception as exc:
             self.startup_error = exc.message if isinstance(exc, (QwenError, ApiError)) else repr(exc)
@@ -307,6 +312,16 @@ class Registry:
             return None
         idle_for = 0.0 if not model.scheduler.idle else time.monotonic() - model.scheduler.last_active
         return time.time() + max(keep_alive - idle_for, 0.0)
+
+
+def _for_embeddings(resolved: ResolvedModel) -> ResolvedModel:
+    return dataclasses.replace(resolved, hints={**resolved.hints, EMBEDDING: True})
+
+
+def _task_of(resolved: ResolvedModel) -> str:
+    from ..backends import task_of
+
+    return task_of(resolved)
 
 
 def _key(resolved: ResolvedModel) -> str:

@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ..chat import Chunk, Usage
+from ..chat import Chunk, TokenLogprob, Usage
 from .jobs import Job
+from .logprobs import chat_logprobs
 from .tools import CallInReasoning, Event, Text, call_stream
 
 
@@ -53,6 +54,7 @@ class Assembler:
         self._n_calls = 0
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.logprobs: tuple[TokenLogprob, ...] = ()
 
     # -- deltas --------------------------------------------------------------------------
 
@@ -77,6 +79,7 @@ class Assembler:
                 deltas.extend(self._tool_deltas(self._tools.finish()))
             self.finish_reason = _finish_reason(chunk.finish_reason, self._n_calls > 0)
             self.usage = chunk.usage
+            self.logprobs = chunk.logprobs
         return deltas
 
     def _tool_deltas(self, events: Iterable[Event]) -> list[dict[str, Any]]:
@@ -166,8 +169,9 @@ class Assembler:
             message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+        logprobs = chat_logprobs(self.logprobs) if self.job.options.logprobs is not None else None
         return {
             **base,
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}],
         }

@@ -202,9 +202,10 @@ def responses_job(req: ResponsesRequest) -> Job:
         temperature=req.temperature,
         top_p=req.top_p,
         max_tokens=req.max_output_tokens,
-        think=None
-        if effort is None
-        else effort != "none",  # any level but none: on (not passed on as reasoning_effort yet)
+        # A template with levels (Qwen3.8's) takes the level ("xhigh" as "high"); elsewhere any
+        # level but none turns thinking on, as OpenAI means it.
+        reasoning_effort=None if effort is None else "high" if effort == "xhigh" else effort,
+        think_without_levels=None if effort is None else effort != "none",
         response_format=fmt,
     )
     return Job(

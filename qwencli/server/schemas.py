@@ -22,6 +22,8 @@ MAX_NAME = 256
 #: A context larger than any model we know of; memory is checked against the machine on load.
 MAX_NUM_CTX = 1 << 20
 MIN_NUM_CTX = 256
+#: Prompts in one completions request (lm-eval sends its batch size's worth).
+MAX_PROMPTS = 256
 
 
 def _bounds(name: str, kind: type[int] | type[float]) -> Any:
@@ -183,8 +185,19 @@ class ChatCompletionRequest(Sampling):
     reasoning_effort: Effort | None = None
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
 class CompletionRequest(Sampling):
-    prompt: str | Annotated[list[str], Field(min_length=1)]
+    #: Text, token ids, or several of either (one choice each, as OpenAI and vLLM answer them).
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_PROMPTS)]
+    )
+    #: 0 is allowed here: with `echo`, the prompt is scored and nothing generated.
+    max_tokens: Annotated[int | None, Field(ge=0, le=LIMITS["max_tokens"][1])] = None
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = None

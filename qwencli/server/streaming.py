@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 from starlette.responses import Response
 
-from ..backends.base import ChunkStream, ModelInfo
+from ..backends.base import ChunkStream, Evaluating, ModelInfo, PulledStream
+from ..chat import Chunk, GenerationOptions
 from ..thinking import asked_to_think, unchangeable
+from .completion_choices import ChoicesRenderer, wants_choices
 from .generation import END, GONE, Generation
 from .jobs import Job
 from .openai_errors import as_api_error
@@ -41,13 +43,34 @@ def produce(checkout: Checkout, job: Job) -> ChunkStream:
     if job.kind == "chat":
         _note_thinking(backend.info, job)
         return backend.chat(job.messages, job.options, tools=job.tools)
-    return backend.complete(job.prompt, job.options)
+    prompts = job.prompts or (job.prompt,)
+    if len(prompts) == 1 and isinstance(prompts[0], str):
+        return backend.complete(prompts[0], job.options)
+    # Token ids or several prompts: llama.cpp only (`jobs.needs_llama_cpp` checked the model).
+    evaluating = cast(Evaluating, backend)
+    if len(prompts) == 1:
+        return evaluating.complete(prompts[0], job.options)
+    return PulledStream(_one_after_another(evaluating, prompts, job.options))
+
+
+def _one_after_another(
+    backend: Evaluating, prompts: Sequence[str | Sequence[int]], options: GenerationOptions
+) -> Iterator[Chunk]:
+    """Each prompt's chunks in turn, each ending with its last chunk (one choice each)."""
+    for prompt in prompts:
+        stream = backend.complete(prompt, options)
+        try:
+            yield from stream
+        finally:
+            stream.close()
 
 
 def _note_thinking(info: ModelInfo, job: Job) -> None:
     """A request asked for thinking on or off that this model's template cannot change: the reply
     comes as the template makes it, and the server's log says why."""
-    why = unchangeable(info.thinking, asked_to_think(job.options.think, job.options.reasoning_effort))
+    options = job.options
+    asked = asked_to_think(options.think, options.reasoning_effort, options.think_without_levels)
+    why = unchangeable(info.thinking, asked)
     if why:
         log.info("%s: the request's thinking switch has no effect: %s", info.name, why)
 
@@ -58,7 +81,9 @@ class GenerationResponse(Response):
         self.registry = registry
         self.checkout = checkout
         self.job = job
-        self.renderer: Renderer = renderer if renderer is not None else OpenAIRenderer(job)
+        if renderer is None:
+            renderer = ChoicesRenderer(job) if wants_choices(job) else OpenAIRenderer(job)
+        self.renderer: Renderer = renderer
         self._gone = asyncio.Event()
         self._generation: Generation | None = None
 

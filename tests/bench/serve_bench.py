@@ -3,7 +3,11 @@
 1. Generation tokens/s of one streaming client through the server (time from its first to its
    last token, as the client sees it) against llama-cpp-python's own token loop in this process,
    in paired rounds; target ratio ≥ 0.95.
-2. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
+2. Embeddings: texts/s of one POST /v1/embeddings of EMBED_TEXTS texts through the server (the
+   client's wall time, JSON floats included) against llama-cpp-python's own
+   `Llama(embedding=True).embed()` of the same texts on the same file, pooling and threads, in
+   paired rounds; target ratio ≥ 0.9.
+3. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
    one request at a time) and `--parallel 4` (batched decoding), and /health latency meanwhile.
 3. With `LLAMA_SERVER=/path/to/llama-server` (built from the vendored llama.cpp, as engine_bench.py
    builds llama-bench, with `-DLLAMA_BUILD_SERVER=ON`): 4 streaming clients against
@@ -11,6 +15,8 @@
    per slot, in alternating rounds; target ratio ≥ 1.0.
 
 Bounded: BENCH_ROUNDS rounds (default 5) of GEN_TOKENS tokens; every wait has a timeout.
+BENCH_THREADS (default: the physical cores) sets both sides' threads: on a machine other programs
+keep busy, llama.cpp's spinning barriers make 2 threads on 2 cores seconds per token, so use 1.
 Numbers drift ±10 % minute to minute on shared machines, so only same-run ratios mean much, and
 the ratio is the median of each round's served/raw (a slow minute slows both sides of a round).
 """
@@ -34,6 +40,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 GEN_TOKENS = 128
 CLIENTS = (1, 4, 8)
 TIMEOUT = 300.0
+#: Texts of one embeddings request: sentences of 10 to 40 words, as a RAG indexer sends chunks.
+EMBED_TEXTS = [" ".join([f"Passage {i}:"] + STORY.split() * (1 + i % 3)) for i in range(16)]
 
 
 class Server:
@@ -120,7 +128,7 @@ def main() -> None:
     from qwencli.hardware import physical_cores
     from qwencli.templates import ChatTemplate
 
-    threads = physical_cores()
+    threads = int(os.environ.get("BENCH_THREADS") or physical_cores())  # 1 on a machine others keep busy
     llama = Llama(str(MODEL), n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
     template = ChatTemplate(llama.metadata.get("tokenizer.chat_template"))
     print(f"SmolLM2-135M Q4_1, {threads} threads, {GEN_TOKENS} tokens a request, {ROUNDS} rounds (medians)")
@@ -138,6 +146,9 @@ def main() -> None:
         print(f"{'1 client':24} raw {raw:6.1f} t/s   served {served:6.1f} t/s   ratio {paired:.3f}"
               " (median of the paired rounds' ratios)")
         llama.close()  # leave the cores to the server from here on
+        embed_raw, embed_served, embed_paired = _embeddings(server.base, threads)
+        print(f"{'embeddings':24} raw {embed_raw:6.1f} texts/s   served {embed_served:6.1f} texts/s   ratio "
+              f"{embed_paired:.3f} ({len(EMBED_TEXTS)} texts a request; median of the paired rounds' ratios)")
         table = {1: _aggregate(server.base)}
     finally:
         server.stop()
@@ -210,6 +221,33 @@ def against_llama_server(qwen_base: str, threads: int) -> None:
     print(f"{'4 clients, aggregate':24} llama-server -np 4 {statistics.median(theirs):6.1f} t/s   "
           f"qwen serve --parallel 4 {statistics.median(ours):6.1f} t/s   ratio {statistics.median(ratios):.3f} "
           f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
+def _embeddings(base: str, threads: int) -> tuple[float, float, float]:
+    """(raw texts/s, served texts/s, median paired ratio): the server's embedding load of the
+    benchmark file against llama-cpp-python's own embed() with the pooling the server uses."""
+    import llama_cpp
+
+    raw_llama = llama_cpp.Llama(str(MODEL), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                                n_ctx=2048, n_batch=2048, n_ubatch=2048, n_threads=threads,
+                                n_threads_batch=threads, verbose=False)
+    body = {"model": MODEL.stem, "input": EMBED_TEXTS, "encoding_format": "float"}
+    raw_rates, served_rates = [], []
+    try:
+        with httpx.Client(timeout=TIMEOUT) as http:
+            http.post(base + "/v1/embeddings", json=body).raise_for_status()  # loads the embedding context
+            raw_llama.embed(EMBED_TEXTS)
+            for _ in range(ROUNDS):
+                started = time.perf_counter()
+                raw_llama.embed(EMBED_TEXTS)
+                raw_rates.append(len(EMBED_TEXTS) / (time.perf_counter() - started))
+                started = time.perf_counter()
+                reply = http.post(base + "/v1/embeddings", json=body)
+                reply.raise_for_status()
+                served_rates.append(len(EMBED_TEXTS) / (time.perf_counter() - started))
+                assert len(reply.json()["data"]) == len(EMBED_TEXTS)
+    finally:
+        raw_llama.close()
+    paired = statistics.median(s / r for s, r in zip(served_rates, raw_rates))
+    return statistics.median(raw_rates), statistics.median(served_rates), paired
 
 
 async def _one(base: str) -> tuple[int, float, float]:
