@@ -57,7 +57,45 @@ def model_kinds() -> list[tuple[str, Any]]:
     ]
 
 
-def gather(hardware=None) -> dict[str, Any]:
+def engines_report(hw, model: str) -> dict[str, Any]:
+    """vLLM and SGLang: installed (package metadata, no import: both load torch), the GPUs and links they
+    would use, and the command `qwen serve MODEL --engine vllm` would run here."""
+    from .engines.plan import Machine
+    from .engines.run import INSTALL, EngineServe, dry_run_text, plan_for
+    from .errors import QwenError
+
+    machine = Machine(gpus=len(hw.gpus), gpu_bytes=min((g.total_bytes for g in hw.gpus), default=0))
+    installed = {name: _version(name) for name in ("vllm", "sglang")}
+    report: dict[str, Any] = {
+        "installed": installed,
+        "install": {name: INSTALL[name] for name, version in installed.items() if not version},
+        "gpus": machine.gpus,
+        "interconnect": _interconnect() if hw.gpus else None,
+        "model": model,
+    }
+    try:
+        report["command"] = dry_run_text(plan_for(EngineServe(model=model, engine="vllm", machine=machine)))
+    except QwenError as exc:
+        report["command"] = None
+        report["reason"] = exc.message + (f" ({exc.hint})" if exc.hint else "")
+    return report
+
+
+def _interconnect() -> str | None:
+    """NVLink or PCIe between the GPUs, from `nvidia-smi topo -m` (NV# entries are NVLink)."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not out:
+        return None
+    return "NVLink" if re.search(r"\bNV\d+\b", out) else "PCIe (no NVLink between GPUs)"
+
+
+def gather(hardware=None, *, engine_model: str = "qwen3.6-35b-a3b") -> dict[str, Any]:
     """Everything `qwen doctor` prints, as JSON-ready data. `hardware` is injectable for tests."""
     from .errors import QwenError
     from .hardware import (
@@ -120,6 +158,7 @@ def gather(hardware=None) -> dict[str, Any]:
         "llama_cpp": {k: v for k, v in llama.items() if k != "system_info"},
         "backends": backends,
         "install": install,
+        "engines": engines_report(hw, engine_model),
     }
 
 
@@ -157,6 +196,19 @@ def render(report: dict[str, Any]) -> str:
     lines.append("backends (--backend auto)")
     for b in report["backends"]:
         lines.append(f"  {b['model']:<38} → {b['backend'] or 'cannot run'}: {b['reason']}")
+    e = report["engines"]
+    lines.append(
+        f"engines (qwen serve --engine; {e['gpus']} GPU(s)"
+        + (f", {e['interconnect']}" if e["interconnect"] else "")
+        + ")"
+    )
+    for name, version in e["installed"].items():
+        lines.append(f"  {name:<17} {version or 'not installed: ' + e['install'][name]}")
+    if e["command"]:
+        lines.append(f"  {e['model']} would run:")
+        lines.extend(f"    {line}" for line in e["command"].splitlines())
+    else:
+        lines.append(f"  {e['model']}: {e['reason']}")
     if report["install"]:
         lines.append("install")
         for item in report["install"]:

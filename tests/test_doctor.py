@@ -52,3 +52,21 @@ def test_doctor_command_and_json():
     assert report["system"]["memory"]["total_bytes"] > 0
     assert report["llama_cpp"]["installed"] is True and isinstance(report["llama_cpp"]["gpu_offload"], bool)
     assert all(b["backend"] in ("llama", "torch", None) and b["reason"] for b in report["backends"])
+
+
+def test_engines_section_shows_the_vllm_command_for_the_gpus_here():
+    eight = Hardware(torch_installed=True, transformers_installed=True, torch_cuda="12.4",
+                     gpus=tuple(GPU(i, "H100", 80 << 30, 79 << 30) for i in range(8)))
+    report = gather(eight)["engines"]
+    assert report["gpus"] == 8
+    assert report["command"].splitlines()[-1].startswith(
+        "vllm serve Qwen/Qwen3.6-35B-A3B --tensor-parallel-size 8 --max-model-len 262144 --reasoning-parser qwen3")
+    assert set(report["installed"]) == {"vllm", "sglang"}
+    text = render(gather(eight))
+    assert "qwen3.6-35b-a3b would run:" in text
+
+
+def test_engines_section_without_a_gpu_says_why():
+    report = gather(Hardware())["engines"]
+    assert report["command"] is None and "CUDA GPU" in report["reason"]
+    assert report["install"]["vllm"] == "pip install 'qwencli[vllm]'"  # vLLM is never installed here

@@ -8,6 +8,7 @@ import typer
 from . import doctor as _doctor
 from . import embed as _embed
 from . import eval as _eval
+from . import logs as _logs
 from . import models as _models
 from . import ps as _ps
 from . import pull as _pull
@@ -38,6 +39,7 @@ _ps.register(app)
 _doctor.register(app)
 _embed.register(app)
 _eval.register(app)
+_logs.register(app)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..settings import DEFAULT_PORT
+from .engine_options import EngineFlags, engine_flags
 from .errors import handle_errors
 from .options import LoadFlags, load_flags, with_options
 
@@ -16,7 +17,7 @@ CAPACITY = "Models and capacity"
 
 
 @handle_errors
-@with_options(load=load_flags)
+@with_options(load=load_flags, engines=engine_flags)
 def serve(
     models: Annotated[
         list[str] | None,
@@ -95,6 +96,7 @@ def serve(
     ] = False,
     *,
     load: LoadFlags,
+    engines: EngineFlags,
 ) -> None:
     """Serve models over OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models), Ollama's (/api/…)
     and Anthropic's Messages (/v1/messages)."""
@@ -123,6 +125,13 @@ def serve(
         if not sep or not name.strip() or not target.strip():
             raise UsageError(f"--alias takes NAME=MODEL, not {item!r}")
         aliases.append((name.strip(), target.strip()))
+    if engines.engine is not None:
+        from .engine_options import serve_engine
+
+        if len(models or ()) != 1:
+            raise UsageError("--engine serves one model: qwen serve MODEL --engine vllm")
+        config = ServerConfig(host=host, api_key=key, cors_origins=tuple(cors_origin or ()))
+        raise typer.Exit(serve_engine((models or [""])[0], engines, config, port=port))
     config = ServerConfig(
         host=host,
         aliases=tuple(aliases),

@@ -42,7 +42,7 @@ from .rerank_api import add_rerank_routes
 from .responses_api import add_responses_routes
 from .scheduler import QueueFull
 from .schemas import ChatCompletionRequest, CompletionRequest
-from .security import Guard, HostCheck
+from .security import add_guards
 from .shapes import Renderer, error_json, shape_of
 from .streaming import GenerationResponse
 from .tokenizer_api import add_tokenizer_routes
@@ -138,19 +138,7 @@ def create_app(
     add_rerank_routes(app, registry)
     add_tokenizer_routes(app, registry)
 
-    # Outermost first: Host (DNS rebinding), then CORS (answers preflights), then key and body.
-    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
-    if config.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "HEAD", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"],
-            max_age=600,
-        )
-    app.add_middleware(HostCheck, enabled=config.loopback_only)
+    add_guards(app, config)
     return app
 
 

@@ -19,7 +19,7 @@ import hmac
 # The ASGI types are Starlette's own, so our apps type-check where Starlette calls them.
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .config import LOOPBACK_NAMES
+from .config import LOOPBACK_NAMES, ServerConfig
 from .openai_errors import ApiError, unauthorized
 from .shapes import error_body
 
@@ -141,3 +141,20 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(
         413, f"The request body is larger than the server's limit of {limit} bytes.", code="request_too_large"
     )
+
+
+def add_guards(app, config: ServerConfig) -> None:
+    """Host check, CORS, API key and body limit, in that order from the outside: every front door
+    (`create_app`, the engine relay) wears the same ones."""
+    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "HEAD", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta"],
+            max_age=600,
+        )
+    app.add_middleware(HostCheck, enabled=config.loopback_only)

@@ -165,6 +165,7 @@ def main() -> None:
         latencies = [v for n in CLIENTS for v in rows[n][1]]
         print(f"/health under load, --parallel {parallel}: median {statistics.median(latencies) * 1000:.1f} ms, "
               f"max {max(latencies) * 1000:.1f} ms ({len(latencies)} probes)")
+    engine_relay()
 
 
 class LlamaServer:
@@ -260,6 +261,59 @@ def _aggregate(base: str) -> dict[int, tuple[float, list[float]]]:
         runs = [asyncio.run(clients(base, n)) for _ in range(max(ROUNDS - 1, 1))]
         out[n] = (statistics.median(r[0] for r in runs), [v for r in runs for v in r[1]])
     return out
+
+
+def engine_relay(tokens: int = 128, token_delay: float = 0.005) -> float:
+    """`qwen serve --engine vllm` (its relay in front of tests/fixtures/fake_engine.py, which streams a token
+    every `token_delay` s) against the same fake engine asked directly, one streaming client, paired rounds:
+    the per-token latency ratio direct/relayed (target ≥ 0.97) and what the relay adds to the first token."""
+    import signal
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.fixtures import fake_engine
+    from tests.processes import QWEN
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    bin_dir, _ = fake_engine.install(tmp)
+    record = tmp / "record.json"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_ENGINE_RECORD": str(record),
+           "FAKE_ENGINE_TOKENS": str(tokens), "FAKE_ENGINE_TOKEN_DELAY": str(token_delay)}
+    proc = subprocess.Popen([*QWEN, "serve", "qwen2.5-0.5b", "--engine", "vllm", "--gpus", "1", "--gpu-memory",
+                             "24GB", "--port", "0", "--log-file", str(tmp / "engine.log")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        relay = proc.stdout.readline().strip().removesuffix("/v1")
+        if not relay.startswith("http"):
+            sys.exit("qwen serve --engine did not start")
+        argv = json.loads(record.read_text())["argv"]
+        direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+        key = json.loads(record.read_text())["env"]["VLLM_API_KEY"]
+
+        def one(base: str, headers: dict) -> tuple[float, float]:
+            body = {"model": "qwen2.5-0.5b", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            start = time.perf_counter()
+            stamps = []
+            with httpx.stream("POST", base + "/v1/chat/completions", json=body, headers=headers,
+                              timeout=TIMEOUT) as response:
+                for line in response.iter_lines():
+                    if '"content": "w' in line:
+                        stamps.append(time.perf_counter())
+            return (stamps[-1] - stamps[0]) / (len(stamps) - 1), stamps[0] - start
+
+        auth = {"Authorization": f"Bearer {key}"}
+        one(relay, {}), one(direct, auth)  # warm up
+        pairs = [(one(direct, auth), one(relay, {})) for _ in range(max(ROUNDS, 5))]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    ratio = statistics.median(d[0] / r[0] for d, r in pairs)
+    first = statistics.median(r[1] - d[1] for d, r in pairs)
+    print(f"{'engine relay':24} per-token {statistics.median(r[0] for _, r in pairs) * 1000:.2f} ms relayed vs "
+          f"{statistics.median(d[0] for d, _ in pairs) * 1000:.2f} ms direct: ratio {ratio:.3f} (target >= 0.97); "
+          f"first token +{first * 1000:.1f} ms")
+    return ratio
 
 
 if __name__ == "__main__":
