@@ -21,7 +21,7 @@ PACKAGE = Path(qwencli.__file__).parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("qwencli.cli", "qwencli.__main__")),
     ("session/repl/oneshot/server", ("qwencli.session", "qwencli.repl", "qwencli.oneshot", "qwencli.server",
-                                     "qwencli.console", "qwencli.diagnose")),
+                                     "qwencli.console", "qwencli.diagnose", "qwencli.evaluate")),
     ("backends/models", ("qwencli.backends", "qwencli.models")),
     ("values", ("qwencli", "qwencli.chat", "qwencli.errors", "qwencli.settings", "qwencli.sampling",
                 "qwencli.templates", "qwencli.thinking", "qwencli.stops", "qwencli.hardware", "qwencli.resolved",

@@ -7,6 +7,7 @@ import typer
 
 from . import doctor as _doctor
 from . import embed as _embed
+from . import eval as _eval
 from . import models as _models
 from . import ps as _ps
 from . import pull as _pull
@@ -36,6 +37,7 @@ _serve.register(app)
 _ps.register(app)
 _doctor.register(app)
 _embed.register(app)
+_eval.register(app)
 
 
 def main() -> None:
