@@ -18,6 +18,7 @@ from .errors import handle_errors
 from .options import Quant, Threads, Verbose
 
 if TYPE_CHECKING:
+    from ..evaluate.kld import KldRow
     from ..evaluate.source import SourceOptions
 
 Model = Annotated[str, typer.Argument(help="A GGUF file, a catalog name or owner/repo[:quant].")]
@@ -116,8 +117,169 @@ def ppl(
         sys.stdout.write(f"Final estimate: PPL = {result.ppl:.4f} +/- {result.uncertainty:.5f}\n")
 
 
+@handle_errors
+def kld(
+    model: Model,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="The text (not needed with a .kld --base: the file holds its tokens).", show_default=False),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="The reference: a .kld file (ours or llama-perplexity's), or a model loaded beside MODEL.",
+            show_default=False,
+        ),
+    ] = None,
+    save_base: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-base",
+            help="Write MODEL's log-probs over FILE to this .kld file (llama.cpp's layout) instead.",
+            show_default=False,
+        ),
+    ] = None,
+    ctx: EvalCtx = 512,
+    chunks: Annotated[int, typer.Option("--chunks", min=1, help="Score at most N chunks.")] = 100,
+    batch: Batch = 2048,
+    threads: Threads = None,
+    flash_attn: FlashAttn = "auto",
+    quant: Quant = None,
+    json_output: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """KL divergence against a reference (the F16/BF16 GGUF), as llama-perplexity --kl-divergence."""
+    from ..errors import UsageError
+
+    if (base is None) == (save_base is None):
+        raise UsageError(
+            "qwen eval kld needs --base REF (to compare) or --save-base OUT.kld (to record a reference)",
+            f"qwen eval kld MODEL-F16.gguf TEXT --save-base ref.kld, then qwen eval kld {model} --base ref.kld",
+        )
+    options = source_options(ctx, batch, threads, flash_attn, quant, verbose)
+    if save_base is not None:
+        _save_base(model, _need_text(file), save_base, options, chunks, json_output)
+    else:
+        assert base is not None
+        _compare(model, file, base, options, chunks, json_output)
+
+
+def _need_text(file: Path | None) -> bytes:
+    from ..errors import UsageError
+
+    if file is None:
+        raise UsageError("no text given", "give the text file after the model: qwen eval kld MODEL TEXT …")
+    return read_text(file)
+
+
+def _save_base(model: str, text: bytes, out: Path, options: SourceOptions, chunks: int, json_output: bool) -> None:
+    import shutil
+
+    from ..errors import UsageError
+    from ..evaluate.chunks import chunk_count
+    from ..evaluate.kld_file import KldWriter, file_size
+    from ..evaluate.perplexity import measure
+    from ..evaluate.source import open_source
+    from ..sizes import human_size
+    from ..stderr import notice
+
+    source = open_source(model, options)
+    try:
+        tokens = source.tokenize(text)
+        n_chunk = chunk_count(len(tokens), options.ctx, chunks)
+        size = file_size(options.ctx, source.vocab_size, n_chunk)
+        free = shutil.disk_usage(out.resolve().parent).free
+        notice(
+            f"{out}: {human_size(size)} ({n_chunk} chunks of {options.ctx} tokens, "
+            f"{human_size(size / n_chunk)} each over a {source.vocab_size}-token vocabulary)"
+        )
+        if size > free:
+            raise UsageError(f"{out} would take {human_size(size)}; {human_size(free)} is free there", "fewer --chunks")
+        writer = KldWriter(out, ctx=options.ctx, n_vocab=source.vocab_size, n_chunk=n_chunk, tokens=tokens)
+        progress = Progress(n_chunk, source.n_seq)
+        try:
+            result = measure(
+                source,
+                tokens,
+                ctx=options.ctx,
+                chunks=n_chunk,
+                on_chunk=progress.on_chunk,
+                on_pass=progress.on_pass,
+                each=lambda chunk, _: writer.write(chunk.logits),
+            )
+        finally:
+            writer.close()
+        progress.done()
+    finally:
+        source.close()
+    if json_output:
+        sys.stdout.write(json.dumps({"model": model, "saved": str(out), "bytes": size, **vars(result)}) + "\n")
+    else:
+        unc = f" +/- {result.uncertainty:.5f}" if result.uncertainty is not None else ""
+        sys.stdout.write(f"Final estimate: PPL = {result.ppl:.4f}{unc}\nSaved {out}\n")
+
+
+def _compare(model: str, file: Path | None, base: str, options: SourceOptions, chunks: int, json_output: bool) -> None:
+    from ..evaluate import kld as measure_kld
+    from ..evaluate.kld_file import KldReader
+    from ..evaluate.source import open_source
+
+    # A .kld name is a file of log-probs (or an error saying why it is not); anything else, a model.
+    reader = KldReader.open(Path(base)) if base.endswith(".kld") else None
+    rows = _Rows(quiet=json_output)
+    source = open_source(model, options)
+    try:
+        if reader is not None:
+            sums = measure_kld.against_file(source, reader, chunks=chunks, on_row=rows.on_row, on_pass=rows.on_pass)
+        else:
+            text = _need_text(file)
+            reference = open_source(base, options)
+            try:
+                sums = measure_kld.against_model(
+                    source,
+                    reference,
+                    source.tokenize(text),
+                    ctx=options.ctx,
+                    chunks=chunks,
+                    on_row=rows.on_row,
+                    on_pass=rows.on_pass,
+                )
+            finally:
+                reference.close()
+    finally:
+        source.close()
+    if sums.count < measure_kld.MIN_TOKENS:
+        from ..errors import UsageError
+
+        raise UsageError(f"only {sums.count} tokens scored: too few for statistics", "more --chunks or a longer text")
+    summary = measure_kld.summary(sums)
+    if json_output:
+        sys.stdout.write(json.dumps({"model": model, "base": base, **summary}) + "\n")
+    else:
+        sys.stdout.write("\n".join(measure_kld.report(summary)) + "\n")
+
+
+class _Rows:
+    """llama-perplexity's running KLD table, on stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def on_pass(self, seconds: float) -> None:
+        from ..evaluate.kld import HEADER
+
+        if not self.quiet:
+            sys.stderr.write(f"{seconds:.2f} seconds per pass\n\n{HEADER}\n")
+
+    def on_row(self, row: KldRow) -> None:
+        if not self.quiet:
+            sys.stderr.write(row.line() + "\n")
+            sys.stderr.flush()
+
+
 #: The subcommands of `qwen eval`, in the order `qwen eval --help` lists them.
-COMMANDS = (ppl,)
+COMMANDS = (ppl, kld)
 
 
 def register(app: typer.Typer) -> None:
