@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .errors import handle_errors
-from .options import Quant, Threads, Verbose
+from .options import Quant, ToolThreads, Verbose
 
 if TYPE_CHECKING:
     from ..evaluate.kld import KldRow
@@ -87,7 +87,7 @@ def ppl(
         int | None, typer.Option("--chunks", min=1, help="Score at most N chunks (default: all).", show_default=False)
     ] = None,
     batch: Batch = 2048,
-    threads: Threads = None,
+    threads: ToolThreads = None,
     flash_attn: FlashAttn = "auto",
     quant: Quant = None,
     json_output: Json = False,
@@ -143,7 +143,7 @@ def kld(
     ctx: EvalCtx = 512,
     chunks: Annotated[int, typer.Option("--chunks", min=1, help="Score at most N chunks.")] = 100,
     batch: Batch = 2048,
-    threads: Threads = None,
+    threads: ToolThreads = None,
     flash_attn: FlashAttn = "auto",
     quant: Quant = None,
     json_output: Json = False,
