@@ -71,6 +71,8 @@ class LlamaChunkLogits:
         `first`…`ctx - 1`, a (ctx - first, vocab) float32 array that is valid until the next call."""
         import numpy as np
 
+        if len(chunks) > self.n_seq or any(len(chunk) != self.ctx for chunk in chunks):
+            raise ValueError(f"this load reads up to {self.n_seq} chunks of {self.ctx} tokens at a time")
         lib, ctx = self._lib, self._handles.ctx.ctx
         batch = self._handles.batch.batch
         n_ctx, n_batch, vocab = self.ctx, self._n_batch, self.vocab_size

@@ -221,12 +221,18 @@ def _save_base(model: str, text: bytes, out: Path, options: SourceOptions, chunk
 
 
 def _compare(model: str, file: Path | None, base: str, options: SourceOptions, chunks: int, json_output: bool) -> None:
+    import dataclasses
+
     from ..evaluate import kld as measure_kld
+    from ..evaluate.chunks import check_batch
     from ..evaluate.kld_file import KldReader
     from ..evaluate.source import open_source
 
     # A .kld name is a file of log-probs (or an error saying why it is not); anything else, a model.
     reader = KldReader.open(Path(base)) if base.endswith(".kld") else None
+    if reader is not None:  # the file says how long its chunks are, as in llama-perplexity
+        check_batch(reader.ctx, options.batch)
+        options = dataclasses.replace(options, ctx=reader.ctx)
     rows = _Rows(quiet=json_output)
     source = open_source(model, options)
     try:
