@@ -161,3 +161,15 @@ def test_qwen_bench_times_prompt_and_generation():
     lines = table.strip().splitlines()
     assert lines[0].startswith("| model") and "t/s" in lines[0] and len(lines) == 4
     assert "pp32" in lines[2] and "tg4" in lines[3] and " off " in lines[2]
+
+
+def test_torch_reads_the_same_weights_to_the_same_perplexity_and_near_zero_kld(tiny_qwen2_gguf, tiny_qwen2_hf):
+    pytest.importorskip("torch")
+    # The GGUF holds the folder's F32 weights as F16: the two backends differ by that rounding only.
+    args = ["-c", CTX, "--chunks", "4", "-t", "2", "--json"]
+    llama = json.loads(qwen("eval", "ppl", tiny_qwen2_gguf, TEXT, *args).stdout)
+    torch_side = json.loads(qwen("eval", "ppl", tiny_qwen2_hf, TEXT, *args).stdout)
+    assert torch_side["tokens"] == llama["tokens"] and torch_side["scored"] == llama["scored"] == 4 * 127
+    assert torch_side["ppl"] == pytest.approx(llama["ppl"], rel=1e-3)
+    across = json.loads(qwen("eval", "kld", tiny_qwen2_gguf, TEXT, "--base", tiny_qwen2_hf, *args).stdout)
+    assert 0 <= across["kld"][0] < 1e-3 and across["same_top"][0] > 0.95

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .errors import handle_errors
-from .options import Quant, ToolThreads, Verbose
+from .options import Backend, Device, Quant, ToolThreads, Verbose, check_backend
 
 if TYPE_CHECKING:
     from ..evaluate.kld import KldRow
@@ -33,7 +33,14 @@ Json = Annotated[bool, typer.Option("--json", help="The result as one JSON objec
 
 
 def source_options(
-    ctx: int, batch: int, threads: int | None, flash_attn: str, quant: str | None, verbose: bool
+    ctx: int,
+    batch: int,
+    threads: int | None,
+    flash_attn: str,
+    quant: str | None,
+    verbose: bool,
+    backend: str = "auto",
+    device: str | None = None,
 ) -> SourceOptions:
     from ..errors import UsageError
     from ..evaluate.chunks import check_batch
@@ -42,7 +49,16 @@ def source_options(
     if flash_attn not in ("auto", "on", "off"):
         raise UsageError(f"--flash-attn {flash_attn!r}", "choose auto, on or off")
     check_batch(ctx, batch)
-    return SourceOptions(ctx=ctx, batch=batch, threads=threads, flash_attn=flash_attn, quant=quant, verbose=verbose)
+    return SourceOptions(
+        ctx=ctx,
+        batch=batch,
+        threads=threads,
+        flash_attn=flash_attn,
+        quant=quant,
+        verbose=verbose,
+        backend=check_backend(backend),
+        device=device,
+    )
 
 
 def read_text(file: Path) -> bytes:
@@ -90,6 +106,8 @@ def ppl(
     threads: ToolThreads = None,
     flash_attn: FlashAttn = "auto",
     quant: Quant = None,
+    backend: Backend = "auto",
+    device: Device = None,
     json_output: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -98,7 +116,7 @@ def ppl(
     from ..evaluate.perplexity import measure
     from ..evaluate.source import open_source
 
-    options = source_options(ctx, batch, threads, flash_attn, quant, verbose)
+    options = source_options(ctx, batch, threads, flash_attn, quant, verbose, backend, device)
     text = read_text(file)
     source = open_source(model, options)
     try:
@@ -146,6 +164,8 @@ def kld(
     threads: ToolThreads = None,
     flash_attn: FlashAttn = "auto",
     quant: Quant = None,
+    backend: Backend = "auto",
+    device: Device = None,
     json_output: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -157,7 +177,7 @@ def kld(
             "qwen eval kld needs --base REF (to compare) or --save-base OUT.kld (to record a reference)",
             f"qwen eval kld MODEL-F16.gguf TEXT --save-base ref.kld, then qwen eval kld {model} --base ref.kld",
         )
-    options = source_options(ctx, batch, threads, flash_attn, quant, verbose)
+    options = source_options(ctx, batch, threads, flash_attn, quant, verbose, backend, device)
     if save_base is not None:
         _save_base(model, _need_text(file), save_base, options, chunks, json_output)
     else:

@@ -1,5 +1,6 @@
 """The model a measurement reads: a name or path resolved as `qwen run` resolves it, loaded for
-chunk logits on the backend its format needs (a GGUF on llama.cpp, a Hugging Face folder on torch).
+chunk logits on the backend its format needs (a GGUF on llama.cpp, a Hugging Face folder on torch,
+which `--backend torch` picks for a catalog name that has both).
 """
 
 from __future__ import annotations
@@ -39,4 +40,11 @@ def open_source(model: str, options: SourceOptions) -> ChunkSource:
             flash_attn=options.flash_attn,
             verbose=options.verbose,
         )
-    raise UsageError(f"{model} is {resolved.format}: qwen eval measures GGUF models on llama.cpp")
+    if resolved.format == "safetensors" and resolved.path is not None:
+        from ..backends.torch_logits import TorchChunkLogits
+
+        return TorchChunkLogits(resolved.path, ctx=options.ctx, batch=options.batch, threads=threads,
+                                device=options.device)  # fmt: skip
+    raise UsageError(
+        f"{model} is {resolved.format}: qwen eval measures GGUF models (llama.cpp) and safetensors folders (torch)"
+    )
