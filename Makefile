@@ -93,6 +93,7 @@ check: install-dev
 bench: install-dev models
 	$(BIN)/python -m tests.bench.run_bench
 	$(BIN)/python -m tests.bench.engine_bench
+	$(BIN)/python -m tests.bench.eval_bench
 	$(BIN)/python -m tests.bench.torch_bench
 	$(BIN)/python -m tests.bench.hybrid_bench
 	$(BIN)/python -m tests.bench.vision_bench

@@ -34,7 +34,8 @@ def imported_by(argv: list[str], env: dict | None = None) -> set[str]:
     return set(json.loads(result.stderr.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("argv", [["qwen", "--help"], ["qwen", "run", "--help"], ["qwen"]])
+@pytest.mark.parametrize("argv", [["qwen", "--help"], ["qwen", "run", "--help"], ["qwen"],
+                                  ["qwen", "eval", "ppl", "--help"], ["qwen", "bench", "--help"]])
 def test_help_imports_nothing_heavy(argv):
     assert not imported_by(argv) & set(HEAVY)
 

@@ -136,25 +136,41 @@ class Handles:
         self.model.close()
 
 
+#: `--flash-attn` values → llama.cpp's `llama_flash_attn_type` (AUTO -1, DISABLED 0, ENABLED 1).
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+
+
 def load_handles(
-    model: GGUFModel, load: LoadOptions, *, n_ctx: int, n_batch: int, threads: int, gpu_layers: int, n_seq: int = 1
+    model: GGUFModel,
+    load: LoadOptions,
+    *,
+    n_ctx: int,
+    n_batch: int,
+    threads: int,
+    gpu_layers: int,
+    n_seq: int = 1,
+    n_ubatch: int | None = None,
+    flash_attn: str = "off",
 ) -> Handles:
     """Model, context of `n_ctx` tokens (for `n_seq` sequences, each its own cache) and a batch of
-    `n_batch` tokens, with the context settings `llama_cpp.Llama` would use."""
+    `n_batch` tokens, with the context settings `llama_cpp.Llama` would use. `n_ubatch` (default
+    `n_batch`) and `flash_attn` ("off", "on", "auto") are for the measuring commands, which copy
+    llama.cpp's own tools."""
     import llama_cpp
 
     model_params = llama_cpp.llama_model_default_params()
     model_params.n_gpu_layers = 0x7FFFFFFF if gpu_layers == -1 else gpu_layers
     ctx_params = llama_cpp.llama_context_default_params()
     ctx_params.n_ctx = n_ctx
-    ctx_params.n_batch = ctx_params.n_ubatch = n_batch
+    ctx_params.n_batch = n_batch
+    ctx_params.n_ubatch = n_ubatch or n_batch
     ctx_params.n_seq_max = n_seq
     ctx_params.kv_unified = False  # one cache per sequence: attention reads only its own
     ctx_params.n_threads = ctx_params.n_threads_batch = threads
     ctx_params.no_perf = True
-    # llama.cpp's default "auto" turns flash attention on, whose different rounding makes greedy
-    # replies differ from what `llama_cpp.Llama` (and our tests' expected answers) gives.
-    ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    # Off for replies: llama.cpp's default "auto" turns flash attention on, whose different rounding
+    # makes greedy replies differ from what `llama_cpp.Llama` (and our tests' expected answers) gives.
+    ctx_params.flash_attn_type = FLASH_ATTN[flash_attn]
     with quiet_load(model, load.verbose):
         handle = llama_lib.Model(str(model.path), model_params)
         ctx = llama_lib.Context(handle, ctx_params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from . import bench as _bench
 from . import doctor as _doctor
 from . import embed as _embed
 from . import eval as _eval
@@ -40,6 +41,7 @@ _doctor.register(app)
 _embed.register(app)
 _eval.register(app)
 _logs.register(app)
+_bench.register(app)
 
 
 def main() -> None:

@@ -36,6 +36,11 @@ Threads = Annotated[
         show_default=False,
     ),
 ]
+#: `qwen eval` and `qwen bench` also take llama.cpp's tools' `-t`.
+ToolThreads = Annotated[
+    int | None,
+    typer.Option("--threads", "-t", min=1, help="CPU threads (default: physical cores).", show_default=False),
+]
 GpuLayers = Annotated[
     int | None,
     typer.Option(
