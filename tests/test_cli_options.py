@@ -52,3 +52,30 @@ def test_run_and_serve_share_the_load_flags(command):
     for flag in ("--ctx", "--threads", "--gpu-layers", "--backend", "--device", "--trust-remote-code",
                  "--allow-pickle", "--verbose"):
         assert flag in result.output
+
+
+def test_each_command_name_is_owned_by_the_module_that_registers_it():
+    """`main()` builds only the named command's module (cli/__init__.py): the table must name every
+    command of the full app, and each owner's app must hold that command with the same parameters."""
+    import typer.main
+
+    from qwencli import cli
+
+    full = typer.main.get_command(app)
+    assert set(cli.OWNER) == set(full.commands)
+    for name, module in cli.OWNER.items():
+        alone = typer.main.get_command(cli.build((module,)))
+        assert name in alone.commands, name
+        assert [p.name for p in alone.commands[name].params] == [p.name for p in full.commands[name].params]
+
+
+def test_a_named_command_runs_through_its_own_app(monkeypatch, capsys):
+    from qwencli import cli
+
+    built = []
+    monkeypatch.setattr(cli, "build", lambda modules=cli.MODULES: built.append(modules) or cli.app)
+    monkeypatch.setattr("sys.argv", ["qwen", "list", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert built == [(cli.OWNER["list"],)]
+    assert "list [OPTIONS]" in capsys.readouterr().out
