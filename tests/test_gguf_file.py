@@ -145,3 +145,20 @@ def test_an_architecture_the_linked_llama_cpp_lacks_is_unsupported(tmp_path, mon
     monkeypatch.setattr(gguf_format, "llama_architectures", lambda: known | {"alienformer"})
     with pytest.raises(UnsupportedModel, match="'alienformer' is not supported by this llama.cpp"):
         LlamaCppBackend(path)
+
+
+def test_an_unchanged_file_is_read_once_and_a_changed_one_again(smollm2, tmp_path):
+    """A run asks twice (what the model is for, then the load); the vocabulary walk is paid once.
+    A file rewritten in place (another size or time) is validated again."""
+    import os
+    import shutil
+
+    copy = tmp_path / "m.gguf"
+    shutil.copyfile(smollm2, copy)
+    first = read_model(copy)
+    assert read_model(copy) is first
+    with open(copy, "r+b") as handle:  # truncated in place: now it must fail
+        handle.truncate(copy.stat().st_size // 2)
+    os.utime(copy, ns=(first_ns := copy.stat().st_mtime_ns + 10**9, first_ns))
+    with pytest.raises(InvalidModelFile):
+        read_model(copy)

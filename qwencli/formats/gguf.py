@@ -363,10 +363,28 @@ def shard_paths(path: Path) -> tuple[Path, ...]:
 
 
 def read_model(path: Path) -> GGUFModel:
-    """Validate a model file (every shard of a set) and its architecture."""
+    """Validate a model file (every shard of a set) and its architecture. A file read before, and
+    unchanged since (same size, modification time and inode), is not parsed again: walking a
+    vocabulary costs ~0.6 µs a token (30 ms at 49K, 150 ms at Qwen3.5's 248K) and a run asks twice
+    (what the model is for, then the load)."""
     path = Path(path)
-    if not path.exists():
-        raise ModelNotFound(f"no such file: {path}", "give a path to a .gguf file or a model name (qwen list)")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ModelNotFound(
+            f"no such file: {path}", "give a path to a .gguf file or a model name (qwen list)"
+        ) from None
+    except OSError:
+        return _read_model(path)  # let the reader explain (a directory, no permission…)
+    return _read_model_once(path.absolute(), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_model_once(path: Path, size: int, mtime_ns: int, inode: int) -> GGUFModel:
+    return _read_model(path)  # failures raise, and are not cached
+
+
+def _read_model(path: Path) -> GGUFModel:
     paths = shard_paths(path)
     files = tuple(read_gguf_file(p) for p in paths)
     first = files[0]
