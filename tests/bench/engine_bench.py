@@ -63,8 +63,12 @@ def measure_qwen(model: Path, kind: str) -> tuple[float, float]:
         while (n := len(backend._engine.call(backend._vocab.tokenize, " ".join(words)))) > PROMPT_TOKENS:
             del words[PROMPT_TOKENS - n :]
         prompt = " ".join(words)
-        collect(backend.complete("hello", GenerationOptions(temperature=0, max_tokens=2)))  # as llama-bench warms up
+        # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are
+        # set up on the first one), with other words, so the measured prompt shares no prefix.
+        warm = collect(backend.complete(prompt.replace("hello", "world"), GenerationOptions(temperature=0, max_tokens=2)))
+        assert warm.usage.cached_tokens == 0
         read = collect(backend.complete(prompt, GenerationOptions(temperature=0, max_tokens=1)))
+        assert read.usage.cached_tokens == 0, read.usage
         prompt_rate = read.timings.rates(read.usage)["prompt_tokens_per_second"]
         greedy = GenerationOptions(temperature=0, max_tokens=GEN_TOKENS)
         if kind == "tiny":  # a raw completion: a chat would end after "Hello world"
