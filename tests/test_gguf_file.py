@@ -135,8 +135,19 @@ def test_architecture_list_is_the_linked_llama_cpp():
 
 @pytest.mark.slow
 def test_an_architecture_the_linked_llama_cpp_lacks_is_unsupported(tmp_path, monkeypatch):
-    """Our list and the library can disagree (another llama-cpp-python): the library has the last word."""
+    """Our list and the library can disagree (another llama-cpp-python): the library has the last word,
+    read from llama.cpp's log, also after llama-cpp-python's `Llama` layer (which sets its own
+    logger when first used, as an embeddings load does) was imported."""
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import _logger
+
+    from qwencli.backends import llama_load
     from qwencli.backends.llamacpp import LlamaCppBackend
+
+    llama_load._LOG.install()  # as an earlier load did; then `Llama`'s first use sets its logger:
+    llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
     from qwencli.formats import gguf as gguf_format
 
     path = tmp_path / "alien.gguf"

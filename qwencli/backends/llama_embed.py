@@ -78,8 +78,9 @@ class LlamaEmbedBackend(Backend):
         model = read_model(path)
         threads = load.threads or physical_cores()
         n_ctx = min(load.context_length or EMBED_CONTEXT, model.context_length or EMBED_CONTEXT)
+        Llama = llama_cpp.Llama  # the high-level layer's import sets its logger: before quiet_load sets ours
         with quiet_load(model, load.verbose):
-            self._llama = llama_cpp.Llama(
+            self._llama = Llama(
                 model_path=str(path),
                 embedding=True,
                 pooling_type=pooling_of(model.metadata, model.architecture, last_token_default=last_token_default),

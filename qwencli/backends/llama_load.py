@@ -39,19 +39,23 @@ class _LlamaLog:
         self._callback: Any = None
 
     def install(self) -> None:
+        """Make our callback llama.cpp's log (created once, and kept alive: llama.cpp may be
+        calling it from another thread when it is set again)."""
         import llama_cpp
 
-        @llama_cpp.llama_log_callback
-        def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            message = text.decode("utf-8", errors="replace")
-            if self.verbose:
-                sys.stderr.write(message)
-            self._partial += message
-            *done, self._partial = self._partial.split("\n")
-            self.lines.extend(line for line in done if line.strip())
+        if self._callback is None:
 
-        self._callback = on_log  # keep the ctypes callback alive
-        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+            @llama_cpp.llama_log_callback
+            def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+                message = text.decode("utf-8", errors="replace")
+                if self.verbose:
+                    sys.stderr.write(message)
+                self._partial += message
+                *done, self._partial = self._partial.split("\n")
+                self.lines.extend(line for line in done if line.strip())
+
+            self._callback = on_log
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
     def last_error(self) -> str | None:
         for line in reversed(self.lines):
@@ -73,8 +77,9 @@ def quiet_load(model: GGUFModel, verbose: bool) -> Iterator[None]:
     which is process-wide and races with other threads; its own prints are caught here instead.
     """
     with _LOG_LOCK:
-        if _LOG._callback is None:
-            _LOG.install()
+        # Set again on every load: llama-cpp-python's own `__init__` (run when something first
+        # uses `Llama`, see llama_lib.py) sets its logger in place of ours.
+        _LOG.install()
         _LOG.verbose = verbose
         _LOG.lines.clear()  # what explains a failure is this load's log
     saved, sys.stderr = sys.stderr, io.StringIO()
