@@ -6,8 +6,10 @@ handlers off the main thread); `stop()` is the graceful shutdown SIGTERM would c
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -62,3 +64,31 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def chat_models() -> dict[str, Any]:
+    """The models most server tests serve: SmolLM2 and the tiny Qwen2/Qwen3 GGUFs."""
+    from tests.models import QWEN_TOKENIZER, SMOLLM2, build_tiny, require
+
+    tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
+    return {
+        "smollm2": require(SMOLLM2),
+        "tiny-qwen2": build_tiny("gguf", "qwen2", tokenizer),
+        "tiny-qwen3": build_tiny("gguf", "qwen3", tokenizer),
+    }
+
+
+@contextlib.contextmanager
+def serving(models: dict[str, Any], **config: Any) -> Iterator[RunningServer]:
+    """`qwen serve`'s app over `models` (SmolLM2 loaded at start, a queue of 8, unless `config`
+    says otherwise) on loopback, once /health answers."""
+    import httpx
+
+    from qwencli.server.app import create_app
+    from qwencli.server.config import ServerConfig
+    from qwencli.server.static_source import StaticSource
+
+    app = create_app(ServerConfig(**{"startup_models": ("smollm2",), "max_queue": 8, **config}), StaticSource(models))
+    with RunningServer(app) as running:
+        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=60)
+        yield running

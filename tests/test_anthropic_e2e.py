@@ -9,12 +9,9 @@ import threading
 import httpx
 import pytest
 
-from qwencli.server.app import create_app
-from qwencli.server.config import ServerConfig
-from qwencli.server.static_source import StaticSource
 from tests.greedy import PARIS
-from tests.models import QWEN_TOKENIZER, SMOLLM2, build_hybrid, build_tiny, require
-from tests.serving import RunningServer, wait_until
+from tests.models import QWEN_TOKENIZER, build_hybrid, require
+from tests.serving import chat_models, serving
 
 anthropic = pytest.importorskip("anthropic")
 ollama = pytest.importorskip("ollama")
@@ -32,17 +29,9 @@ SETTINGS = {"name": "apply_settings", "description": "Apply settings",
 @pytest.fixture(scope="module")
 def server():
     tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
-    source = StaticSource({
-        "smollm2": require(SMOLLM2),
-        "tiny-qwen2": build_tiny("gguf", "qwen2", tokenizer),
-        "tiny-qwen3": build_tiny("gguf", "qwen3", tokenizer),
-        # Random weights under Qwen3.5's template (thinking on): its reasoning never closes by itself.
-        "tiny-qwen35": build_hybrid("gguf", "qwen35", tokenizer),
-    })
-    config = ServerConfig(startup_models=("smollm2",), max_queue=8, aliases=(("claude-sonnet-4-6", "smollm2"),))
-    app = create_app(config, source)
-    with RunningServer(app) as running:
-        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=60)
+    # Random weights under Qwen3.5's template (thinking on): its reasoning never closes by itself.
+    models = {**chat_models(), "tiny-qwen35": build_hybrid("gguf", "qwen35", tokenizer)}
+    with serving(models, aliases=(("claude-sonnet-4-6", "smollm2"),)) as running:
         yield running
 
 

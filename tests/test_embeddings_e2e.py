@@ -13,12 +13,9 @@ import httpx
 import openai
 import pytest
 
-from qwencli.server.app import create_app
-from qwencli.server.config import ServerConfig
-from qwencli.server.static_source import StaticSource
 from tests.greedy import PARIS
 from tests.models import SMOLLM2, require
-from tests.serving import RunningServer, wait_until
+from tests.serving import serving
 
 ollama = pytest.importorskip("ollama")
 pytestmark = pytest.mark.slow
@@ -33,10 +30,7 @@ def cosine(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def server():
-    source = StaticSource({"smollm2": require(SMOLLM2)})
-    app = create_app(ServerConfig(startup_models=("smollm2",), max_queue=8), source)
-    with RunningServer(app) as running:
-        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=60)
+    with serving({"smollm2": require(SMOLLM2)}) as running:
         yield running
 
 

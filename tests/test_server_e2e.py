@@ -16,13 +16,10 @@ import httpx
 import openai
 import pytest
 
-from qwencli.server.app import create_app
-from qwencli.server.config import ServerConfig
-from qwencli.server.static_source import StaticSource
 from tests.greedy import PARIS as PARIS_EXPECTED
 from tests.greedy import SYSTEM
-from tests.models import QWEN_TOKENIZER, SMOLLM2, build_tiny, require
-from tests.serving import RunningServer, wait_until
+from tests.models import SMOLLM2
+from tests.serving import chat_models, serving, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +33,7 @@ WEATHER = {"type": "function", "function": {
 
 @pytest.fixture(scope="module")
 def server():
-    tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
-    source = StaticSource({
-        "smollm2": require(SMOLLM2),
-        "tiny-qwen2": build_tiny("gguf", "qwen2", tokenizer),
-        "tiny-qwen3": build_tiny("gguf", "qwen3", tokenizer),
-    })
-    app = create_app(ServerConfig(startup_models=("smollm2",), max_queue=8), source)
-    with RunningServer(app) as running:
-        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=60)
+    with serving(chat_models()) as running:
         yield running
 
 

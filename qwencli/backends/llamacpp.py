@@ -234,20 +234,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 del self._cached[keep:]
                 del self._scored[keep:]
             checkpoint_at = [m for m in checkpoint_positions(vocab, tokens, marks) if keep < m] if marks else []
-            governor = self._governor
-            reply = Reply(
-                emit,
-                mode=mode,
-                stops=options.stop,
-                piece=vocab.piece,
-                is_end=vocab.is_end,
-                cancel=cancel,
-                budget=budget,
-                n_prompt=len(tokens),
-                cached=keep,
-                started=started,
-                threads=lambda: governor.lowered,
-            )
+            reply = self._reply(emit, mode, options, cancel, budget, n_prompt=len(tokens), cached=keep, started=started)
             pending = tokens[keep:]
             if options.prompt_logprobs:
                 reply.prompt_logprobs = self._score_prompt(tokens, keep, options.logprobs or 0)
@@ -266,7 +253,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 pending, self._picker(options, sampler), checkpoint_at, thinking=thinking, record=record
             )
             try:
-                reply.run(governor.watch(generated))
+                reply.run(self._governor.watch(generated))
             finally:
                 generated.close()
         finally:
@@ -307,19 +294,15 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             del self._cached[keep:]
             sampler = sampler_chain(options, self._vocab)
             try:
-                governor = self._governor
-                reply = Reply(
+                reply = self._reply(
                     emit,
-                    mode=mode,
-                    stops=options.stop,
-                    piece=self._vocab.piece,
-                    is_end=self._vocab.is_end,
-                    cancel=cancel,
-                    budget=budget,
+                    mode,
+                    options,
+                    cancel,
+                    budget,
                     n_prompt=n_prompt,
                     cached=keep,
                     started=started,
-                    threads=lambda: governor.lowered,
                     image_tokens=image_tokens,
                 )
                 assert self._handles is not None  # generation runs only while the model is loaded
@@ -338,13 +321,43 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                         break
                 generated = self._tokens([], self._picker(options, sampler))
                 try:
-                    reply.run(governor.watch(generated))
+                    reply.run(self._governor.watch(generated))
                 finally:
                     generated.close()
             finally:
                 sampler.close()
         finally:
             chunks.close()
+
+    def _reply(
+        self,
+        emit: Callable[[Chunk], None],
+        mode: Mode,
+        options: GenerationOptions,
+        cancel: threading.Event,
+        budget: int,
+        *,
+        n_prompt: int,
+        cached: int,
+        started: float,
+        image_tokens: tuple[int, ...] = (),
+    ) -> Reply:
+        """The reply loop for one request, with this load's vocabulary and thread governor."""
+        governor = self._governor
+        return Reply(
+            emit,
+            mode=mode,
+            stops=options.stop,
+            piece=self._vocab.piece,
+            is_end=self._vocab.is_end,
+            cancel=cancel,
+            budget=budget,
+            n_prompt=n_prompt,
+            cached=cached,
+            started=started,
+            threads=lambda: governor.lowered,
+            image_tokens=image_tokens,
+        )
 
     def _picker(self, options: GenerationOptions, sampler: Any) -> Picker:
         assert self._handles is not None  # generation runs only while the model is loaded
