@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..evaluate.source import SourceOptions  # a dataclass: light (numpy comes with the measurements)
 from . import eval_mc as _mc
 from .errors import handle_errors
-from .options import Backend, Device, Quant, ToolThreads, Verbose, check_backend
+from .options import Backend, Device, Quant, ToolThreads, Verbose, check_backend, with_options
 
 if TYPE_CHECKING:
     from ..evaluate.kld import KldRow
-    from ..evaluate.source import SourceOptions
 
 Model = Annotated[str, typer.Argument(help="A GGUF file, a catalog name or owner/repo[:quant].")]
 EvalCtx = Annotated[int, typer.Option("--ctx", "-c", min=16, help="Tokens per chunk (llama-perplexity's -c).")]
@@ -33,19 +33,19 @@ FlashAttn = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="The result as one JSON object on stdout.")]
 
 
-def source_options(
-    ctx: int,
-    batch: int,
-    threads: int | None,
-    flash_attn: str,
-    quant: str | None,
-    verbose: bool,
-    backend: str = "auto",
-    device: str | None = None,
+def measure_flags(
+    ctx: EvalCtx = 512,
+    batch: Batch = 2048,
+    threads: ToolThreads = None,
+    flash_attn: FlashAttn = "auto",
+    quant: Quant = None,
+    backend: Backend = "auto",
+    device: Device = None,
+    verbose: Verbose = False,
 ) -> SourceOptions:
+    """How `ppl` and `kld` read a model (`@with_options(options=measure_flags)`)."""
     from ..errors import UsageError
     from ..evaluate.chunks import check_batch
-    from ..evaluate.source import SourceOptions
 
     if flash_attn not in ("auto", "on", "off"):
         raise UsageError(f"--flash-attn {flash_attn!r}", "choose auto, on or off")
@@ -96,28 +96,23 @@ class Progress:
 
 
 @handle_errors
+@with_options(options=measure_flags)
 def ppl(
     model: Model,
     file: Annotated[Path, typer.Argument(help="The text to score (UTF-8 or any bytes), e.g. wiki.test.raw.")],
-    ctx: EvalCtx = 512,
     chunks: Annotated[
         int | None, typer.Option("--chunks", min=1, help="Score at most N chunks (default: all).", show_default=False)
     ] = None,
-    batch: Batch = 2048,
-    threads: ToolThreads = None,
-    flash_attn: FlashAttn = "auto",
-    quant: Quant = None,
-    backend: Backend = "auto",
-    device: Device = None,
     json_output: Json = False,
-    verbose: Verbose = False,
+    *,
+    options: SourceOptions,
 ) -> None:
     """Perplexity over a text, exactly as llama.cpp's llama-perplexity computes it."""
     from ..evaluate.chunks import chunk_count
     from ..evaluate.perplexity import measure
     from ..evaluate.source import open_source
 
-    options = source_options(ctx, batch, threads, flash_attn, quant, verbose, backend, device)
+    ctx = options.ctx
     text = read_text(file)
     source = open_source(model, options)
     try:
@@ -137,6 +132,7 @@ def ppl(
 
 
 @handle_errors
+@with_options(options=measure_flags)
 def kld(
     model: Model,
     file: Annotated[
@@ -159,16 +155,10 @@ def kld(
             show_default=False,
         ),
     ] = None,
-    ctx: EvalCtx = 512,
     chunks: Annotated[int, typer.Option("--chunks", min=1, help="Score at most N chunks.")] = 100,
-    batch: Batch = 2048,
-    threads: ToolThreads = None,
-    flash_attn: FlashAttn = "auto",
-    quant: Quant = None,
-    backend: Backend = "auto",
-    device: Device = None,
     json_output: Json = False,
-    verbose: Verbose = False,
+    *,
+    options: SourceOptions,
 ) -> None:
     """KL divergence against a reference (the F16/BF16 GGUF), as llama-perplexity --kl-divergence."""
     from ..errors import UsageError
@@ -178,7 +168,6 @@ def kld(
             "qwen eval kld needs --base REF (to compare) or --save-base OUT.kld (to record a reference)",
             f"qwen eval kld MODEL-F16.gguf TEXT --save-base ref.kld, then qwen eval kld {model} --base ref.kld",
         )
-    options = source_options(ctx, batch, threads, flash_attn, quant, verbose, backend, device)
     if save_base is not None:
         _save_base(model, _need_text(file), save_base, options, chunks, json_output)
     else:

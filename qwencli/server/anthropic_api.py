@@ -32,12 +32,15 @@ from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .responses import Assembler
 from .schemas import MAX_IMAGES, MAX_MESSAGES, MAX_STOPS, MAX_TOOLS, MaxTokens, ModelName, StopString, TopK
-from .shapes import SSE_HEADERS, Renderer, dumps, error_json, sse
+from .shapes import SSE_HEADERS, Renderer, dumps, error_json, pieces, sse
 from .streaming import GenerationResponse
 
 Start = Callable[[Job, Renderer | None], Awaitable[GenerationResponse]]
 #: The opaque signature a thinking block carries; clients send it back, and it is ignored.
 SIGNATURE = "qwencli"
+
+
+_KINDS = ("thinking", "text", "tool_use")  # content block types, for shapes.pieces
 
 
 class Open(BaseModel):
@@ -303,18 +306,6 @@ class AnthropicRenderer:
         return self.assembler.feed(chunk)
 
     @staticmethod
-    def _pieces(deltas: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        for d in deltas:
-            if d.get("reasoning_content"):
-                out.append(("thinking", d["reasoning_content"]))
-            if d.get("content"):
-                out.append(("text", d["content"]))
-            for call in d.get("tool_calls", ()):
-                out.append(("tool_use", call))
-        return out
-
-    @staticmethod
     def _input(call: dict[str, Any]) -> dict[str, Any]:
         try:
             value = json.loads(call["function"]["arguments"] or "{}")
@@ -367,7 +358,7 @@ class AnthropicRenderer:
 
     def chunk(self, chunk: Chunk) -> bytes:
         out = b""
-        for kind, value in self._pieces(self._feed(chunk)):
+        for kind, value in pieces(self._feed(chunk), _KINDS):
             if kind == "tool_use":
                 block = {"type": "tool_use", "id": value["id"], "name": value["function"]["name"], "input": {}}
                 out += self._start("tool_use", block)
@@ -398,7 +389,7 @@ class AnthropicRenderer:
     # -- collected -----------------------------------------------------------------------
 
     def feed(self, chunk: Chunk) -> None:
-        for kind, value in self._pieces(self._feed(chunk)):
+        for kind, value in pieces(self._feed(chunk), _KINDS):
             last = self._blocks[-1] if self._blocks else None
             if kind == "tool_use":
                 self._blocks.append(

@@ -24,7 +24,7 @@ from .openai_errors import ApiError, bad_request
 from .registry import Registry
 from .responses import Assembler
 from .schemas import MAX_MESSAGES, MAX_TOOLS, MaxTokens, ModelName, Temperature, TopP
-from .shapes import SSE_HEADERS, Renderer, dumps, sse
+from .shapes import SSE_HEADERS, Renderer, dumps, pieces, sse
 from .streaming import GenerationResponse
 
 Start = Callable[[Job, Renderer | None], Awaitable[GenerationResponse]]
@@ -291,15 +291,7 @@ class ResponsesRenderer:
     def _pieces(self, chunk: Chunk) -> list[tuple[str, Any]]:
         if chunk.finish_reason is not None:
             self._last = chunk
-        out: list[tuple[str, Any]] = []
-        for d in self.assembler.feed(chunk):
-            if d.get("reasoning_content"):
-                out.append(("reasoning", d["reasoning_content"]))
-            if d.get("content"):
-                out.append(("message", d["content"]))
-            for call in d.get("tool_calls", ()):
-                out.append(("function_call", call))
-        return out
+        return pieces(self.assembler.feed(chunk), ("reasoning", "message", "function_call"))
 
     def _close(self, stream: bool) -> bytes:
         item, self._open = self._open, None

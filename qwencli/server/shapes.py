@@ -39,6 +39,21 @@ ANTHROPIC_TYPES = {
 }
 
 
+def pieces(deltas: list[dict[str, Any]], names: tuple[str, str, str]) -> list[tuple[str, Any]]:
+    """Assembled OpenAI-style deltas as `(kind, value)` in order: reasoning, text and each tool
+    call, under the API's own `names` for those three (Anthropic: thinking/text/tool_use)."""
+    reasoning, text, call = names
+    out: list[tuple[str, Any]] = []
+    for d in deltas:
+        if d.get("reasoning_content"):
+            out.append((reasoning, d["reasoning_content"]))
+        if d.get("content"):
+            out.append((text, d["content"]))
+        for tool_call in d.get("tool_calls", ()):
+            out.append((call, tool_call))
+    return out
+
+
 def shape_of(path: str) -> str:
     """Which API a path belongs to: "ollama", "anthropic" or "openai"."""
     if path.startswith("/api/") or path == "/api":
