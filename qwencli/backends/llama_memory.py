@@ -19,7 +19,7 @@ conversation.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ KEEP = 4
 
 @dataclass(frozen=True)
 class _Checkpoint:
-    tokens: tuple[int, ...]  # the prefix the state has read
+    tokens: tuple[Hashable, ...]  # the prefix the state has read (tokens, or layout cells with images)
     state: Any  # ctypes buffer
 
 
@@ -50,7 +50,7 @@ class RecurrentCheckpoints:
     def clear(self) -> None:
         self._saved.clear()
 
-    def save(self, tokens: Sequence[int]) -> None:
+    def save(self, tokens: Sequence[Hashable]) -> None:
         """Snapshot the recurrent state, which has read exactly `tokens`."""
         import llama_cpp
 
@@ -62,7 +62,7 @@ class RecurrentCheckpoints:
         key = tuple(tokens)
         self._saved = [c for c in self._saved if c.tokens != key][-(KEEP - 1) :] + [_Checkpoint(key, buffer)]
 
-    def restore(self, memory: Any, tokens: Sequence[int], limit: int) -> int:
+    def restore(self, memory: Any, tokens: Sequence[Hashable], limit: int) -> int:
         """Put back the longest checkpoint that `tokens` extends (by at least one token, whose
         logits start the reply) and drop the attention cells after it; its length, or 0.
 

@@ -6,7 +6,14 @@ itself, so the whole placeholder is swapped for the marker. `mtmd_tokenize` spli
 into text chunks (tokens) and image chunks; `Projector.evaluate` puts an image chunk into the KV
 cache (`mtmd_helper_eval_chunk_single`: encode, then decode the embeddings with M-RoPE
 positions). An image takes `n_tokens` cells but only `n_pos` positions, which is why the
-backend keeps positions, not tokens, in its cache list.
+backends keep positions, not tokens, in their cache lists.
+
+Prefix reuse across turns, as llama-server's `server_tokens` does it: a context's cache list (its
+*layout*) holds a token id at each text position and, at each of an image's positions, an
+`ImageKey` (the image's sha256 and its token count). A new prompt's layout is compared with it
+position by position; the shared prefix, cut back to the start of any image it ends inside, stays
+in the KV cache, and only what follows is evaluated: the same image in the same place is not
+encoded again.
 
 Every function here runs on the engine thread; mtmd is not thread-safe with its llama context.
 """
@@ -14,7 +21,7 @@ Every function here runs on the engine thread; mtmd is not thread-safe with its 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +32,32 @@ from ..formats.gguf import projector_arch
 from ..images import rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
 
-#: What `_cached` holds at an image's positions: no token id is negative, so no prefix reuse
-#: crosses an image (a prompt with images is evaluated again from its first image on).
-IMAGE_POSITION = -1
 #: What Qwen-VL templates (Qwen2-VL through Qwen3.8) render for one image.
 QWEN_IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+#: The part of it an image chunk stands for; mtmd tokenizes the rest as text around the image.
+IMAGE_PAD = b"<|image_pad|>"
+
+
+@dataclass(frozen=True)
+class ImageKey:
+    """What a layout holds at each of an image's positions: which image, and what it cost
+    (the same file under another token budget is another image to the cache)."""
+
+    sha256: str
+    n_tokens: int
+
+
+#: One position of a context's layout: a text token, or a position of an image.
+Cell = int | ImageKey
 
 
 @dataclass(frozen=True)
 class TextPart:
     tokens: list[int]
+
+    @property
+    def n_pos(self) -> int:
+        return len(self.tokens)
 
 
 @dataclass
@@ -42,6 +65,7 @@ class ImagePart:
     chunk: Any  # an mtmd_input_chunk_p owned by the `Chunks` it came from
     n_tokens: int  # KV cells it fills (what usage counts)
     n_pos: int  # positions it advances (M-RoPE: fewer than its tokens)
+    key: ImageKey
 
 
 Part = TextPart | ImagePart
@@ -58,12 +82,83 @@ class Chunks:
     def n_tokens(self) -> int:
         return sum(len(p.tokens) if isinstance(p, TextPart) else p.n_tokens for p in self.parts)
 
+    @property
+    def image_tokens(self) -> tuple[int, ...]:
+        return tuple(p.n_tokens for p in self.parts if isinstance(p, ImagePart))
+
+    def layout(self) -> list[Cell]:
+        """What a cache list holds once this prompt is evaluated: one cell a position."""
+        cells: list[Cell] = []
+        for p in self.parts:
+            cells += p.tokens if isinstance(p, TextPart) else [p.key] * p.n_pos
+        return cells
+
+    def resume_at(self, common: int) -> int:
+        """Where evaluation resumes when the cache holds the first `common` positions of this
+        layout: never inside an image (its cells go together), and at least one position short
+        of the end (the last position's logits give the first reply token)."""
+        keep = min(common, sum(p.n_pos for p in self.parts) - 1)
+        at = 0
+        for p in self.parts:
+            if isinstance(p, ImagePart) and at < keep < at + p.n_pos:
+                return at
+            at += p.n_pos
+        return max(keep, 0)
+
+    def tokens_before(self, position: int) -> int:
+        """The prompt tokens (image tokens counted as cells, as usage counts them) before `position`."""
+        n = at = 0
+        for p in self.parts:
+            if at >= position:
+                break
+            n += p.n_tokens if isinstance(p, ImagePart) else min(p.n_pos, position - at)
+            at += p.n_pos
+        return n
+
+    def after(self, position: int) -> list[Part]:
+        """The parts still to evaluate when the cache holds the first `position` positions
+        (`resume_at` keeps that off an image's inside): a text part cut there, the rest whole."""
+        out: list[Part] = []
+        at = 0
+        for p in self.parts:
+            end = at + p.n_pos
+            if end > position:
+                out.append(TextPart(p.tokens[position - at :]) if isinstance(p, TextPart) and at < position else p)
+            at = end
+        return out
+
     def close(self) -> None:
         import llama_cpp.mtmd_cpp as mtmd
 
         if self._handle is not None:
             mtmd.mtmd_input_chunks_free(self._handle)
             self._handle = None
+
+
+def checkpoint_positions_with_images(
+    chunks: Chunks, prompt: str, prefixes: Sequence[str], piece: Callable[[int], bytes]
+) -> list[int]:
+    """The layout positions where `prefixes` of the rendered `prompt` end on a token boundary
+    (pipeline.checkpoint_prefixes; hybrid models checkpoint there): each text token's piece
+    (`piece`, special tokens spelled out) is laid along the prompt's bytes, and each image over
+    the `<|image_pad|>` its placeholder renders (mtmd writes the start and end tokens as text)."""
+    if not prefixes:
+        return []
+    ends: dict[int, int] = {}  # a byte offset in the prompt → the position after it
+    offset = position = 0
+    for part in chunks.parts:
+        if isinstance(part, TextPart):
+            for token in part.tokens:
+                offset += len(piece(token))
+                position += 1
+                ends[offset] = position
+        else:
+            offset += len(IMAGE_PAD)
+            position += part.n_pos
+            ends[offset] = position
+    if offset != len(prompt.encode()):
+        return []  # the pieces do not spell the prompt: no checkpoints, which is only slower
+    return sorted({ends[n] for prefix in prefixes if (n := len(prefix.encode())) in ends})
 
 
 class Projector:
@@ -151,7 +246,9 @@ class Projector:
                     parts.append(TextPart([ptr[j] for j in range(n.value)]))
                 else:
                     n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-                    parts.append(ImagePart(chunk, n_tokens, mtmd.mtmd_input_chunk_get_n_pos(chunk)))
+                    # The id is the sha256 `_bitmap` gave the image: it names the image in layouts.
+                    key = ImageKey((mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode(), n_tokens)
+                    parts.append(ImagePart(chunk, n_tokens, mtmd.mtmd_input_chunk_get_n_pos(chunk), key))
         except BaseException:
             mtmd.mtmd_input_chunks_free(handle)
             raise
@@ -170,14 +267,17 @@ class Projector:
         mtmd.mtmd_bitmap_set_id(bitmap, image.sha256.encode())
         return bitmap
 
-    def evaluate(self, lctx: Any, part: ImagePart, n_past: int, n_batch: int, *, logits_last: bool) -> int:
-        """Encode the image and decode its embeddings at `n_past`; the next position."""
+    def evaluate(
+        self, lctx: Any, part: ImagePart, n_past: int, n_batch: int, *, logits_last: bool, seq_id: int = 0
+    ) -> int:
+        """Encode the image and decode its embeddings into sequence `seq_id` at `n_past`; the
+        next position. The one place an image is encoded (tests count the calls here)."""
         import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd
 
         new_n_past = llama_cpp.llama_pos(0)
         status = mtmd.mtmd_helper_eval_chunk_single(
-            self._ctx, lctx, part.chunk, n_past, 0, n_batch, logits_last, ctypes.byref(new_n_past)
+            self._ctx, lctx, part.chunk, n_past, seq_id, n_batch, logits_last, ctypes.byref(new_n_past)
         )
         if status != 0:
             raise InvalidModelFile(f"llama.cpp failed to evaluate an image (mtmd returned {status})")

@@ -33,6 +33,7 @@ from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import Picker, picker, sampler_chain
 from .llama_tokens import EngineTokenizer
+from .llama_vision import Cell
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
@@ -52,7 +53,8 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._threads = load.threads or physical_cores()
         self._engine = EngineThread("llama.cpp")
         self._handles: Handles | None = None
-        self._cached: list[int] = []  # the tokens in the KV cache, position by position
+        # What the KV cache holds, position by position: text tokens and images (llama_vision.Cell).
+        self._cached: list[Cell] = []
         # The log-probabilities of the first tokens of `_cached`, as the last scored prompt left
         # them (with `_scored_top` alternatives): a prompt sharing a prefix reads only the rest.
         self._scored: list[TokenLogprob] = []
@@ -178,15 +180,15 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         images = self._images(messages)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
-        if images:
-            resolved = sampling.resolve(as_rendered(options, mode), self.family)
-            return self._engine.emitting(
-                lambda cancel, emit: self._generate(prompt, resolved, mode, cancel, emit, images=images)
-            )
         # Hybrid models checkpoint their memory where a later prompt may part (llama_memory.py).
         marks = (
             checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._checkpoints.enabled else ()
         )
+        if images:
+            resolved = sampling.resolve(as_rendered(options, mode), self.family)
+            return self._engine.emitting(
+                lambda cancel, emit: self._generate(prompt, resolved, mode, cancel, emit, marks, images=images)
+            )
         return self._stream(prompt, as_rendered(options, mode), mode, marks)
 
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> ChunkStream:
@@ -214,7 +216,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         started = time.perf_counter()
         if images:
             assert isinstance(prompt, str)  # chat prompts are text; token-id prompts carry no images
-            self._generate_with_images(prompt, images, options, mode, cancel, emit, started)
+            self._generate_with_images(prompt, images, options, mode, cancel, emit, started, marks)
             return
         tokens = vocab.prompt_tokens(prompt)
         budget = reply_budget(len(tokens), self._n_ctx, options)
@@ -268,30 +270,35 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         cancel: threading.Event,
         emit: Callable[[Chunk], None],
         started: float,
+        marks: Sequence[str] = (),
     ) -> None:
         """`_generate` for a prompt with images: mtmd splits it into text and image chunks
-        (llama_vision.py). The text before the first image is reused from the cache as for any
-        prompt; from the first image on, everything is evaluated again (an image's positions
-        hold `IMAGE_POSITION` in `_cached`, which no token equals)."""
+        (llama_vision.py). The cache keeps the longest prefix of the prompt's layout it already
+        holds, text and whole images, and only the rest is evaluated: an image in the same place
+        as last turn is not encoded again. A hybrid model goes back to a checkpoint instead,
+        which may lie after an image as well as before it."""
         import llama_cpp
 
-        from .llama_vision import IMAGE_POSITION, TextPart
+        from .llama_vision import TextPart, checkpoint_positions_with_images
 
         projector = self._projector
         chunks = projector.tokenize(projector.to_marked(prompt, len(images)), images)
         try:
-            parts = chunks.parts
-            head = parts[0].tokens if parts and isinstance(parts[0], TextPart) else []
             n_prompt = chunks.n_tokens
-            image_tokens = tuple(p.n_tokens for p in parts if not isinstance(p, TextPart))
             if n_prompt >= self._n_ctx:
-                raise images_overflow(n_prompt, image_tokens, self._n_ctx)
+                raise images_overflow(n_prompt, chunks.image_tokens, self._n_ctx)
             budget = reply_budget(n_prompt, self._n_ctx, options)
-            keep = min(common_prefix(self._cached, head), max(len(head) - 1, 0))
+            layout = chunks.layout()
+            keep = chunks.resume_at(common_prefix(self._cached, layout))
             if not llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1):
-                keep = 0  # recurrent layers cannot drop a tail: read it all again
-                llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
+                # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
+                keep = self._checkpoints.restore(self._memory, layout, keep)
+                if not keep:
+                    llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)
             del self._cached[keep:]
+            del self._scored[keep:]
+            marked = checkpoint_positions_with_images(chunks, prompt, marks, self._vocab.special_piece)
+            checkpoint_at = [m for m in marked if keep < m]
             sampler = sampler_chain(options, self._vocab)
             try:
                 reply = self._reply(
@@ -301,25 +308,27 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                     cancel,
                     budget,
                     n_prompt=n_prompt,
-                    cached=keep,
+                    cached=chunks.tokens_before(keep),
                     started=started,
-                    image_tokens=image_tokens,
+                    image_tokens=chunks.image_tokens,
                 )
                 assert self._handles is not None  # generation runs only while the model is loaded
                 lctx = self._handles.ctx.ctx
-                for i, part in enumerate(parts):
-                    last = i == len(parts) - 1
+                pending = chunks.after(keep)
+                # The last text part is read by the token loop, which then goes on to the reply.
+                last_text = pending.pop().tokens if pending and isinstance(pending[-1], TextPart) else []
+                for i, part in enumerate(pending):
                     if isinstance(part, TextPart):
-                        tokens = part.tokens[keep:] if i == 0 else part.tokens
-                        for at in range(0, len(tokens), self._n_batch):
-                            piece = tokens[at : at + self._n_batch]
-                            self._decode(piece, logits=last and at + len(piece) >= len(tokens))
+                        self._read(part.tokens, checkpoint_at, logits=False)
                     else:
-                        n_past = projector.evaluate(lctx, part, len(self._cached), self._n_batch, logits_last=last)
-                        self._cached.extend([IMAGE_POSITION] * (n_past - len(self._cached)))
+                        at = len(self._cached)
+                        logits = not last_text and i == len(pending) - 1
+                        projector.evaluate(lctx, part, at, self._n_batch, logits_last=logits)
+                        self._cached.extend([part.key] * part.n_pos)
+                        self._checkpoint_if_due(checkpoint_at)
                     if cancel.is_set():
                         break
-                generated = self._tokens([], self._picker(options, sampler))
+                generated = self._tokens(last_text, self._picker(options, sampler), checkpoint_at)
                 try:
                     reply.run(self._governor.watch(generated))
                 finally:
@@ -416,17 +425,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         `pick(-1)` (`_picker`) chooses a token from the last logits row. `thinking`: once its
         budget is spent, the end of thinking is forced instead of picked. `record(token)`, if
         given, reads the token's log-probability from its row."""
-        n_batch = self._n_batch
-        end = len(self._cached) + len(pending)
-        stops = [*checkpoint_at, end]
-        at = 0
-        while at < len(pending):
-            upto = min(stops[0] - len(self._cached), n_batch)
-            self._decode(pending[at : at + upto], logits=at + upto >= len(pending))
-            at += upto
-            if stops[0] == len(self._cached) and len(stops) > 1:
-                self._checkpoints.save(self._cached)
-                stops.pop(0)
+        self._read(pending, list(checkpoint_at), logits=True)
         forced: list[int] = []
         while True:
             if forced:
@@ -440,6 +439,25 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             self._decode([token], logits=True)
             if thinking is not None and not forced:
                 forced = thinking.after(token)
+
+    def _read(self, pending: Sequence[int], checkpoint_at: list[int], *, logits: bool) -> None:
+        """Decode `pending` after the cached positions, in batches that end at each of
+        `checkpoint_at` (ascending positions, consumed) so a hybrid model's state is saved
+        there; logits for the last token if asked."""
+        end = len(self._cached) + len(pending)
+        at = 0
+        while at < len(pending):
+            stop = next((m for m in checkpoint_at if len(self._cached) < m <= end), end)
+            upto = min(stop - len(self._cached), self._n_batch)
+            self._decode(list(pending[at : at + upto]), logits=logits and at + upto >= len(pending))
+            at += upto
+            self._checkpoint_if_due(checkpoint_at)
+
+    def _checkpoint_if_due(self, checkpoint_at: list[int]) -> None:
+        """Save a hybrid model's state if the cache has just reached the next checkpoint."""
+        while checkpoint_at and checkpoint_at[0] <= len(self._cached):
+            if checkpoint_at.pop(0) == len(self._cached):
+                self._checkpoints.save(self._cached)
 
     def _decode(self, tokens: list[int], *, logits: bool, every: bool = False) -> None:
         """Put `tokens` into the KV cache after what it holds (logits for the last one if asked,

@@ -1,0 +1,130 @@
+"""Images across turns on the llama.cpp backends (tiny random-weight Qwen3-VL, tests/fixtures/
+tiny_vision.py): the same image in the same place is not encoded again on the next turn, and
+the reply equals a fresh context's reading the whole prompt.
+
+Random weights: replies are compared token for token between two paths of the same engine (a
+warm cache against a fresh load), never read for words. Encoder calls are counted at the one
+seam that encodes an image, `Projector.evaluate`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from qwencli.chat import GenerationOptions, Message, collect
+
+pytestmark = pytest.mark.slow
+
+GREEDY = GenerationOptions(temperature=0, max_tokens=8)
+
+
+def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def image(color: str, size: tuple[int, int] = (64, 48)):
+    from qwencli.images import image_from_bytes
+
+    return image_from_bytes(png(color, size), color)
+
+
+@pytest.fixture(scope="module")
+def vision() -> tuple[Path, Path]:
+    from tests.models import QWEN_TOKENIZER, build_vision, require
+
+    tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
+    return build_vision("gguf", tokenizer), build_vision("mmproj", tokenizer)
+
+
+def load(vision):
+    from qwencli.backends.base import LoadOptions
+    from qwencli.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(vision[0], LoadOptions(context_length=2048), projector=vision[1])
+
+
+@pytest.fixture(scope="module")
+def backend(vision):
+    b = load(vision)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def encodes(backend, monkeypatch) -> list[int]:
+    """The image tokens of every image the backend encodes, in order."""
+    calls: list[int] = []
+    evaluate = backend._projector.evaluate
+
+    def counted(lctx, part, *args, **kwargs):
+        calls.append(part.n_tokens)
+        return evaluate(lctx, part, *args, **kwargs)
+
+    monkeypatch.setattr(backend._projector, "evaluate", counted)
+    return calls
+
+
+def fresh(vision, messages) -> str:
+    """The reply of a new load of the same files: nothing cached, the whole prompt read."""
+    other = load(vision)
+    try:
+        reply = collect(other.chat(messages, GREEDY))
+        assert reply.usage.cached_tokens == 0
+        return reply.text
+    finally:
+        other.close()
+
+
+def test_a_second_turn_with_the_first_turns_image_encodes_nothing(backend, vision, encodes):
+    red = image("red", (256, 256))  # 64 image tokens on 8 positions (M-RoPE)
+    first = [Message("user", "What is this?", images=(red,))]
+    one = collect(backend.chat(first, GREEDY))
+    assert encodes == [64] and one.usage.image_tokens == (64,)
+    second = [*first, Message("assistant", one.text), Message("user", "And what colour is it?")]
+    two = collect(backend.chat(second, GREEDY))
+    assert encodes == [64]  # the image is still in the KV cache: not encoded again
+    assert two.usage.image_tokens == (64,)
+    # What was reused: the first turn's prompt, image included, and the reply up to its last token.
+    assert two.usage.cached_tokens >= one.usage.prompt_tokens
+    assert two.usage.prompt_tokens > two.usage.cached_tokens
+    assert two.text == fresh(vision, second)
+    assert two.text != one.text  # the second question moved the reply (not an echo of a cache)
+
+
+def test_only_the_image_that_changed_is_encoded_again(backend, vision, encodes):
+    red, blue, green = image("red"), image("blue"), image("green")
+    two_images = [Message("user", "Compare them.", images=(red, blue))]
+    collect(backend.chat(two_images, GREEDY))
+    assert encodes == [12, 12]
+    swapped = [Message("user", "Compare them.", images=(red, green))]
+    reply = collect(backend.chat(swapped, GREEDY))
+    assert encodes == [12, 12, 12]  # red was kept; green replaced blue
+    # The head, red and the text between the images were kept; green and after were read.
+    assert 12 < reply.usage.cached_tokens < reply.usage.prompt_tokens - 12
+    assert reply.text == fresh(vision, swapped)
+    # The same image in another place is another prompt from there on: encoded again.
+    moved = [Message("user", "Compare them.", images=(green, red))]
+    assert collect(backend.chat(moved, GREEDY)).usage.cached_tokens < 5
+    assert encodes == [12, 12, 12, 12, 12]
+
+
+def test_the_same_prompt_again_keeps_its_image_and_a_text_prompt_only_its_head(vision):
+    backend = load(vision)
+    try:
+        messages = [Message("user", "What is this?", images=(image("red", (448, 336)),))]
+        first = collect(backend.chat(messages, GREEDY))
+        again = collect(backend.chat(messages, GREEDY))
+        # The whole prompt but its last token was kept, the image inside it.
+        assert again.usage.cached_tokens == first.usage.prompt_tokens - 1
+        assert again.text == first.text
+        # A text-only prompt after it shares only the text before the image.
+        text = collect(backend.chat([Message("user", "What is this?")], GREEDY))
+        assert text.usage.cached_tokens < 5 and text.text != first.text
+    finally:
+        backend.close()
