@@ -128,3 +128,103 @@ def test_the_same_prompt_again_keeps_its_image_and_a_text_prompt_only_its_head(v
         assert text.usage.cached_tokens < 5 and text.text != first.text
     finally:
         backend.close()
+
+
+# -- images under serve --parallel (the batched engine) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batched(vision):
+    from qwencli.backends.base import LoadOptions
+    from qwencli.backends.llamacpp_batched import BatchedLlamaCppBackend
+
+    b = BatchedLlamaCppBackend(vision[0], LoadOptions(context_length=2048), slots=2, projector=vision[1])
+    yield b
+    b.close()
+
+
+def questions() -> dict[str, list[Message]]:
+    """Two requests that differ only in their image (of different sizes: 64 and 12 image tokens)."""
+    return {
+        "red": [Message("user", "What is this?", images=(image("red", (256, 256)),))],
+        "blue": [Message("user", "What is this?", images=(image("blue"),))],
+    }
+
+
+def test_two_requests_with_different_images_run_together_and_answer_as_alone(backend, batched):
+    alone = {name: collect(backend.chat(messages, GREEDY)) for name, messages in questions().items()}
+    assert alone["red"].text != alone["blue"].text
+    running: list[int] = []
+    step = batched._engine.step
+
+    def counted() -> bool:
+        more = step()
+        running.append(len(batched._running))
+        return more
+
+    batched._engine.step = counted
+    try:
+        # Both submitted from the engine thread: no step runs between them, so they share the steps.
+        streams = batched._engine.call(lambda: [batched.chat(m, GREEDY) for m in questions().values()])
+        together = dict(zip(questions(), (collect(s) for s in streams)))
+    finally:
+        batched._engine.step = step
+    assert max(running) == 2  # both slots were busy in one step
+    for name in alone:
+        assert together[name].text == alone[name].text
+        assert together[name].usage.prompt_tokens == alone[name].usage.prompt_tokens
+        assert together[name].usage.image_tokens == alone[name].usage.image_tokens
+
+
+def test_a_slot_keeps_its_image_for_the_next_turn(batched, vision, monkeypatch):
+    encodes: list[int] = []
+    evaluate = batched._projector.evaluate
+
+    def counted(lctx, part, *args, **kwargs):
+        encodes.append(part.n_tokens)
+        return evaluate(lctx, part, *args, **kwargs)
+
+    monkeypatch.setattr(batched._projector, "evaluate", counted)
+    first = [Message("user", "Describe it.", images=(image("green", (256, 256)),))]  # in no slot yet
+    one = collect(batched.chat(first, GREEDY))
+    second = [*first, Message("assistant", one.text), Message("user", "And what colour is it?")]
+    two = collect(batched.chat(second, GREEDY))
+    assert encodes == [64]  # the second turn went to the slot holding the image, and read on after it
+    assert two.usage.cached_tokens >= one.usage.prompt_tokens
+    assert two.text == fresh(vision, second)
+
+
+def test_qwen_serve_parallel_answers_concurrent_image_requests_as_the_plain_engine(vision, backend):
+    import base64
+    import threading
+
+    import openai
+
+    from tests.processes import start_server, stop_server
+
+    alone = {name: collect(backend.chat(messages, GREEDY)).text for name, messages in questions().items()}
+    proc, url = start_server(str(vision[0]), "--ctx", "2048", "--parallel", "2")
+    try:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        model = client.models.list().data[0].id
+        sizes = {"red": (256, 256), "blue": (64, 48)}
+        start = threading.Barrier(2)
+        answers: dict[str, str] = {}
+
+        def ask(name: str) -> None:
+            data = "data:image/png;base64," + base64.b64encode(png(name, sizes[name])).decode()
+            content = [{"type": "image_url", "image_url": {"url": data}}, {"type": "text", "text": "What is this?"}]
+            start.wait()
+            out = client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}],
+                                                 temperature=0, max_tokens=8)
+            answers[name] = out.choices[0].message.content or ""
+
+        threads = [threading.Thread(target=ask, args=(name,)) for name in sizes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == alone
+    finally:
+        stop_server(proc)
+

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chat import Image
-from ..errors import InvalidImage, InvalidModelFile
+from ..chat import Image, Message
+from ..errors import InvalidImage, InvalidModelFile, NoVision
 from ..formats.gguf import projector_arch
 from ..images import rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
@@ -133,6 +133,18 @@ class Chunks:
         if self._handle is not None:
             mtmd.mtmd_input_chunks_free(self._handle)
             self._handle = None
+
+
+def prompt_images(messages: Sequence[Message], projector: Path | None, name: str) -> list[Image]:
+    """The images of a conversation, in prompt order; NoVision if a load without a projector
+    was sent any (an image is refused, never dropped)."""
+    images = [image for m in messages for image in m.images]
+    if images and projector is None:
+        raise NoVision(
+            f"{name} was loaded without a vision projector and cannot read images",
+            hint="give the model's projector: --mmproj mmproj-….gguf (or put it beside the model)",
+        )
+    return images
 
 
 def checkpoint_positions_with_images(
@@ -256,6 +268,14 @@ class Projector:
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
         return Chunks(handle, parts)
+
+    def count_tokens(self, prompt: str, images: Sequence[Image]) -> int:
+        """The prompt's tokens, each image counted by the KV cells it fills (a rendered prompt)."""
+        chunks = self.tokenize(self.to_marked(prompt, len(images)), images)
+        try:
+            return chunks.n_tokens
+        finally:
+            chunks.close()
 
     def _bitmap(self, image: Image) -> Any:
         import llama_cpp.mtmd_cpp as mtmd

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import sampling
 from ..chat import Chunk, GenerationOptions, Image, Message, TokenLogprob
-from ..errors import InvalidModelFile, NoVision
+from ..errors import InvalidModelFile
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
@@ -33,7 +33,7 @@ from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import Picker, picker, sampler_chain
 from .llama_tokens import EngineTokenizer
-from .llama_vision import Cell
+from .llama_vision import Cell, prompt_images
 from .llama_vocab import LlamaVocab
 from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
@@ -149,35 +149,19 @@ class LlamaCppBackend(EngineTokenizer, Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
-        images = self._images(messages)  # before rendering: a text model's template may choke on parts
+        # Before rendering: a text model's template may choke on image parts.
+        images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
         if images:
-            return self._engine.call(self._count_with_images, prompt, images)
+            return self._engine.call(self._projector.count_tokens, prompt, images)
         return len(self._engine.call(self._tokenize, prompt))
-
-    def _images(self, messages: Sequence[Message]) -> list[Image]:
-        """The images of a conversation, in prompt order; NoVision if this load cannot see them."""
-        images = [image for m in messages for image in m.images]
-        if images and self._projector_path is None:
-            raise NoVision(
-                f"{self.info.name} was loaded without a vision projector and cannot read images",
-                hint="give the model's projector: --mmproj mmproj-….gguf (or put it beside the model)",
-            )
-        return images
-
-    def _count_with_images(self, prompt: str, images: list[Image]) -> int:
-        chunks = self._projector.tokenize(self._projector.to_marked(prompt, len(images)), images)
-        try:
-            return chunks.n_tokens
-        finally:
-            chunks.close()
 
     # -- generation ------------------------------------------------------------------------
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
-        images = self._images(messages)
+        images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
         # Hybrid models checkpoint their memory where a later prompt may part (llama_memory.py).

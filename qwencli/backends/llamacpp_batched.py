@@ -11,6 +11,12 @@ It shares with the one-at-a-time backend what is not the engine: loading (`llama
 template and tokens (`llama_vocab`), the grammar (`llama_grammar`) and the reply (`reply`).
 Each slot keeps its KV cache after a request, and a new request goes to the slot sharing the
 longest prefix with its prompt (a follow-up turn of a chat reuses its history).
+
+Images (a model loaded with its projector): mtmd splits the prompt into text and image chunks
+(llama_vision.py); a step that finds a slot's next chunk to be an image encodes it and decodes its
+embeddings into the slot's own sequence (one image a step, between the shared batches, so the
+other slots' tokens go on between images), and the slot's text then joins the shared batch. A
+slot's cache list is a layout, so an image already in a slot is not encoded again.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sampling
-from ..chat import Chunk, FinishReason, GenerationOptions, Message, TokenLogprob
+from ..chat import Chunk, FinishReason, GenerationOptions, Image, Message, TokenLogprob
 from ..errors import BackendUnavailable, InvalidModelFile, UsageError
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
@@ -38,8 +44,17 @@ from .llama_logprobs import RowReader, first_prompt_token
 from .llama_memory import RecurrentCheckpoints, checkpoint_positions
 from .llama_sampler import picker, sampler_chain
 from .llama_tokens import EngineTokenizer
+from .llama_vision import (
+    Cell,
+    Chunks,
+    ImagePart,
+    Part,
+    TextPart,
+    checkpoint_positions_with_images,
+    prompt_images,
+)
 from .llama_vocab import LlamaVocab
-from .local import common_prefix, refuse_images, reply_budget
+from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
 from .step_engine import StepEngine
@@ -57,6 +72,7 @@ class _Request:
     options: GenerationOptions
     mode: Mode
     marks: Sequence[str] = ()  # prefixes of the prompt where hybrid models checkpoint (llama_memory.py)
+    images: Sequence[Image] = ()  # the prompt's images, in order (a chat prompt only)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -66,13 +82,15 @@ class _Request:
 @dataclass(eq=False)
 class _Slot:
     seq_id: int
-    cached: list[int] = field(default_factory=list)  # tokens in this sequence's KV cache
+    cached: list[Cell] = field(default_factory=list)  # this sequence's KV cache: tokens and images
     last_used: float = 0.0
     checkpoints: RecurrentCheckpoints | None = None  # hybrid models: see llama_memory.py
     checkpoint_at: list[int] = field(default_factory=list)  # prompt positions still to checkpoint at
     # The running request, if any:
     request: _Request | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
+    parts: list[Part] = field(default_factory=list)  # with images: the prompt's chunks after `pending`
+    chunks: Chunks | None = None  # with images: what `parts` point into, freed when the request ends
     next_token: int | None = None  # sampled, to be decoded next step
     sampler: Any = None
     pick: Any = None  # llama_sampler.Picker: the chain's, or for a greedy reply the row read in place
@@ -135,7 +153,15 @@ class BatchedStream:
 class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     _engine: StepEngine
 
-    def __init__(self, path: Path, load: LoadOptions = LoadOptions(), *, name: str | None = None, slots: int = 4):
+    def __init__(
+        self,
+        path: Path,
+        load: LoadOptions = LoadOptions(),
+        *,
+        name: str | None = None,
+        slots: int = 4,
+        projector: Path | None = None,
+    ):
         if slots < 1:
             raise UsageError("slots must be at least 1")
         started = time.perf_counter()
@@ -152,6 +178,8 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         self._running: list[_Slot] = []
         self._waiting: collections.deque[_Request] = collections.deque()
         self._handles: Handles | None = None
+        self._projector_path = projector
+        self._projector: Any = None  # llama_vision.Projector, loaded with the model when given
         self._engine = StepEngine("llama.cpp batched")
         self._engine.step = self._step
         self._engine.on_step_error = self._on_step_error
@@ -167,6 +195,8 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             threads=self._threads,
             gpu_layers=self._gpu_layers,
         )
+        if projector is not None:
+            self.info = dataclasses.replace(self.info, projector=projector)
         self.family = self.info.family
 
     def _load_on_engine(self, n_ctx: int) -> None:
@@ -175,8 +205,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         load = self._load_options
         if self._handles is not None:
             self._fail_all(BackendUnavailable("the model was reloaded"))
-            self._handles.close()
-            self._handles = None
+            self._close_handles()
         self._gpu_layers = gpu_layers(load)
         warm_numpy()  # for the greedy picker, imported while the weights load
         self._handles = load_handles(
@@ -195,6 +224,26 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             slot.cached = []
             slot.checkpoints = RecurrentCheckpoints(self._handles.model.model, self._handles.ctx.ctx, slot.seq_id)
         self._hybrid = any(slot.checkpoints is not None and slot.checkpoints.enabled for slot in self._free)
+        if self._projector_path is not None:
+            from .llama_vision import Projector
+
+            self._projector = Projector(
+                self._projector_path,
+                self._handles.model.model,
+                threads=self._threads,
+                use_gpu=self._gpu_layers != 0,
+                verbose=load.verbose,
+                min_tokens=load.image_min_tokens,
+                max_tokens=load.image_max_tokens,
+            )
+
+    def _close_handles(self) -> None:
+        if self._projector is not None:
+            self._projector.close()
+            self._projector = None
+        if self._handles is not None:
+            self._handles.close()
+            self._handles = None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -206,26 +255,33 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
-        refuse_images(messages, "with serve --parallel")
+        images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
+        if images:
+            return self._engine.call(lambda: self._projector.count_tokens(prompt, images))
         return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> BatchedStream:
-        refuse_images(messages, "with serve --parallel")
+        images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
         marks = checkpoint_prefixes(self.template, messages, options, tools, prompt) if self._hybrid else ()
-        return self._stream(prompt, as_rendered(options, mode), mode, marks)
+        return self._stream(prompt, as_rendered(options, mode), mode, marks, images)
 
     def complete(self, prompt: str | Sequence[int], options: GenerationOptions) -> BatchedStream:
         return self._stream(prompt, options, "text")
 
     def _stream(
-        self, prompt: str | Sequence[int], options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()
+        self,
+        prompt: str | Sequence[int],
+        options: GenerationOptions,
+        mode: Mode,
+        marks: Sequence[str] = (),
+        images: Sequence[Image] = (),
     ) -> BatchedStream:
-        request = _Request(prompt, sampling.resolve(options, self.family), mode, marks)
+        request = _Request(prompt, sampling.resolve(options, self.family), mode, marks, images)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._engine.wake()
         return BatchedStream(request)
@@ -257,9 +313,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     def close(self) -> None:
         def free() -> None:
             self._fail_all(BackendUnavailable("the model was unloaded"))
-            if self._handles is not None:
-                self._handles.close()
-                self._handles = None
+            self._close_handles()
 
         try:
             self._engine.call(free)
@@ -290,29 +344,65 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         return bool(self._running or self._waiting)
 
     def _admit(self, request: _Request) -> None:
+        chunks = self._chunks(request) if request.images else None
+        try:
+            self._admit_prompt(request, chunks)
+        except BaseException:
+            if chunks is not None:
+                chunks.close()
+            raise
+
+    def _chunks(self, request: _Request) -> Chunks:
+        """A prompt with images as mtmd's text and image chunks (llama_vision.py)."""
+        if request.options.prompt_logprobs:
+            raise UsageError("prompt log-probabilities are not available for a prompt with images")
+        assert isinstance(request.prompt, str)  # chat prompts are text; token-id prompts carry no images
+        projector = self._projector
+        chunks = projector.tokenize(projector.to_marked(request.prompt, len(request.images)), request.images)
+        if chunks.n_tokens >= self._n_ctx:
+            overflow = images_overflow(chunks.n_tokens, chunks.image_tokens, self._n_ctx)
+            chunks.close()
+            raise overflow
+        return chunks
+
+    def _admit_prompt(self, request: _Request, chunks: Chunks | None) -> None:
         import llama_cpp
 
-        tokens = self._vocab.prompt_tokens(request.prompt)
-        budget = reply_budget(len(tokens), self._n_ctx, request.options)
-        sampler = sampler_chain(request.options, self._vocab)
+        if chunks is None:
+            tokens = self._vocab.prompt_tokens(request.prompt)
+            layout: list[Cell] = list(tokens)
+        else:
+            tokens, layout = [], chunks.layout()
+        n_prompt = chunks.n_tokens if chunks is not None else len(tokens)
+        budget = reply_budget(n_prompt, self._n_ctx, request.options)
         # The slot whose cache shares the longest prefix with this prompt, else the least recently used.
-        slot = max(self._free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
-        common = common_prefix(slot.cached, tokens)
-        keep = min(common, len(tokens) - 1)  # decode at least one token
+        slot = max(self._free, key=lambda s: (common_prefix(s.cached, layout), -s.last_used))
+        common = common_prefix(slot.cached, layout)
+        # Decode at least one position, and never start inside an image.
+        keep = chunks.resume_at(common) if chunks is not None else min(common, len(tokens) - 1)
         scoring = request.options.prompt_logprobs
         if scoring:
             keep = common = 0  # the cache holds no logits for the tokens it shares: read it all again
         if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
             # Recurrent layers cannot drop a tail: back to a checkpoint, else read it all again.
-            keep = slot.checkpoints.restore(self._memory, tokens, common) if slot.checkpoints else 0
+            keep = slot.checkpoints.restore(self._memory, layout, min(common, keep)) if slot.checkpoints else 0
             if not keep:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
-        marks = checkpoint_positions(self._vocab, tokens, request.marks) if self._hybrid else []
+        marks: list[int] = []
+        if self._hybrid and chunks is not None:
+            assert isinstance(request.prompt, str)
+            marks = checkpoint_positions_with_images(chunks, request.prompt, request.marks, self._vocab.special_piece)
+        elif self._hybrid:
+            marks = checkpoint_positions(self._vocab, tokens, request.marks)
         slot.checkpoint_at = [m for m in marks if keep < m]
+        sampler = sampler_chain(request.options, self._vocab)
         self._free.remove(slot)
         slot.request = request
-        slot.cached = tokens[:keep]
-        slot.pending = tokens[keep:]
+        slot.cached = layout[:keep]
+        slot.chunks = chunks
+        slot.parts = chunks.after(keep) if chunks is not None else [TextPart(tokens[keep:])]
+        slot.pending = []
+        self._next_text(slot)
         slot.next_token = None
         slot.sampler = sampler
         assert self._handles is not None  # admission runs only while the model is loaded
@@ -328,8 +418,9 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             is_end=vocab.is_end,
             cancel=request.cancelled,
             budget=budget,
-            n_prompt=len(tokens),
-            cached=keep,
+            n_prompt=n_prompt,
+            cached=chunks.tokens_before(keep) if chunks is not None else keep,
+            image_tokens=chunks.image_tokens if chunks is not None else (),
         )
         budget_tokens = request.options.thinking_budget
         slot.thinking = None
@@ -340,11 +431,53 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         if slot.reply.finished and not scoring:  # max_tokens 0
             self._finish(slot)
 
+    @staticmethod
+    def _next_text(slot: _Slot) -> None:
+        """Move the slot's next text chunk into `pending` when nothing is pending (an image next stays)."""
+        if not slot.pending and slot.parts and isinstance(slot.parts[0], TextPart):
+            part = slot.parts.pop(0)
+            assert isinstance(part, TextPart)
+            slot.pending = part.tokens
+
+    def _evaluate_image(self) -> None:
+        """Encode one image some slot reads next into that slot's sequence (before the shared
+        batch: mtmd decodes it on its own). One a step, so the other slots go on between images."""
+        import llama_cpp
+
+        slot = next((s for s in self._running if not s.pending and s.parts and isinstance(s.parts[0], ImagePart)), None)
+        if slot is None:
+            return
+        part = slot.parts.pop(0)
+        assert isinstance(part, ImagePart) and self._handles is not None
+        last = not slot.parts
+        try:
+            self._projector.evaluate(
+                self._handles.ctx.ctx,
+                part,
+                len(slot.cached),
+                STEP_TOKENS + self.slots,
+                logits_last=last,
+                seq_id=slot.seq_id,
+            )
+        except InvalidModelFile as error:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)  # what it holds now is unknown
+            slot.cached = []
+            self._finish(slot, error=error)
+            return
+        slot.cached.extend([part.key] * part.n_pos)
+        if slot.checkpoint_at and slot.checkpoints and len(slot.cached) == slot.checkpoint_at[0]:
+            slot.checkpoints.save(slot.cached)
+        slot.checkpoint_at = [m for m in slot.checkpoint_at if m > len(slot.cached)]
+        if last:  # a prompt that ends with its image: the reply starts from the image's last row
+            self._emit(slot, slot.pick(-1))
+        self._next_text(slot)
+
     def _decode_and_sample(self) -> None:
         import llama_cpp
 
         handles = self._handles
         assert handles is not None  # steps run only while the model is loaded
+        self._evaluate_image()
         batch, ctx = handles.batch.batch, handles.ctx.ctx
         n = 0
         sample_at: list[tuple[_Slot, int]] = []
@@ -377,9 +510,10 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             scoring = bool(slot.prompt)
             if scoring:
                 scored_at.append((slot, n, len(piece)))
+            last = not slot.pending and not slot.parts  # the prompt's end, not an image's start
             for i, token in enumerate(piece):
-                put(slot, token, start + i, scoring or (not slot.pending and i == len(piece) - 1))
-            if not slot.pending:
+                put(slot, token, start + i, scoring or (last and i == len(piece) - 1))
+            if last:
                 sample_at.append((slot, n - 1))
             placed.append((slot, piece))
         if n == 0:
@@ -446,7 +580,10 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         if slot.sampler is not None:
             slot.sampler.close()
         slot.request = slot.sampler = slot.reply = slot.next_token = slot.pick = slot.thinking = None
-        slot.pending = []
+        if slot.chunks is not None:
+            slot.chunks.close()
+            slot.chunks = None
+        slot.pending, slot.parts = [], []
         slot.forced = []
         slot.checkpoint_at = []
         slot.prompt, slot.scored = [], []

@@ -27,5 +27,5 @@ def default_loader(model: ResolvedModel, load: LoadOptions, parallel: int) -> Ba
     if parallel > 1 and model.format == "gguf" and model.path is not None:
         from ..backends.llamacpp_batched import BatchedLlamaCppBackend
 
-        return BatchedLlamaCppBackend(model.path, load, name=model.name, slots=parallel)
+        return BatchedLlamaCppBackend(model.path, load, name=model.name, slots=parallel, projector=model.projector)
     return load_backend(model, load)
