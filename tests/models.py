@@ -99,6 +99,33 @@ def build_vision(kind: str, tokenizer: Path) -> Path:
     return path
 
 
+def _hybrid_vision_dir() -> Path:
+    h = hashlib.sha256()
+    for name in ("tiny_hybrid_vision.py", "tiny_hybrid.py", "tiny_vision.py"):
+        h.update((ROOT / "tests" / "fixtures" / name).read_bytes())
+    return MODELS / "tiny-hybrid-vision" / h.hexdigest()[:12]
+
+
+def build_hybrid_vision(kind: str, tokenizer: Path) -> Path:
+    """The tiny Qwen3.5 with vision (hybrid memory): `"hf"`, the text `"gguf"` or its `"mmproj"`."""
+    from tests.fixtures import tiny_hybrid_vision
+
+    folder = _hybrid_vision_dir()
+    hf = folder / "tiny-qwen35vl-hf"
+    if not hf.exists():
+        tiny_hybrid_vision.write_hf(hf, tokenizer)
+    if kind == "hf":
+        return hf
+    gguf_dir = folder / "gguf"
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    name, write = {"gguf": ("tiny-qwen35vl.gguf", tiny_hybrid_vision.write_gguf),
+                   "mmproj": ("mmproj-tiny-qwen35vl-f32.gguf", tiny_hybrid_vision.write_mmproj)}[kind]
+    path = gguf_dir / name
+    if not path.exists():
+        write(path, hf)
+    return path
+
+
 def _reranker_dir() -> Path:
     source = (ROOT / "tests" / "fixtures" / "tiny_reranker.py").read_bytes()
     return MODELS / "tiny-reranker" / hashlib.sha256(source).hexdigest()[:12]

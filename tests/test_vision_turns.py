@@ -228,3 +228,83 @@ def test_qwen_serve_parallel_answers_concurrent_image_requests_as_the_plain_engi
     finally:
         stop_server(proc)
 
+
+# -- a hybrid model (recurrent memory) with images ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hybrid_vision() -> tuple[Path, Path]:
+    from tests.models import QWEN_TOKENIZER, build_hybrid_vision, require
+
+    tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
+    return build_hybrid_vision("gguf", tokenizer), build_hybrid_vision("mmproj", tokenizer)
+
+
+HYBRID = GenerationOptions(temperature=0, max_tokens=8, think=False)
+
+
+def load_hybrid(files, slots: int = 0):
+    from qwencli.backends.base import LoadOptions
+
+    if slots:
+        from qwencli.backends.llamacpp_batched import BatchedLlamaCppBackend
+
+        return BatchedLlamaCppBackend(files[0], LoadOptions(context_length=2048), slots=slots, projector=files[1])
+    from qwencli.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(files[0], LoadOptions(context_length=2048), projector=files[1])
+
+
+def count_encodes(backend, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    evaluate = backend._projector.evaluate
+
+    def counted(lctx, part, *args, **kwargs):
+        calls.append(part.n_tokens)
+        return evaluate(lctx, part, *args, **kwargs)
+
+    monkeypatch.setattr(backend._projector, "evaluate", counted)
+    return calls
+
+
+def fresh_hybrid(files, messages) -> str:
+    other = load_hybrid(files)
+    try:
+        return collect(other.chat(messages, HYBRID)).text
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("slots", [0, 2], ids=["plain", "parallel"])
+def test_a_hybrid_model_resumes_after_the_image_from_a_checkpoint(hybrid_vision, monkeypatch, slots):
+    backend = load_hybrid(hybrid_vision, slots)
+    try:
+        encodes = count_encodes(backend, monkeypatch)
+        first = [Message("user", "What is this?", images=(image("red", (256, 256)),))]
+        one = collect(backend.chat(first, HYBRID))
+        second = [*first, Message("assistant", one.text), Message("user", "And again?")]
+        two = collect(backend.chat(second, HYBRID))
+        # The recurrent state was put back where the first turn's history ended, past its image.
+        assert encodes == [64]
+        assert two.usage.cached_tokens > 64
+        assert two.text == fresh_hybrid(hybrid_vision, second)
+    finally:
+        backend.close()
+
+
+def test_a_hybrid_model_whose_state_cannot_be_restored_reads_the_image_again(hybrid_vision, monkeypatch):
+    """A prompt with another image in between leaves the attention cells on the other branch: the
+    first turn's checkpoint would pair its state with the wrong cells, so it is not used."""
+    backend = load_hybrid(hybrid_vision)
+    try:
+        encodes = count_encodes(backend, monkeypatch)
+        first = [Message("user", "What is this?", images=(image("red", (256, 256)),))]
+        one = collect(backend.chat(first, HYBRID))
+        collect(backend.chat([Message("user", "What is this?", images=(image("blue"),))], HYBRID))
+        second = [*first, Message("assistant", one.text), Message("user", "And again?")]
+        two = collect(backend.chat(second, HYBRID))
+        assert encodes == [64, 12, 64]
+        assert two.usage.cached_tokens == 0
+        assert two.text == fresh_hybrid(hybrid_vision, second)
+    finally:
+        backend.close()
