@@ -211,12 +211,14 @@ def test_qwen_serve_parallel_answers_concurrent_image_requests_as_the_plain_engi
         start = threading.Barrier(2)
         answers: dict[str, str] = {}
 
-        def ask(name: str) -> None:
+        def user(name: str) -> dict:
             data = "data:image/png;base64," + base64.b64encode(png(name, sizes[name])).decode()
             content = [{"type": "image_url", "image_url": {"url": data}}, {"type": "text", "text": "What is this?"}]
+            return {"role": "user", "content": content}
+
+        def ask(name: str) -> None:
             start.wait()
-            out = client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}],
-                                                 temperature=0, max_tokens=8)
+            out = client.chat.completions.create(model=model, messages=[user(name)], temperature=0, max_tokens=8)
             answers[name] = out.choices[0].message.content or ""
 
         threads = [threading.Thread(target=ask, args=(name,)) for name in sizes]
@@ -225,6 +227,11 @@ def test_qwen_serve_parallel_answers_concurrent_image_requests_as_the_plain_engi
         for thread in threads:
             thread.join()
         assert answers == alone
+        # A follow-up turn goes to the slot holding its image: the usage says the image was kept.
+        follow_up = [user("red"), {"role": "assistant", "content": answers["red"]},
+                     {"role": "user", "content": "And what colour is it?"}]
+        out = client.chat.completions.create(model=model, messages=follow_up, temperature=0, max_tokens=8)
+        assert out.usage.prompt_tokens_details.cached_tokens > 64
     finally:
         stop_server(proc)
 
