@@ -114,6 +114,26 @@ def test_only_the_image_that_changed_is_encoded_again(backend, vision, encodes):
     assert encodes == [12, 12, 12, 12, 12]
 
 
+def test_a_cancel_between_images_stops_before_the_next_is_encoded(backend, monkeypatch):
+    stream = backend.chat([Message("user", "Compare them.", images=(image("red"), image("navy")))], GREEDY)
+    calls: list[int] = []
+    evaluate = backend._projector.evaluate
+
+    def cancelling(lctx, part, *args, **kwargs):
+        calls.append(part.n_tokens)
+        stream.cancel()  # as a client that goes away while the first image is read
+        return evaluate(lctx, part, *args, **kwargs)
+
+    monkeypatch.setattr(backend._projector, "evaluate", cancelling)
+    chunks = list(stream)
+    assert calls == [12]
+    assert chunks[-1].finish_reason == "cancelled" and chunks[-1].usage.completion_tokens == 0
+    # The engine serves on, and what it kept (up to the first image) is reused.
+    monkeypatch.undo()
+    reply = collect(backend.chat([Message("user", "Compare them.", images=(image("red"), image("navy")))], GREEDY))
+    assert reply.usage.completion_tokens == 8 and reply.usage.cached_tokens > 12
+
+
 def test_the_same_prompt_again_keeps_its_image_and_a_text_prompt_only_its_head(vision):
     backend = load(vision)
     try:

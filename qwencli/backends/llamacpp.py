@@ -310,8 +310,9 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                         projector.evaluate(lctx, part, at, self._n_batch, logits_last=logits)
                         self._cached.extend([part.key] * part.n_pos)
                         self._checkpoint_if_due(checkpoint_at)
-                    if cancel.is_set():
-                        break
+                    if cancel.is_set():  # between images, which may take seconds each
+                        reply.finish("cancelled")
+                        return
                 generated = self._tokens(last_text, self._picker(options, sampler), checkpoint_at)
                 try:
                     reply.run(self._governor.watch(generated))
