@@ -22,14 +22,12 @@ from typing import Any
 from ..chat import Image
 from ..errors import InvalidImage, InvalidModelFile
 from ..formats.gguf import projector_arch
-from ..images import rgb_pixels
+from ..images import QWEN_IMAGE_PLACEHOLDER, rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
 
 #: What `_cached` holds at an image's positions: no token id is negative, so no prefix reuse
 #: crosses an image (a prompt with images is evaluated again from its first image on).
 IMAGE_POSITION = -1
-#: What Qwen-VL templates (Qwen2-VL through Qwen3.8) render for one image.
-QWEN_IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
 @dataclass(frozen=True)
