@@ -99,6 +99,32 @@ def build_vision(kind: str, tokenizer: Path) -> Path:
     return path
 
 
+def build_vision35(kind: str, tokenizer: Path) -> Path:
+    """The tiny Qwen3.5 with vision (tests/fixtures/tiny_vision35.py), as `build_vision` gives the
+    Qwen3-VL: "hf", "gguf" or "mmproj"."""
+    from tests.fixtures import tiny_vision35
+
+    h = hashlib.sha256()
+    for name in ("tiny_vision35.py", "tiny_hybrid.py", "tiny_vision.py"):
+        h.update((ROOT / "tests" / "fixtures" / name).read_bytes())
+    folder = MODELS / "tiny-vision35" / h.hexdigest()[:12]
+    hf = folder / "tiny-qwen35vl-hf"
+    if not hf.exists():
+        tiny_vision35.write_hf(hf, tokenizer)
+    if kind == "hf":
+        return hf
+    (folder / "gguf").mkdir(parents=True, exist_ok=True)
+    if kind == "gguf":
+        path = folder / "gguf" / "tiny-qwen35vl.gguf"
+        if not path.exists():
+            tiny_vision35.write_gguf(path, hf)
+        return path
+    path = folder / "gguf" / "mmproj-tiny-qwen35vl-f32.gguf"
+    if not path.exists():
+        tiny_vision35.write_mmproj(path, hf)
+    return path
+
+
 def _reranker_dir() -> Path:
     source = (ROOT / "tests" / "fixtures" / "tiny_reranker.py").read_bytes()
     return MODELS / "tiny-reranker" / hashlib.sha256(source).hexdigest()[:12]
