@@ -229,6 +229,11 @@ def _image(state: ReplState, arg: str) -> None:
     if not arg:
         raise UsageError("usage: /image PATH")
     info = state.conversation.backend.info
+    if info.backend == "torch" and not info.takes_images:
+        raise UsageError(
+            f"{info.name} has no vision tower and cannot read images",
+            "a Qwen-VL folder (vision_config and preprocessor_config.json) reads them",
+        )
     if info.backend != "remote" and not info.takes_images:
         raise UsageError(
             f"{info.name} was loaded without a vision projector and cannot read images",
