@@ -423,3 +423,46 @@ def test_repl_image_on_torch_attaches_to_the_next_message(folder, tmp_path):
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+def test_ollama_and_anthropic_images_on_torch_are_the_in_process_answer(folder, backend):
+    """Ollama's `images` and Anthropic's base64 `image` block reach the torch backend too, and
+    /api/show says `vision` for the folder (its vision tower, no projector)."""
+    import httpx
+
+    anthropic = pytest.importorskip("anthropic")
+    ollama = pytest.importorskip("ollama")
+    from qwencli.resolved import ResolvedModel
+    from qwencli.server.app import create_app
+    from qwencli.server.config import ServerConfig
+    from qwencli.server.static_source import StaticSource
+    from tests.serving import RunningServer, wait_until
+
+    tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
+    from tests.models import build_tiny
+
+    source = StaticSource({
+        "tiny-vl": ResolvedModel(name="tiny-vl", format="safetensors", path=folder),
+        "tiny-text": ResolvedModel(name="tiny-text", format="safetensors", path=build_tiny("hf", "qwen2", tokenizer)),
+    })
+    config = ServerConfig(startup_models=("tiny-vl",), max_queue=8, load=LoadOptions(device="cpu"))
+    expected = ask(backend, png("red")).text
+    with RunningServer(create_app(config, source)) as running:
+        assert wait_until(lambda: httpx.get(running.base + "/health").status_code == 200, timeout=120)
+        client = ollama.Client(host=running.base, timeout=120)
+        assert "vision" in client.show("tiny-vl").capabilities
+        assert "vision" not in client.show("tiny-text").capabilities
+        chat = client.chat(model="tiny-vl", messages=[{"role": "user", "content": "What is this?",
+                                                       "images": [png("red")]}],
+                           options={"temperature": 0, "num_predict": 8})
+        assert chat.message.content == expected
+        messages = anthropic.Anthropic(base_url=running.base, api_key="unused", max_retries=0, timeout=120)
+        block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": base64.b64encode(png("red")).decode()}}
+        out = messages.messages.create(model="tiny-vl", max_tokens=8, extra_body={"temperature": 0}, messages=[
+            {"role": "user", "content": [block, {"type": "text", "text": "What is this?"}]}])
+        assert out.content[0].text == expected
+        raw = httpx.post(running.base + "/api/chat", timeout=120, json={
+            "model": "tiny-text", "stream": False,
+            "messages": [{"role": "user", "content": "hi", "images": [base64.b64encode(png("red")).decode()]}]})
+        assert raw.status_code == 400 and "no vision tower" in raw.json()["error"], raw.text

@@ -40,7 +40,7 @@ from .thinking_budget import FORCED_END, ThinkingBudget
 from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
 from .torch_sampler import Sampler
-from .torch_vision import TorchVision, VisionPrompt, has_vision, reply_positions
+from .torch_vision import TorchVision, VisionPrompt, reply_positions
 from .torch_vocab import TorchVocab
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class TorchBackend(Backend):
         if self.device == "cpu":
             torch.set_num_threads(self._threads)
         # The vision tower too, when the folder has one: transformers 5's positions API (torch_vision.py).
-        vision = has_vision(self.folder, config) and int(transformers.__version__.split(".")[0]) >= 5
+        vision = hf_folder.has_vision_tower(self.folder, config) and int(transformers.__version__.split(".")[0]) >= 5
         auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(

@@ -55,12 +55,6 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
-def has_vision(folder: Path, config: dict[str, Any]) -> bool:
-    """A folder the torch backend loads with its vision tower: a vision config and the image
-    processor's settings beside it."""
-    return "vision_config" in config and (folder / "preprocessor_config.json").is_file()
-
-
 @dataclass(frozen=True)
 class VisionPrompt:
     """A rendered prompt with its images: token ids with every image's pads in place."""

@@ -71,6 +71,13 @@ def has_safetensors(folder: Path) -> bool:
     return any(folder.glob("*.safetensors"))
 
 
+def has_vision_tower(folder: Path, config: dict[str, Any] | None = None) -> bool:
+    """A vision-language folder (Qwen-VL, Qwen3.5+): a vision config, and the image processor's
+    settings beside it (what the torch backend needs to read images)."""
+    config = _json(folder / "config.json") if config is None else config
+    return "vision_config" in config and (folder / "preprocessor_config.json").is_file()
+
+
 def _known_model_type(model_type: Any) -> bool:
     from transformers import CONFIG_MAPPING  # a table of names: no engine is loaded
 
