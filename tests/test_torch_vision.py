@@ -466,3 +466,28 @@ def test_ollama_and_anthropic_images_on_torch_are_the_in_process_answer(folder, 
             "model": "tiny-text", "stream": False,
             "messages": [{"role": "user", "content": "hi", "images": [base64.b64encode(png("red")).decode()]}]})
         assert raw.status_code == 400 and "no vision tower" in raw.json()["error"], raw.text
+
+
+def test_pull_backend_torch_of_a_vision_repo_fetches_its_image_processor_and_reads_images(hub, folder, backend,
+                                                                                         tmp_path):
+    """As Qwen3-VL repos are laid out: the template in chat_template.json (not in
+    tokenizer_config.json), the image processor in preprocessor_config.json."""
+    repo = "test/Tiny-Qwen3-VL"
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "chat_template.jinja"}
+    tok_config = json.loads(files["tokenizer_config.json"])
+    template = tok_config.pop("chat_template")
+    files["tokenizer_config.json"] = json.dumps(tok_config).encode()
+    files["chat_template.json"] = json.dumps({"chat_template": template}).encode()
+    files["video_preprocessor_config.json"] = b"{}"  # not needed for images
+    hub.add_repo(repo, files)
+    out = run_qwen("pull", "--backend", "torch", repo, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    fetched = {r.path.rsplit("/", 1)[-1] for r in hub.log if r.status == 200}
+    assert {"preprocessor_config.json", "chat_template.json"} <= fetched
+    assert "video_preprocessor_config.json" not in fetched
+    red = tmp_path / "red.png"
+    red.write_bytes(png("red"))
+    ran = run_qwen("run", repo, "--backend", "torch", "--image", red, "-n", "8", "--temperature", "0", "--json",
+                   "What is this?", env={"HF_HUB_OFFLINE": "1"})
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert json.loads(ran.stdout)["text"] == ask(backend, png("red")).text

@@ -122,11 +122,12 @@ def special_token_text(value: Any) -> str:
 
 
 def chat_template_source(folder: Path, tok_config: dict[str, Any]) -> str | None:
-    """The chat template a repo ships: chat_template.jinja (newer repos) or tokenizer_config.json's."""
+    """The chat template a repo ships: chat_template.jinja (newer repos), tokenizer_config.json's,
+    or chat_template.json's (where processor repos such as Qwen3-VL keep it)."""
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
         return jinja.read_text(encoding="utf-8")
-    template = tok_config.get("chat_template")
+    template = tok_config.get("chat_template") or _json(folder / "chat_template.json").get("chat_template")
     if isinstance(template, list):  # named templates: the default one
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default") or next(iter(named.values()), None)
