@@ -485,6 +485,9 @@ def test_pull_backend_torch_of_a_vision_repo_fetches_its_image_processor_and_rea
     fetched = {r.path.rsplit("/", 1)[-1] for r in hub.log if r.status == 200}
     assert {"preprocessor_config.json", "chat_template.json"} <= fetched
     assert "video_preprocessor_config.json" not in fetched
+    listed = run_qwen("list", timeout=30)
+    row = next(line for line in listed.stdout.decode().splitlines() if repo in line)
+    assert "safetensors" in row and "vision" in row, listed.stdout.decode()
     red = tmp_path / "red.png"
     red.write_bytes(png("red"))
     ran = run_qwen("run", repo, "--backend", "torch", "--image", red, "-n", "8", "--temperature", "0", "--json",
