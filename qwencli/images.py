@@ -13,15 +13,22 @@ import binascii
 import hashlib
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .chat import Image
 from .errors import InvalidImage
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 #: The most pixels an image may claim (64 MP, 16× Qwen-VL's own 4096² budget): larger ones are
 #: refused as decompression bombs before they are decoded. llama.cpp shrinks what it encodes anyway.
 MAX_PIXELS = 8192 * 8192
 #: The most bytes an image file may have.
 MAX_BYTES = 64 * 2**20
+#: What Qwen-VL templates (Qwen2-VL through Qwen3.8) render for one image; both engines swap it
+#: for their own form (mtmd's marker; transformers' run of `<|image_pad|>` tokens).
+QWEN_IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
 def image_from_bytes(data: bytes, source: str | None = None) -> Image:
@@ -77,12 +84,16 @@ def image_from_data_url(url: str) -> Image:
     return image_from_bytes(data, "data:" if url.startswith("data:") else "base64")
 
 
-def rgb_pixels(image: Image) -> tuple[int, int, bytes]:
-    """Width, height and packed RGB bytes: what mtmd's bitmap takes. Decoding here, with the
-    decoder that validated the image, means any format Pillow reads works (WebP, TIFF…), not
-    only the ones llama.cpp's stb_image knows."""
+def rgb_image(image: Image) -> PIL.Image.Image:
+    """The image decoded to RGB, by the decoder that validated it: any format Pillow reads works
+    (WebP, TIFF…), not only the ones llama.cpp's stb_image knows."""
     import PIL.Image
 
     with PIL.Image.open(io.BytesIO(image.data)) as img:
-        rgb = img.convert("RGB")
-        return rgb.width, rgb.height, rgb.tobytes()
+        return img.convert("RGB")
+
+
+def rgb_pixels(image: Image) -> tuple[int, int, bytes]:
+    """Width, height and packed RGB bytes: what mtmd's bitmap takes."""
+    rgb = rgb_image(image)
+    return rgb.width, rgb.height, rgb.tobytes()

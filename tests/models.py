@@ -99,30 +99,29 @@ def build_vision(kind: str, tokenizer: Path) -> Path:
     return path
 
 
-def _hybrid_vision_dir() -> Path:
+def build_vision35(kind: str, tokenizer: Path) -> Path:
+    """The tiny Qwen3.5 with vision (tests/fixtures/tiny_vision35.py), as `build_vision` gives the
+    Qwen3-VL: "hf", "gguf" or "mmproj"."""
+    from tests.fixtures import tiny_vision35
+
     h = hashlib.sha256()
-    for name in ("tiny_hybrid_vision.py", "tiny_hybrid.py", "tiny_vision.py"):
+    for name in ("tiny_vision35.py", "tiny_hybrid.py", "tiny_vision.py"):
         h.update((ROOT / "tests" / "fixtures" / name).read_bytes())
-    return MODELS / "tiny-hybrid-vision" / h.hexdigest()[:12]
-
-
-def build_hybrid_vision(kind: str, tokenizer: Path) -> Path:
-    """The tiny Qwen3.5 with vision (hybrid memory): `"hf"`, the text `"gguf"` or its `"mmproj"`."""
-    from tests.fixtures import tiny_hybrid_vision
-
-    folder = _hybrid_vision_dir()
+    folder = MODELS / "tiny-vision35" / h.hexdigest()[:12]
     hf = folder / "tiny-qwen35vl-hf"
     if not hf.exists():
-        tiny_hybrid_vision.write_hf(hf, tokenizer)
+        tiny_vision35.write_hf(hf, tokenizer)
     if kind == "hf":
         return hf
-    gguf_dir = folder / "gguf"
-    gguf_dir.mkdir(parents=True, exist_ok=True)
-    name, write = {"gguf": ("tiny-qwen35vl.gguf", tiny_hybrid_vision.write_gguf),
-                   "mmproj": ("mmproj-tiny-qwen35vl-f32.gguf", tiny_hybrid_vision.write_mmproj)}[kind]
-    path = gguf_dir / name
+    (folder / "gguf").mkdir(parents=True, exist_ok=True)
+    if kind == "gguf":
+        path = folder / "gguf" / "tiny-qwen35vl.gguf"
+        if not path.exists():
+            tiny_vision35.write_gguf(path, hf)
+        return path
+    path = folder / "gguf" / "mmproj-tiny-qwen35vl-f32.gguf"
     if not path.exists():
-        write(path, hf)
+        tiny_vision35.write_mmproj(path, hf)
     return path
 
 

@@ -96,3 +96,21 @@ def test_image_needs_a_projector_and_an_image(state, tmp_path):
     with pytest.raises(UsageError, match="without a vision projector"):
         run(state, f"/image {tmp_path / 'x.png'}")
     assert state.conversation.attachments == []
+
+
+def test_image_on_torch_needs_a_vision_tower(state, tmp_path):
+    import dataclasses
+    import io
+
+    from PIL import Image
+
+    backend = state.conversation.backend
+    backend.info = dataclasses.replace(backend.info, backend="torch")
+    with pytest.raises(UsageError, match="no vision tower"):
+        run(state, f"/image {tmp_path / 'x.png'}")
+    out = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(out, "PNG")
+    (tmp_path / "x.png").write_bytes(out.getvalue())
+    backend.info = dataclasses.replace(backend.info, vision_tower=True)
+    run(state, f"/image {tmp_path / 'x.png'}")
+    assert [i.width for i in state.conversation.attachments] == [4]

@@ -100,7 +100,8 @@ def test_text_before_the_image_is_reused_and_the_reply_is_unchanged(backend):
 
 
 def test_prompt_tokens_count_the_image_tokens_mtmd_reports(backend):
-    from qwencli.backends.llama_vision import ImagePart, QWEN_IMAGE_PLACEHOLDER
+    from qwencli.backends.llama_vision import ImagePart
+    from qwencli.images import QWEN_IMAGE_PLACEHOLDER
     from qwencli.images import image_from_bytes
 
     image = image_from_bytes(png("red"), "test")

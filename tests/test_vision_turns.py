@@ -261,10 +261,10 @@ def test_qwen_serve_parallel_answers_concurrent_image_requests_as_the_plain_engi
 
 @pytest.fixture(scope="module")
 def hybrid_vision() -> tuple[Path, Path]:
-    from tests.models import QWEN_TOKENIZER, build_hybrid_vision, require
+    from tests.models import QWEN_TOKENIZER, build_vision35, require
 
     tokenizer = require(QWEN_TOKENIZER / "tokenizer.json").parent
-    return build_hybrid_vision("gguf", tokenizer), build_hybrid_vision("mmproj", tokenizer)
+    return build_vision35("gguf", tokenizer), build_vision35("mmproj", tokenizer)
 
 
 HYBRID = GenerationOptions(temperature=0, max_tokens=8, think=False)

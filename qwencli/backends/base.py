@@ -68,6 +68,12 @@ class ModelInfo:
     context_reason: str = ""
     #: The vision projector (mmproj GGUF) loaded with the model: it takes images.
     projector: Path | None = None
+    #: torch: the folder's own vision tower is loaded (a Qwen-VL folder): it takes images.
+    vision_tower: bool = False
+
+    @property
+    def takes_images(self) -> bool:
+        return self.projector is not None or self.vision_tower
 
     def describe(self) -> dict[str, Any]:
         out = {
@@ -82,6 +88,7 @@ class ModelInfo:
             "gpu layers": self.gpu_layers,
             "path": str(self.path) if self.path else None,
             "projector": str(self.projector) if self.projector else None,
+            "vision": "the model's own vision tower" if self.vision_tower else None,
         }
         return {k: v for k, v in out.items() if v is not None}
 

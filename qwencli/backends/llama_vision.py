@@ -29,12 +29,10 @@ from typing import Any
 from ..chat import Image, Message
 from ..errors import InvalidImage, InvalidModelFile, NoVision
 from ..formats.gguf import projector_arch
-from ..images import rgb_pixels
+from ..images import QWEN_IMAGE_PLACEHOLDER, rgb_pixels
 from .llama_load import last_log_error, route_mtmd_log
 
-#: What Qwen-VL templates (Qwen2-VL through Qwen3.8) render for one image.
-QWEN_IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
-#: The part of it an image chunk stands for; mtmd tokenizes the rest as text around the image.
+#: The part of QWEN_IMAGE_PLACEHOLDER an image chunk stands for; mtmd tokenizes the rest as text around the image.
 IMAGE_PAD = b"<|image_pad|>"
 
 

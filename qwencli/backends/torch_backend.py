@@ -8,8 +8,9 @@ Its own decode loop instead of `model.generate` + a streamer: one forward per to
 `DynamicCache`, sampling on the top-k candidates only (`torch_sampler`), and a cancellation
 check between tokens. The cache survives the request, so the next REPL turn re-evaluates only
 what changed. Output held to JSON, a schema or a tool-call grammar goes through xgrammar
-(`torch_grammar`). The folder is vetted first (`formats.hf_folder`: no pickles, no repo code
-unless allowed). torch is imported only in the torch_* modules.
+(`torch_grammar`). A Qwen-VL folder loads with its vision tower and takes images (`torch_vision`:
+the image pads in the prompt, their M-RoPE positions). The folder is vetted first
+(`formats.hf_folder`: no pickles, no repo code unless allowed). torch is imported only in the torch_* modules.
 """
 
 from __future__ import annotations
@@ -25,20 +26,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import sampling
-from ..chat import Chunk, GenerationOptions, Message
-from ..errors import InvalidModelFile, UsageError
+from ..chat import Chunk, GenerationOptions, Image, Message
+from ..errors import InvalidModelFile, NoVision, UsageError
 from ..formats import hf_folder
 from ..hardware import physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
 from .engine_thread import EngineThread
-from .local import DEFAULT_CONTEXT, common_prefix, refuse_images, reply_budget
+from .local import DEFAULT_CONTEXT, common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, reply_mode
 from .reply import Reply
 from .thinking_budget import FORCED_END, ThinkingBudget
 from .torch_device import pick_device, pick_dtype
 from .torch_grammar import Grammars
 from .torch_sampler import Sampler
+from .torch_vision import TorchVision, VisionPrompt, reply_positions
 from .torch_vocab import TorchVocab
 
 if TYPE_CHECKING:
@@ -59,9 +61,10 @@ class TorchBackend(Backend):
         self._threads = load.threads or physical_cores()
         self._engine = EngineThread("torch")
         self._cache: Any = None
-        self._cached_ids: list[int] = []
+        self._cached_ids: list[int | str] = []  # token ids; an image's sha256 at its pads (torch_vision)
+        self._vision: TorchVision | None = None
         try:
-            self._engine.call(self._load_on_engine, load)
+            self._engine.call(self._load_on_engine, load, config)
         except BaseException:
             self._engine.close(timeout=5)
             raise
@@ -100,13 +103,14 @@ class TorchBackend(Backend):
             load_seconds=time.perf_counter() - started,
             threads=self._threads if self.device == "cpu" else None,
             context_reason=f"{reason} · {self.device} {str(self.dtype).removeprefix('torch.')}",
+            vision_tower=self._vision is not None,
         )
 
     # -- loading ---------------------------------------------------------------------------
 
-    def _load_on_engine(self, load: LoadOptions) -> None:
+    def _load_on_engine(self, load: LoadOptions, config: dict[str, Any]) -> None:
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
         # check_folder has vetted both: pickles only when there are no safetensors and the user allowed them.
         safetensors = hf_folder.has_safetensors(self.folder) or not load.allow_pickle
@@ -116,12 +120,15 @@ class TorchBackend(Backend):
             transformers.logging.disable_progress_bar()
         if self.device == "cpu":
             torch.set_num_threads(self._threads)
+        # The vision tower too, when the folder has one: transformers 5's positions API (torch_vision.py).
+        vision = hf_folder.has_vision_tower(self.folder, config) and int(transformers.__version__.split(".")[0]) >= 5
+        auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.folder, local_files_only=True, trust_remote_code=remote_code
             )
             #: None once close() has freed it (nothing generates after that).
-            self.model: PreTrainedModel | None = AutoModelForCausalLM.from_pretrained(
+            self.model: PreTrainedModel | None = auto.from_pretrained(
                 self.folder,
                 dtype=self.dtype,
                 device_map=self.device if self.device != "cpu" else None,
@@ -129,6 +136,8 @@ class TorchBackend(Backend):
                 trust_remote_code=remote_code,
                 local_files_only=True,
             )
+            if vision:
+                self._vision = TorchVision(self.folder, self.model, load)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise InvalidModelFile(
                 f"transformers could not load {self.folder.name}: {str(exc).splitlines()[0]}",
@@ -170,18 +179,35 @@ class TorchBackend(Backend):
     def count_prompt_tokens(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> int:
-        refuse_images(messages, "on the torch backend")
-        return len(self.tokenize(self.render(messages, options, tools)))
+        images = self._images(messages)  # before rendering: a text model's template may choke on parts
+        prompt = self.render(messages, options, tools)
+        if images:
+            return len(self._with_images(prompt, images).ids)
+        return len(self.tokenize(prompt))
+
+    def _images(self, messages: Sequence[Message]) -> list[Image]:
+        """The images of a conversation, in prompt order; NoVision if this load cannot see them."""
+        images = [image for m in messages for image in m.images]
+        if images and self._vision is None:
+            raise NoVision(
+                f"{self.info.name} has no vision tower to read images with",
+                hint="a Qwen-VL folder (vision_config and preprocessor_config.json) reads them, with transformers 5",
+            )
+        return images
+
+    def _with_images(self, prompt: str, images: Sequence[Image]) -> VisionPrompt:
+        assert self._vision is not None  # _images() said so
+        return self._vision.prepare(prompt, images, self.tokenize)
 
     # -- generation ------------------------------------------------------------------------
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
     ) -> ChunkStream:
-        refuse_images(messages, "on the torch backend")
+        images = self._images(messages)
         prompt = self.render(messages, options, tools)
         mode = reply_mode(self.template, prompt, options)
-        return self._stream(prompt, as_rendered(options, mode), mode)
+        return self._stream(prompt, as_rendered(options, mode), mode, images)
 
     def complete(self, prompt: str, options: GenerationOptions) -> ChunkStream:
         return self._stream(prompt, options, "text")
@@ -192,10 +218,11 @@ class TorchBackend(Backend):
             options = options.merged_over(self._generation_defaults)
         return sampling.resolve(options, self.family)
 
-    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode) -> ChunkStream:
+    def _stream(self, prompt: str, options: GenerationOptions, mode: Mode, images: Sequence[Image] = ()) -> ChunkStream:
         options = self._options(options)
-        ids = self.tokenize(prompt)
-        return self._engine.emitting(lambda cancel, emit: self._generate(ids, options, mode, cancel, emit))
+        vision = self._with_images(prompt, images) if images else None
+        ids = vision.ids if vision else self.tokenize(prompt)
+        return self._engine.emitting(lambda cancel, emit: self._generate(ids, options, mode, cancel, emit, vision))
 
     def _generate(
         self,
@@ -204,19 +231,23 @@ class TorchBackend(Backend):
         mode: Mode,
         cancel: threading.Event,
         emit: Callable[[Chunk], None],
+        vision: VisionPrompt | None = None,
     ) -> None:
         started = time.perf_counter()
+        if vision is not None and len(ids) >= self.info.context_length:
+            raise images_overflow(len(ids), vision.image_tokens, self.info.context_length)
         budget = reply_budget(len(ids), self.info.context_length, options)
         if not ids:
             raise UsageError("the prompt is empty")
         sampler = Sampler(options, self.device)
         constraint = self._grammars.constraint(options)
-        model, device = self.model, self.device
+        model, device, tower = self.model, self.device, self._vision
         assert model is not None, "generating on a closed backend"
         # Penalties look at the reply's own tokens, as llama.cpp's samplers do (they see only what
         # they sampled) and as Qwen's presence_penalty 1.5 is meant: not at the question's words.
         recent: list[int] = []
-        cached = self._reuse_cache(ids)
+        keys: Sequence[int | str] = vision.keys if vision else ids
+        cached = self._reuse_cache(keys, vision)
         cache, cache_arg = self._cache, self._cache_arg
         fed = self._cached_ids  # what the cache holds, kept exact as tokens go in
         end_tokens = self._end_tokens
@@ -228,8 +259,13 @@ class TorchBackend(Backend):
         def tokens() -> Iterator[int]:
             # One forward per token; when the reply stops pulling, no forward runs for nothing.
             step = torch.tensor([ids[cached:]], device=device)
-            logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True, logits_to_keep=1).logits
-            fed.extend(ids[cached:])
+            extra: dict[str, Any] = {}
+            delta = 0
+            if vision is not None:
+                assert tower is not None  # a VisionPrompt comes only from it
+                extra, delta = tower.first_forward(vision, cached, device)
+            logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True, logits_to_keep=1, **extra).logits
+            fed.extend(keys[cached:])
             forced: list[int] = []
             while True:
                 if forced:  # the end of thinking, its budget spent (thinking_budget.py)
@@ -245,7 +281,9 @@ class TorchBackend(Backend):
                 if sampler.penalised:
                     recent.append(token)
                 step = torch.tensor([[token]], device=device)
-                logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True).logits
+                if vision is not None:
+                    extra = reply_positions(len(fed), delta, device)
+                logits = model(input_ids=step, **{cache_arg: cache}, use_cache=True, **extra).logits
                 fed.append(token)
 
         reply = Reply(
@@ -259,6 +297,7 @@ class TorchBackend(Backend):
             n_prompt=len(ids),
             cached=cached,
             started=started,
+            image_tokens=vision.image_tokens if vision else (),
         )
         try:
             with torch.inference_mode():
@@ -267,12 +306,14 @@ class TorchBackend(Backend):
             self._cache, self._cached_ids = None, []  # a half-updated cache must not be reused
             raise
 
-    def _reuse_cache(self, ids: list[int]) -> int:
+    def _reuse_cache(self, ids: Sequence[int | str], vision: VisionPrompt | None = None) -> int:
         """Keep the KV cache of the longest common prefix with the last request; returns its length.
         At least one prompt token is always evaluated again, for the logits of the next token."""
         from transformers import DynamicCache
 
         cached = min(common_prefix(self._cached_ids, ids), len(ids) - 1)
+        if vision is not None:
+            cached = vision.cut(cached)
         if self._cache is not None and cached > 0:
             drop = len(self._cached_ids) - cached
             if drop and not getattr(self._cache, "is_croppable", True):

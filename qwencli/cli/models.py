@@ -46,7 +46,7 @@ def list_command(
     catalog = load_catalog()
 
     def can(m) -> str:
-        return ", ".join(capabilities(catalog.by_repo(m.repo), m.projector)) or "-"
+        return ", ".join(capabilities(catalog.by_repo(m.repo), m.projector, vision=m.vision)) or "-"
 
     rows = [("NAME", "REPO", "QUANT", "SIZE", "MODIFIED", "FORMAT", "CAPABILITIES")]
     rows += [(m.name, m.repo, m.quant, human_size(m.size), ago(m.modified), m.format, can(m)) for m in models]

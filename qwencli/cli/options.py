@@ -165,7 +165,8 @@ ImageMinTokens = Annotated[
     typer.Option(
         "--image-min-tokens",
         min=1,
-        help="Fewest tokens one image may cost (default: the projector's, 8 for Qwen-VL).",
+        help="Fewest tokens one image may cost (default: the projector's, 8 for Qwen-VL; torch: the folder's"
+        " preprocessor_config.json, 64 for Qwen3-VL).",
         show_default=False,
     ),
 ]
@@ -174,7 +175,8 @@ ImageMaxTokens = Annotated[
     typer.Option(
         "--image-max-tokens",
         min=1,
-        help="Most tokens one image may cost; larger images are shrunk (default: the projector's, 4096 for Qwen-VL).",
+        help="Most tokens one image may cost; larger images are shrunk (default: the projector's, 4096 for Qwen-VL;"
+        " torch: the folder's preprocessor_config.json, 16384 for Qwen3-VL).",
         show_default=False,
     ),
 ]

@@ -71,6 +71,13 @@ def has_safetensors(folder: Path) -> bool:
     return any(folder.glob("*.safetensors"))
 
 
+def has_vision_tower(folder: Path, config: dict[str, Any] | None = None) -> bool:
+    """A vision-language folder (Qwen-VL, Qwen3.5+): a vision config, and the image processor's
+    settings beside it (what the torch backend needs to read images)."""
+    config = _json(folder / "config.json") if config is None else config
+    return "vision_config" in config and (folder / "preprocessor_config.json").is_file()
+
+
 def _known_model_type(model_type: Any) -> bool:
     from transformers import CONFIG_MAPPING  # a table of names: no engine is loaded
 
@@ -115,11 +122,12 @@ def special_token_text(value: Any) -> str:
 
 
 def chat_template_source(folder: Path, tok_config: dict[str, Any]) -> str | None:
-    """The chat template a repo ships: chat_template.jinja (newer repos) or tokenizer_config.json's."""
+    """The chat template a repo ships: chat_template.jinja (newer repos), tokenizer_config.json's,
+    or chat_template.json's (where processor repos such as Qwen3-VL keep it)."""
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
         return jinja.read_text(encoding="utf-8")
-    template = tok_config.get("chat_template")
+    template = tok_config.get("chat_template") or _json(folder / "chat_template.json").get("chat_template")
     if isinstance(template, list):  # named templates: the default one
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default") or next(iter(named.values()), None)

@@ -85,11 +85,14 @@ THINKING = {
 TOOLS = {"none": "no", "hermes": "yes, Hermes JSON in <tool_call>", "xml": "yes, Qwen3-Coder XML in <tool_call>"}
 
 
-def capabilities(entry: catalog.CatalogEntry | None, projector: Path | None, template: str | None = None) -> list[str]:
+def capabilities(
+    entry: catalog.CatalogEntry | None, projector: Path | None, template: str | None = None, *, vision: bool = False
+) -> list[str]:
     """What a model does besides text, as Ollama's /api/show names it: `vision` when its projector
-    is here (a catalog VL model pulled with --no-vision reads text only), `tools` and `thinking`
-    from its own template when it is read, else from the catalog."""
-    found = ["vision"] if projector is not None else []
+    is here (a catalog VL model pulled with --no-vision reads text only) or `vision` says so (a
+    folder's own vision tower), `tools` and `thinking` from its own template when it is read,
+    else from the catalog."""
+    found = ["vision"] if projector is not None or vision else []
     if template is not None:
         from ..templates import ChatTemplate
 

@@ -38,6 +38,8 @@ NEEDED = frozenset(
         "special_tokens_map.json",
         "added_tokens.json",
         "chat_template.jinja",
+        "chat_template.json",  # vision-language repos (Qwen3-VL) keep the template here
+        "preprocessor_config.json",  # their image processor's settings: the torch backend reads images with it
         "quantize_config.json",
         "model.safetensors.index.json",
         "LICENSE",

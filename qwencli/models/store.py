@@ -41,7 +41,12 @@ class LocalModel:
 
     @property
     def vision(self) -> bool:
-        return self.projector is not None
+        """It reads images: a projector beside the GGUF, or a folder's own vision tower (torch)."""
+        if self.projector is not None:
+            return True
+        from ..formats.hf_folder import has_vision_tower
+
+        return self.format == "safetensors" and self.path.is_dir() and has_vision_tower(self.path)
 
     def as_json(self) -> dict:
         return {

@@ -39,7 +39,7 @@ class ReplState:
 
         info = self.conversation.backend.info
         found = image_paths(text)
-        if not found or (info.backend != "remote" and info.projector is None):
+        if not found or (info.backend != "remote" and not info.takes_images):
             return text
         images = [image_from_file(path.resolve()) for _, path in found]  # a bad one: one clear line, nothing sent
         for (_, path), image in zip(found, images):
@@ -229,7 +229,12 @@ def _image(state: ReplState, arg: str) -> None:
     if not arg:
         raise UsageError("usage: /image PATH")
     info = state.conversation.backend.info
-    if info.backend != "remote" and info.projector is None:
+    if info.backend == "torch" and not info.takes_images:
+        raise UsageError(
+            f"{info.name} has no vision tower and cannot read images",
+            "a Qwen-VL folder (vision_config and preprocessor_config.json) reads them",
+        )
+    if info.backend != "remote" and not info.takes_images:
         raise UsageError(
             f"{info.name} was loaded without a vision projector and cannot read images",
             "start it with --mmproj mmproj-….gguf (or put the projector beside the model)",

@@ -95,6 +95,13 @@ def capabilities(template: str | None) -> list[str]:
     return out
 
 
+def _vision_folder(resolved: ResolvedModel) -> bool:
+    """A safetensors folder with its vision tower: the torch backend reads its images."""
+    from ..formats.hf_folder import has_vision_tower
+
+    return resolved.format == "safetensors" and resolved.path is not None and has_vision_tower(resolved.path)
+
+
 def show_json(name: str, resolved: ResolvedModel) -> dict[str, Any]:
     facts = _facts(resolved)
     family = facts.get("family") or ""
@@ -110,7 +117,7 @@ def show_json(name: str, resolved: ResolvedModel) -> dict[str, Any]:
         caps = ["completion"]
     if facts["task"] != "chat":  # Ollama's word for an embedding model; a reranker says what it is
         caps = ["embedding"] if facts["task"] == "embedding" else ["rerank"]
-    if resolved.projector is not None:  # Ollama's name for a model that takes `images`
+    if resolved.projector is not None or _vision_folder(resolved):  # Ollama's name for a model that takes `images`
         caps.append("vision")
     return {
         "modelfile": f"# qwencli serves this model as {name}\nFROM {name}\n",
