@@ -1,8 +1,11 @@
-"""`qwen eval mc MODEL DATA.jsonl --style lm-eval`: multiple-choice accuracy over a local data set.
+"""`qwen eval mc MODEL DATA --style S [--task T]`: multiple-choice accuracy, in a named style.
 
-The style is named, never implied: `lm-eval` is lm-eval-harness's acc and acc_norm
-(`evaluate/multiple_choice.py`), what `lm_eval --model local-completions` against `qwen serve`
-reports for the same data. Progress on stderr, the result on stdout (`--json` for scripts).
+The style is named, never implied, and it travels with the result (`--json` has it, and
+`qwen eval compare` refuses to set two styles side by side): `lm-eval` is lm-eval-harness's acc
+and acc_norm (`evaluate/multiple_choice.py`), what `lm_eval --model local-completions` against
+`qwen serve` reports for the same data; `opencompass` the presets behind Qwen's tables
+(`evaluate/opencompass.py`); `llama.cpp` llama-perplexity's tasks (`evaluate/llamacpp_tasks.py`).
+Progress on stderr, the result on stdout.
 """
 
 from __future__ import annotations
@@ -17,16 +20,41 @@ import typer
 from .errors import handle_errors
 from .options import ApiKey, Ctx, Host, Quant, Threads
 
-STYLES = ("lm-eval",)
-#: Named in the issue; not built yet, so refused by name rather than run in another style.
-PLANNED_STYLES = ("opencompass", "llama.cpp")
+STYLES = ("lm-eval", "opencompass", "llama.cpp")
+#: The tasks each preset style knows; lm-eval scores any JSONL of questions.
+TASKS = {
+    "opencompass": ("mmlu", "hellaswag", "winogrande"),
+    "llama.cpp": ("hellaswag", "winogrande", "multiple-choice"),
+}
 
 
 @handle_errors
 def mc(
     model: Annotated[str, typer.Argument(help="A GGUF file, a catalog name or owner/repo[:quant].")],
-    data: Annotated[Path, typer.Argument(help="JSONL: a context, its choices and the answer's index per line.")],
-    style: Annotated[str, typer.Option("--style", help="How to score: lm-eval (acc, acc_norm).")],
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help="lm-eval: JSONL/CSV/Parquet questions. opencompass: the data set's folder. "
+            "llama.cpp: its --hellaswag/--winogrande/--multiple-choice file.",
+            show_default=False,
+        ),
+    ] = None,
+    style: Annotated[str, typer.Option("--style", help="How to score: lm-eval, opencompass or llama.cpp.")] = "",
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="opencompass: mmlu, hellaswag, winogrande. llama.cpp: hellaswag, winogrande, multiple-choice.",
+            show_default=False,
+        ),
+    ] = None,
+    hf_dataset: Annotated[
+        str | None,
+        typer.Option("--hf-dataset", help="opencompass: the data set on the hub (cais/mmlu, …).", show_default=False),
+    ] = None,
+    subset: Annotated[
+        str | None, typer.Option("--subset", help="The hub data set's configuration (all, winogrande_xs, …).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.", show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ctx: Ctx = None,
@@ -37,39 +65,121 @@ def mc(
 ) -> None:
     """Multiple-choice accuracy of MODEL on DATA (in this process, or on the server --host)."""
     from ..errors import UsageError
-    from ..evaluate.datasets import read_questions
-    from ..evaluate.multiple_choice import Answer, run_lm_eval
-    from ..evaluate.scoring import Scorer
-    from ..stderr import stderr_console
 
     if style not in STYLES:
-        later = f" ({', '.join(PLANNED_STYLES)} are not built yet)" if style in PLANNED_STYLES else ""
-        raise UsageError(f"--style {style}: not a scoring style{later}", f"use --style {' or '.join(STYLES)}")
-    questions = read_questions(data)[:limit]
+        raise UsageError(f"--style {style!r}: not a scoring style" if style else "no --style given",
+                         f"use --style {', '.join(STYLES)} (the style is named, never implied)")  # fmt: skip
+    tasks = TASKS.get(style, ())
+    if tasks and task not in tasks:
+        raise UsageError(f"--style {style} needs --task: one of {', '.join(tasks)}")
+    if not tasks and task is not None:
+        raise UsageError("--style lm-eval scores any questions file; --task names a preset of the other styles")
+    if hf_dataset is not None and style != "opencompass":
+        raise UsageError("--hf-dataset loads the presets' data sets: use it with --style opencompass")
+    if (data is None) == (hf_dataset is None):
+        raise UsageError("give the data: a local path, or --hf-dataset NAME (not both)")
+    load = _Load(style, task, data, hf_dataset, subset, limit)
+    items = load.items()  # read before the model loads: a data error costs no load
     backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
-    console = stderr_console()
     try:
+        from ..evaluate.scoring import Scorer
+
         scorer = Scorer(backend, backend.tokenizer_info()["model_max_length"])
-        hits = 0
-
-        def progress(number: int, answer: Answer) -> None:
-            nonlocal hits
-            hits += answer.predicted == answer.answer
-            if console.is_terminal or number == len(questions):
-                console.print(f"{number}/{len(questions)} questions, acc {hits / number:.4f}", markup=False)
-
-        result = run_lm_eval(scorer, questions, progress)
+        result = load.run(scorer, items)
     finally:
         backend.close()
+    where = hf_dataset if hf_dataset is not None else str(data)
     if json_output:
-        sys.stdout.write(json.dumps({"model": model, "data": str(data), **result.to_json()}) + "\n")
+        sys.stdout.write(json.dumps({"model": model, "data": where, **result.to_json()}) + "\n")
         return
-    sys.stdout.write(f"{model} on {data.name} ({len(result.answers)} questions, --style {style})\n")
-    for name, value, err in (
-        ("acc", result.acc, result.acc_stderr),
-        ("acc_norm", result.acc_norm, result.acc_norm_stderr),
-    ):
-        sys.stdout.write(f"{name:<9}{value:.4f} ± {err:.4f}\n")
+    _print(model, where, style, task, result, load.answers_total)
+
+
+class _Load:
+    """The questions of one style and task, and the run that scores them."""
+
+    def __init__(self, style: str, task: str | None, data: Path | None, hub: str | None, subset: str | None,
+                 limit: int | None):  # fmt: skip
+        self.style, self.task, self.data, self.hub, self.subset, self.limit = style, task, data, hub, subset, limit
+        self.shots: dict[Any, Any] = {}
+        self.answers_total: int | None = None
+
+    def items(self) -> list[Any]:
+        if self.style == "lm-eval":
+            from ..evaluate.datasets import read_questions
+
+            assert self.data is not None
+            return read_questions(self.data)[: self.limit]
+        if self.style == "opencompass":
+            from ..evaluate import opencompass_data
+
+            source: opencompass_data.Source = (
+                self.data if self.data is not None else opencompass_data.Hub(self.hub or "", self.subset)
+            )
+            loaded = opencompass_data.load(self.task or "", source)
+            self.shots = loaded.shots
+            return loaded.questions[: self.limit]
+        from ..evaluate import llamacpp_tasks as lt
+
+        assert self.data is not None
+        items: list[Any]
+        if self.task == "hellaswag":
+            items = lt.read_hellaswag(self.data)
+        elif self.task == "winogrande":
+            items = lt.read_winogrande(self.data)
+        else:
+            items = lt.read_multiple_choice(self.data)
+        items = items[: self.limit]
+        self.answers_total = sum(len(i.endings) for i in items if isinstance(i, lt.Task)) or None
+        return items
+
+    def run(self, scorer: Any, items: list[Any]) -> Any:
+        from ..stderr import stderr_console
+
+        console = stderr_console()
+        hits = 0
+
+        def progress(number: int, total: int, right: bool) -> None:
+            nonlocal hits
+            hits += right
+            if console.is_terminal or number == total:
+                console.print(f"{number}/{total} questions, acc {hits / number:.4f}", markup=False)
+
+        if self.style == "lm-eval":
+            from ..evaluate.multiple_choice import run_lm_eval
+
+            return run_lm_eval(scorer, items, lambda n, a: progress(n, len(items), a.predicted == a.answer))
+        on_scored = lambda n, total, s: progress(n, total, s.right)  # noqa: E731
+        if self.style == "opencompass":
+            from ..evaluate import opencompass
+
+            if self.task == "winogrande":
+                return opencompass.run_winogrande(scorer, items, self.shots[None], on_scored)
+            return opencompass.run_choice4(scorer, self.task or "", items, self.shots, on_scored)
+        from ..evaluate import llamacpp_tasks
+
+        return llamacpp_tasks.run(scorer, self.task or "", items, on_scored)
+
+
+def _print(model: str, where: str, style: str, task: str | None, result: Any, answers_total: int | None) -> None:
+    name = Path(where).name if Path(where).exists() else where
+    what = f"--style {style}" + (f" --task {task}" if task else "")
+    sys.stdout.write(f"{model} on {name} ({result.questions if task else len(result.answers)} questions, {what})\n")
+    if style == "lm-eval":
+        for label, value, err in (
+            ("acc", result.acc, result.acc_stderr),
+            ("acc_norm", result.acc_norm, result.acc_norm_stderr),
+        ):
+            sys.stdout.write(f"{label:<9}{value:.4f} ± {err:.4f}\n")
+    elif style == "llama.cpp":
+        from ..evaluate.llamacpp_tasks import report
+
+        sys.stdout.write("\n".join(report(result, answers_total)) + "\n")
+    else:
+        for subject, acc in result.groups().items():
+            sys.stdout.write(f"  {subject:<40}{100 * acc:6.2f}\n")
+        label = f"{task} (mean over {len(result.groups())} subjects)" if result.groups() else str(task)
+        sys.stdout.write(f"{label}: {100 * result.acc:.2f}\n")
 
 
 def _open(

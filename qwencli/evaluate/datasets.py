@@ -1,6 +1,6 @@
-"""Multiple-choice questions from a local JSONL file, in the shapes the common data sets use.
+"""Multiple-choice questions from a local JSONL file (or Parquet), in the shapes the common data sets use.
 
-One JSON object a line with a context, its choices and the right one:
+One JSON object a line (a Parquet row) with a context, its choices and the right one:
 - context: `question`, `query`, `context` or `ctx`;
 - choices: `choices` (or `endings`, HellaSwag's) as a list of texts, or ARC's `{"text": [...], "label": [...]}`;
 - answer: `answer`, `label` or `gold` as the choice's index (an integer, or digits), or `answerKey` /
@@ -10,13 +10,12 @@ A line that has none of these is an error naming it: a score over misread data w
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .rows import read_rows
 
 CONTEXT_FIELDS = ("question", "query", "context", "ctx")
 CHOICE_FIELDS = ("choices", "endings")
@@ -31,27 +30,8 @@ class Question:
 
 
 def read_questions(path: Path) -> list[Question]:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    questions = list(_questions(path))
-    if not questions:
-        raise UsageError(f"{path}: no questions in it")
-    return questions
-
-
-def _questions(path: Path) -> Iterator[Question]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {number}"
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise UsageError(f"{where}: not JSON") from None
-            if not isinstance(row, dict):
-                raise UsageError(f"{where}: not a JSON object")
-            yield _question(row, where)
+    """The questions of a JSONL file (or Parquet, or CSV with a header: `rows.read_rows`)."""
+    return [_question(row, where) for where, row in read_rows(path)]
 
 
 def _first(row: dict[str, Any], fields: tuple[str, ...], where: str, what: str) -> Any:
@@ -68,6 +48,8 @@ def _question(row: dict[str, Any], where: str) -> Question:
     if isinstance(choices, dict):  # ARC: {"text": [...], "label": ["A", "B", ...]}
         labels = [str(label) for label in choices.get("label", [])]
         choices = choices.get("text")
+    if isinstance(choices, tuple):
+        choices = list(choices)
     if not isinstance(context, str) or not isinstance(choices, list) or len(choices) < 2:
         raise UsageError(f"{where}: the context must be text and the choices a list of at least two texts")
     if not all(isinstance(c, str) and c for c in choices):

@@ -11,6 +11,7 @@ their shared context once (`LlamaCppBackend._keep_for_scoring`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,24 @@ class Scorer:
         whole = self._encode(context + continuation)
         context_ids = self._encode(context)
         return whole[: len(context_ids)], whole[len(context_ids) :]
+
+    def encode(self, text: str) -> list[int]:
+        """A whole text as the other harnesses tokenize a prompt: BOS first if the vocabulary asks."""
+        return self._backend.tokenize_text(text, add_special=True)
+
+    def token_logprobs(self, tokens: Sequence[int], start: int) -> list[float]:
+        """The log-probability of each of `tokens[start:]` given the tokens before it: what
+        OpenCompass's and llama-perplexity's scores are made of (no left cut: they do not cut)."""
+        if not 1 <= start < len(tokens):
+            raise UsageError(f"nothing to score: token {start} of a {len(tokens)}-token text")
+        if len(tokens) > self._max_tokens:
+            raise UsageError(
+                f"a {len(tokens)}-token prompt does not fit the {self._max_tokens + 1}-token context", "a larger --ctx"
+            )
+        last = _last_chunk(self._backend.complete(list(tokens), SCORING))
+        entries = last.prompt_logprobs[start:]
+        assert len(entries) == len(tokens) - start, "the engine scored every prompt token"
+        return [e.logprob if e.logprob is not None else math.nan for e in entries]
 
     def score(self, context: str, continuation: str) -> Score:
         context_ids, continuation_ids = self.encode_pair(context, continuation)
