@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..evaluate.source import SourceOptions  # a dataclass: light (numpy comes with the measurements)
+from . import eval_gen as _gen
 from . import eval_mc as _mc
 from .errors import handle_errors
 from .options import Backend, Device, Quant, ToolThreads, Verbose, check_backend, with_options
@@ -308,4 +309,5 @@ def register(app: typer.Typer) -> None:
     for command in COMMANDS:
         group.command(no_args_is_help=True)(command)
     _mc.register(group)  # `qwen eval mc`, with its own options (eval_mc.py)
+    _gen.register(group)  # `qwen eval gen` (eval_gen.py)
     app.add_typer(group)
