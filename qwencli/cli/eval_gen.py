@@ -126,6 +126,12 @@ def _check_style(task: str, style: str | None, shots: int | None, fewshot: Path 
         raise UsageError("--samples is for HumanEval's pass@k; GSM8K is greedy, one answer a question")
     if style == "opencompass" and (shots is not None or fewshot is not None):
         raise UsageError("--style opencompass has its own 4 examples; --shots and --fewshot are lm-eval's")
+    count = gsm8k.LM_EVAL_SHOTS if shots is None else shots
+    if style == "lm-eval" and count and fewshot is None:
+        raise UsageError(
+            f"lm-eval's gsm8k draws {count} examples a question from the train split",
+            "give it with --fewshot train.jsonl (GSM8K's own format), or --shots 0",
+        )
     return style
 
 
@@ -133,7 +139,6 @@ def _task(
     task: str, style: str, data: Path, prompting: Prompting, shots: int | None, fewshot: Path | None, limit: int | None
 ) -> tuple[Any, dict[str, Any]]:
     """The task and what identifies its questions in the journal's header."""
-    from ..errors import UsageError
     from ..evaluate import gsm8k, humaneval
     from ..evaluate.gen_tasks import Gsm8kTask, HumanEvalTask
 
@@ -146,12 +151,7 @@ def _task(
     count = gsm8k.LM_EVAL_SHOTS if shots is None else shots
     identity["shots"] = count
     drawn = None
-    if count:
-        if fewshot is None:
-            raise UsageError(
-                f"lm-eval's gsm8k draws {count} examples a question from the train split",
-                "give it with --fewshot train.jsonl (GSM8K's own format), or --shots 0",
-            )
+    if count and fewshot is not None:  # _check_style asked for the file
         identity["fewshot_sha256"] = _digest(fewshot)
         # Drawn for every question of the file, so --limit changes no question's examples.
         drawn = gsm8k.lm_eval_shots(gsm8k.read_problems(fewshot), count, len(problems))[: len(problems[:limit])]

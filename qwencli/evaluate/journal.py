@@ -66,7 +66,7 @@ class Journal:
 def default_path(directory: Path, header: Mapping[str, Any], *name_parts: str) -> Path:
     """A per-run file: readable parts, and a digest of the header so another set-up gets another file."""
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:10]
-    slug = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", part).strip("_")[:40] for part in name_parts if part)
+    slug = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_")[:40] for part in name_parts if part)
     return directory / f"{slug}-{digest}.jsonl"
 
 
