@@ -1,6 +1,8 @@
 """GSM8K as OpenCompass and as lm-eval-harness run it: the prompt, the answer extraction, the match.
 
-The data is the data set's own JSONL: `{"question": …, "answer": "… #### 72"}` a line.
+The data is the data set's own JSONL: `{"question": …, "answer": "… #### 72"}` a line. Read from
+OpenCompass at commit a5acc4b and lm-eval-harness at 4e7e0d4 (both 2026-08); the four examples in
+the data file are the config's rounds, checked equal to them.
 
 - `opencompass` (configs/datasets/gsm8k/gsm8k_gen_1d7fe4.py, what `gsm8k_gen` points at): four
   chain-of-thought examples as HUMAN/BOT rounds (`data/gsm8k_opencompass_4shot.json`), then

