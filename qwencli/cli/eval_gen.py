@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -67,31 +66,32 @@ def gen(
     """Generate answers with MODEL (greedy) and grade them: GSM8K accuracy, HumanEval pass@k."""
     from ..errors import UsageError
     from ..evaluate.generation import run
-    from ..evaluate.journal import Journal
+    from ..evaluate.journal import Journal, default_path, resume_hint
+    from ..evaluate.progress import QuestionProgress
 
     if task not in TASKS:
         raise UsageError(f"--task {task}: not a generation task", f"use --task {' or '.join(TASKS)}")
     if prompting is not None and prompting not in PROMPTINGS:
         raise UsageError(f"--prompting {prompting}", "use --prompting chat or --prompting base")
     style = _check_style(task, style, shots, fewshot, samples)
+    for given in (data, fewshot):  # before the model loads, which takes a while
+        if given is not None and not given.is_file():
+            raise UsageError(f"{given}: no such file")
     backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
     try:
         chosen: Prompting = prompting or _default_prompting(backend)  # type: ignore[assignment]  # checked above
         gen_task, identity = _task(task, style, data, chosen, shots, fewshot, limit)
         header = {"command": "gen", "model": _model_id(model, host), "task": task, "style": style,
                   "prompting": chosen, "samples": samples, **identity}  # fmt: skip
-        path = journal or _default_journal(header, model, task, style)
+        path = journal or default_path(header, task, style, Path(model).stem)
         with Journal.open(path, header) as log:
             _note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
-            progress = _Progress(task)
+            progress = QuestionProgress(task)
             try:
                 result = run(gen_task, backend, log, prompting=chosen, samples=samples, progress=progress)
             except KeyboardInterrupt:
-                progress.stop()
-                _note(
-                    f"\ninterrupted: {len(log.done)} of {len(gen_task.ids())} questions are in {path}; "
-                    "run the same command again to resume"
-                )
+                ids = gen_task.ids()
+                _note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
                 raise
     finally:
         backend.close()
@@ -177,13 +177,6 @@ def _model_id(model: str, host: str | None) -> str:
     return f"{model}@{host}" if host else model
 
 
-def _default_journal(header: dict[str, Any], model: str, task: str, style: str) -> Path:
-    from .. import settings
-    from ..evaluate.journal import default_path
-
-    return default_path(settings.load().home / "eval", header, task, style, Path(model).stem)
-
-
 def _digest(path: Path) -> str:
     from ..errors import UsageError
 
@@ -209,47 +202,6 @@ def _note(message: str) -> None:
     from ..stderr import stderr_console
 
     stderr_console().print(message, markup=False, highlight=False)
-
-
-class _Progress:
-    """done/total and an ETA on stderr: Rich's bar on a terminal, a line a question otherwise."""
-
-    def __init__(self, task: str):
-        from ..stderr import stderr_console
-
-        self.task = task
-        self._console = stderr_console()
-        self._bar: Any = None
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done, self._started = total, done, time.monotonic()
-        self._new = 0
-        if self._console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn(self.task), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=self._console, transient=True)  # fmt: skip
-            self._bar.start()
-            self._id = self._bar.add_task(self.task, total=total, completed=done)
-
-    def advance(self, record: dict[str, Any]) -> None:
-        self.done += 1
-        self._new += 1
-        if self._bar is not None:
-            self._bar.advance(self._id)
-            return
-        left = (time.monotonic() - self._started) / self._new * (self.total - self.done)
-        self._console.print(f"{self.task} {self.done}/{self.total}, ETA {_clock(left)}", markup=False)
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def register(group: typer.Typer) -> None:

@@ -63,11 +63,21 @@ class Journal:
         self.close()
 
 
-def default_path(directory: Path, header: Mapping[str, Any], *name_parts: str) -> Path:
-    """A per-run file: readable parts, and a digest of the header so another set-up gets another file."""
+def default_path(header: Mapping[str, Any], *name_parts: str, directory: Path | None = None) -> Path:
+    """A per-run file under qwencli's own directory (`$QWEN_HOME/eval`): readable parts, and a
+    digest of the header, so another set-up gets another file and the same one finds its own."""
+    if directory is None:
+        from .. import settings
+
+        directory = settings.load().home / "eval"
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:10]
     slug = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_")[:40] for part in name_parts if part)
     return directory / f"{slug}-{digest}.jsonl"
+
+
+def resume_hint(path: Path, done: int, total: int) -> str:
+    """What Ctrl-C leaves on stderr."""
+    return f"interrupted: {done} of {total} questions are in {path}; run the same command again to resume"
 
 
 def _read(path: Path, header: dict[str, Any], done: dict[str, dict[str, Any]]) -> int:
