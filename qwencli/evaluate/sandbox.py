@@ -116,11 +116,10 @@ def _run_in(workdir: Path, program: str, limits: Limits) -> Outcome:
     deadline = limits.seconds + limits.startup_seconds
 
     def limit_child() -> None:  # in the child, between fork and exec: no imports, only system calls
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes))
-        cpu = int(deadline) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _lower(resource.RLIMIT_AS, limits.memory_bytes)
+        _lower(resource.RLIMIT_FSIZE, limits.output_bytes)
+        _lower(resource.RLIMIT_CPU, int(deadline) + 1)
+        _lower(resource.RLIMIT_CORE, 0)
 
     started = time.monotonic()
     with output.open("wb") as out:
@@ -156,6 +155,14 @@ def _run_in(workdir: Path, program: str, limits: Limits) -> Outcome:
     if code < 0:
         return Outcome("failed", f"killed by signal {signal.Signals(-code).name}", seconds)
     return Outcome("failed", _last_line(text) or f"exit status {code}", seconds)
+
+
+def _lower(which: int, value: int) -> None:
+    """Set a limit, never above the one this process already has (raising it would fail)."""
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> None:
