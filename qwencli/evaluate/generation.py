@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from ..backends.base import Backend
 from ..chat import GenerationOptions, Message
+from .journal import Journal
 
 Prompting = Literal["chat", "base"]
 
@@ -99,7 +100,7 @@ class Run:
 def run(
     task: GenTask,
     backend: Backend,
-    journal: Any,  # journal.Journal
+    journal: Journal,
     *,
     prompting: Prompting,
     samples: int = 1,
