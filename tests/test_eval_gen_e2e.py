@@ -158,3 +158,17 @@ def test_on_a_server_the_answers_are_the_engines(gsm8k_run, tmp_path):
     remote = as_json(result)
     assert remote["prompting"] == "chat" and remote["questions"] == 2
     assert [r["completion"] for r in remote["records"]] == [r["completion"] for r in local["records"][:2]]
+
+
+def test_on_a_server_base_prompting_goes_through_completions(tmp_path):
+    data = write_gsm8k(tmp_path / "test.jsonl", PROBLEMS[:1])
+    args = ["--task", "gsm8k", "--data", str(data), "--style", "opencompass", "--prompting", "base", "--json"]
+    local = as_json(gen(*args, env={"QWEN_HOME": str(tmp_path / "local")}))
+    config = ServerConfig(startup_models=("smollm2",), keep_alive=None, load=LoadOptions())
+    app = create_app(config, StaticSource({"smollm2": require(SMOLLM2)}))
+    with RunningServer(app) as server:
+        remote = as_json(run_qwen("eval", "gen", "smollm2", "--host", server.base, *args,
+                                  env={"QWEN_HOME": str(tmp_path / "remote")}, timeout=600))  # fmt: skip
+    assert local["prompting"] == remote["prompting"] == "base"
+    assert [r["completion"] for r in remote["records"]] == [r["completion"] for r in local["records"]]
+    assert "Question:" not in local["records"][0]["completion"]  # the stop OpenCompass's cut makes harmless
