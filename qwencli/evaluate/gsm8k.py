@@ -144,7 +144,8 @@ def lm_eval_text(question: str, shots: list[Problem]) -> str:
 
 
 def lm_eval_messages(question: str, shots: list[Problem]) -> list[Message]:
-    """`--apply_chat_template --fewshot_as_multiturn`: each example a user turn and its answer."""
+    """`--apply_chat_template`, few-shot as multi-turn (`simple_evaluate`'s default): each example a
+    user turn and its answer as the assistant's (`build_qa_turn`; the delimiters are text-only)."""
     messages = []
     for shot in shots:
         messages.append(Message("user", f"Question: {shot.question}\nAnswer:"))
