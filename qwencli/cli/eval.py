@@ -16,6 +16,7 @@ import typer
 
 from ..evaluate.source import SourceOptions  # a dataclass: light (numpy comes with the measurements)
 from . import eval_compare as _eval_compare
+from . import eval_gen as _gen
 from . import eval_mc as _mc
 from .errors import handle_errors
 from .options import Backend, Device, Quant, ToolThreads, Verbose, check_backend, with_options
@@ -310,4 +311,5 @@ def register(app: typer.Typer) -> None:
         group.command(no_args_is_help=True)(command)
     _mc.register(group)  # `qwen eval mc`, with its own options (eval_mc.py)
     _eval_compare.register(group)  # `qwen eval compare` (eval_compare.py)
+    _gen.register(group)  # `qwen eval gen` (eval_gen.py)
     app.add_typer(group)

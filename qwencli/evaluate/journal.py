@@ -1,0 +1,124 @@
+"""A run's finished questions, one JSON line each, so an interrupted run resumes where it stopped.
+
+The first line is the header: what the run measures (command, model, task, style, data, …). A
+journal is reopened only by the run it was written for: any other header is refused, naming the
+fields that differ, since results of two set-ups mixed in one file would look like one result.
+Every record is written whole and flushed (and fsynced) before the next question starts; a line
+torn by a kill in mid-write is cut off when the journal is reopened. Nothing here knows what a
+question is: `qwen eval gen` and `qwen eval mc` both key their records by a question id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import UsageError
+
+VERSION = 1
+
+
+class Journal:
+    def __init__(self, path: Path, header: dict[str, Any], done: dict[str, dict[str, Any]], out: TextIO):
+        self.path = path
+        self.header = header
+        #: The records already in the journal, by question id, in the order they were written.
+        self.done = done
+        self._out = out
+
+    @classmethod
+    def open(cls, path: Path, header: Mapping[str, Any]) -> Journal:
+        header = {"journal": VERSION, **header}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done: dict[str, dict[str, Any]] = {}
+        good = _read(path, header, done) if path.exists() and path.stat().st_size > 0 else 0
+        if good:
+            with path.open("r+b") as f:  # drop a torn last line
+                f.truncate(good)
+            out = path.open("a", encoding="utf-8")
+        else:
+            out = path.open("w", encoding="utf-8")
+            out.write(json.dumps(header, ensure_ascii=False) + "\n")
+            _sync(out)
+        return cls(path, header, done, out)
+
+    def record(self, question: str, result: Mapping[str, Any]) -> None:
+        entry = {"id": question, **result}
+        self._out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        _sync(self._out)
+        self.done[question] = entry
+
+    def close(self) -> None:
+        self._out.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_path(header: Mapping[str, Any], *name_parts: str, directory: Path | None = None) -> Path:
+    """A per-run file under qwencli's own directory (`$QWEN_HOME/eval`): readable parts, and a
+    digest of the header, so another set-up gets another file and the same one finds its own."""
+    if directory is None:
+        from .. import settings
+
+        directory = settings.load().home / "eval"
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:10]
+    slug = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_")[:40] for part in name_parts if part)
+    return directory / f"{slug}-{digest}.jsonl"
+
+
+def resume_hint(path: Path, done: int, total: int) -> str:
+    """What Ctrl-C leaves on stderr."""
+    return f"interrupted: {done} of {total} questions are in {path}; run the same command again to resume"
+
+
+def _read(path: Path, header: dict[str, Any], done: dict[str, dict[str, Any]]) -> int:
+    """Fill `done` from the journal; the byte offset after its last whole line."""
+    good = 0
+    with path.open("rb") as f:
+        first = f.readline()
+        written = _parse(first)
+        if written is None or "journal" not in written:
+            raise UsageError(f"{path} is not a qwen eval journal", "give another --journal")
+        if not first.endswith(b"\n"):  # the header itself was torn: start over under this one
+            return 0
+        _check_header(path, written, header)
+        good = len(first)
+        for line in f:
+            entry = _parse(line) if line.endswith(b"\n") else None
+            if entry is None or not isinstance(entry.get("id"), str):
+                break
+            done[entry["id"]] = entry
+            good += len(line)
+    return good
+
+
+def _check_header(path: Path, written: dict[str, Any], header: dict[str, Any]) -> None:
+    differ = [k for k in sorted(set(written) | set(header)) if written.get(k) != header.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {written.get(k)!r} there, {header.get(k)!r} now" for k in differ[:4])
+        raise UsageError(
+            f"{path} was written for another run ({shown})",
+            "give another --journal, or delete that file to start over",
+        )
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _sync(out: TextIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
