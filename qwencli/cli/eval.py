@@ -303,7 +303,8 @@ COMMANDS = (ppl, kld)
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         name="eval",
-        help="Measure a model: perplexity, KL divergence against a reference, multiple choice.",
+        help="Measure a model: ppl (perplexity), kld (KL divergence against a reference), mc (multiple choice), "
+        "gen (generated answers graded: GSM8K, HumanEval); compare puts a result beside Qwen's table or another run.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
