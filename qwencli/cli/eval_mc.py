@@ -5,7 +5,9 @@ The style is named, never implied, and it travels with the result (`--json` has 
 and acc_norm (`evaluate/multiple_choice.py`), what `lm_eval --model local-completions` against
 `qwen serve` reports for the same data; `opencompass` the presets behind Qwen's tables
 (`evaluate/opencompass.py`); `llama.cpp` llama-perplexity's tasks (`evaluate/llamacpp_tasks.py`).
-Progress on stderr, the result on stdout.
+Every finished question goes to a journal (printed at the start: its choices' scores, so the
+result is recomputed from it); the same command again resumes it, and Ctrl-C says so. Progress
+with an ETA on stderr, the result on stdout.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def mc(
         str | None, typer.Option("--subset", help="The hub data set's configuration (all, winogrande_xs, …).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.", show_default=False)] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", help="Where finished questions go (default: a per-run file).", show_default=False),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ctx: Ctx = None,
     quant: Quant = None,
@@ -65,6 +71,10 @@ def mc(
 ) -> None:
     """Multiple-choice accuracy of MODEL on DATA (in this process, or on the server --host)."""
     from ..errors import UsageError
+    from ..evaluate.journal import Journal, default_path, resume_hint
+    from ..evaluate.mc_run import mc_task, run
+    from ..evaluate.progress import QuestionProgress
+    from ..evaluate.scoring import Scorer
 
     if style not in STYLES:
         raise UsageError(f"--style {style!r}: not a scoring style" if style else "no --style given",
@@ -80,23 +90,35 @@ def mc(
         raise UsageError("give the data: a local path, or --hf-dataset NAME (not both)")
     load = _Load(style, task, data, hf_dataset, subset, limit)
     items = load.items()  # read before the model loads: a data error costs no load
-    backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
+    header = {"command": "mc", "model": _model_id(model, host), "style": style, "task": task, "ctx": ctx,
+              **load.identity()}  # fmt: skip
+    path = journal or default_path(header, "mc", style, task or "", Path(model).stem)
+    log = Journal.open(path, header)  # before the load too: another run's journal is refused at once
+    backend = None
     try:
-        from ..evaluate.scoring import Scorer
-
+        backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
         scorer = Scorer(backend, backend.tokenizer_info()["model_max_length"])
-        result = load.run(scorer, items)
+        mc = mc_task(style, task, items, scorer, load.shots)
+        _note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
+        try:
+            result = run(mc, log, QuestionProgress(task or style))
+        except KeyboardInterrupt:
+            ids = mc.ids()
+            _note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
+            raise
     finally:
-        backend.close()
+        log.close()
+        if backend is not None:
+            backend.close()
     where = hf_dataset if hf_dataset is not None else str(data)
     if json_output:
-        sys.stdout.write(json.dumps({"model": model, "data": where, **result.to_json()}) + "\n")
+        sys.stdout.write(json.dumps({"model": model, "data": where, **result.to_json(), "journal": str(path)}) + "\n")
         return
     _print(model, where, style, task, result, load.answers_total)
 
 
 class _Load:
-    """The questions of one style and task, and the run that scores them."""
+    """The questions of one style and task, and what pins them in the journal."""
 
     def __init__(self, style: str, task: str | None, data: Path | None, hub: str | None, subset: str | None,
                  limit: int | None):  # fmt: skip
@@ -133,32 +155,14 @@ class _Load:
         self.answers_total = sum(len(i.endings) for i in items if isinstance(i, lt.Task)) or None
         return items
 
-    def run(self, scorer: Any, items: list[Any]) -> Any:
-        from ..stderr import stderr_console
+    def identity(self) -> dict[str, Any]:
+        """What pins the questions in the journal's header (a hub data set by its name: its
+        revision is the hub's to change)."""
+        from ..evaluate.journal import data_sha256
 
-        console = stderr_console()
-        hits = 0
-
-        def progress(number: int, total: int, right: bool) -> None:
-            nonlocal hits
-            hits += right
-            if console.is_terminal or number == total:
-                console.print(f"{number}/{total} questions, acc {hits / number:.4f}", markup=False)
-
-        if self.style == "lm-eval":
-            from ..evaluate.multiple_choice import run_lm_eval
-
-            return run_lm_eval(scorer, items, lambda n, a: progress(n, len(items), a.predicted == a.answer))
-        on_scored = lambda n, total, s: progress(n, total, s.right)  # noqa: E731
-        if self.style == "opencompass":
-            from ..evaluate import opencompass
-
-            if self.task == "winogrande":
-                return opencompass.run_winogrande(scorer, items, self.shots[None], on_scored)
-            return opencompass.run_choice4(scorer, self.task or "", items, self.shots, on_scored)
-        from ..evaluate import llamacpp_tasks
-
-        return llamacpp_tasks.run(scorer, self.task or "", items, on_scored)
+        if self.data is None:
+            return {"data": f"hub:{self.hub}", "subset": self.subset}
+        return {"data": str(self.data.resolve()), "data_sha256": data_sha256(self.data)}
 
 
 def _print(model: str, where: str, style: str, task: str | None, result: Any, answers_total: int | None) -> None:
@@ -201,6 +205,18 @@ def _open(
     if resolved.format != "gguf" or resolved.path is None:
         raise UsageError(f"qwen eval mc runs GGUF models on llama.cpp, and {model} is {resolved.format}")
     return LlamaCppBackend(resolved.path, LoadOptions(context_length=ctx, threads=threads), name=model)
+
+
+def _model_id(model: str, host: str | None) -> str:
+    if host is None and Path(model).is_file():
+        return str(Path(model).resolve())
+    return f"{model}@{host}" if host else model
+
+
+def _note(message: str) -> None:
+    from ..stderr import stderr_console
+
+    stderr_console().print(message, markup=False, highlight=False)
 
 
 def register(group: typer.Typer) -> None:

@@ -75,6 +75,21 @@ def default_path(header: Mapping[str, Any], *name_parts: str, directory: Path | 
     return directory / f"{slug}-{digest}.jsonl"
 
 
+def data_sha256(path: Path) -> str:
+    """What pins a run's data in its header: a file's sha256, or a folder's (OpenCompass's data
+    sets are folders) over its files' relative paths and contents, in sorted order."""
+    digest = hashlib.sha256()
+    try:
+        if not path.is_dir():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
 def resume_hint(path: Path, done: int, total: int) -> str:
     """What Ctrl-C leaves on stderr."""
     return f"interrupted: {done} of {total} questions are in {path}; run the same command again to resume"

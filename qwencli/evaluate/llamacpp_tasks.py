@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from .mc_result import OnScored, Scored, TaskResult, first_max
+from .mc_result import Scored, TaskResult, first_max
 from .scoring import Scorer
 
 STYLE = "llama.cpp"
@@ -219,21 +219,21 @@ def score_winogrande(scorer: Scorer, task: WinoTask) -> tuple[float, float]:
     return scores[0], scores[1]
 
 
-def run(scorer: Scorer, task: str, items: Sequence[Task | WinoTask], on_scored: OnScored | None = None) -> TaskResult:
-    scored = []
-    for number, item in enumerate(items, start=1):
-        if isinstance(item, WinoTask):
-            s1, s2 = score_winogrande(scorer, item)
-            outcome = Scored((s1, s2), 0 if s1 > s2 else 1, item.answer)  # ties go to the second
-        else:
-            scores = score_endings(scorer, item)
-            best = first_max(scores)
-            answer = best if best in item.answers else min(item.answers, default=-1)
-            outcome = Scored(scores, best, answer)
-        scored.append(outcome)
-        if on_scored is not None:
-            on_scored(number, len(items), outcome)
+def score_item(scorer: Scorer, item: Task | WinoTask) -> Scored:
+    if isinstance(item, WinoTask):
+        s1, s2 = score_winogrande(scorer, item)
+        return Scored((s1, s2), 0 if s1 > s2 else 1, item.answer)  # ties go to the second
+    scores = score_endings(scorer, item)
+    best = first_max(scores)
+    return Scored(scores, best, best if best in item.answers else min(item.answers, default=-1))
+
+
+def result(task: str, scored: Sequence[Scored]) -> TaskResult:
     return TaskResult(STYLE, task, "mean_logprob", tuple(scored))
+
+
+def run(scorer: Scorer, task: str, items: Sequence[Task | WinoTask]) -> TaskResult:
+    return result(task, [score_item(scorer, item) for item in items])
 
 
 def wilson(correct: int, n: int) -> tuple[float, float]:

@@ -7,7 +7,7 @@ subjects, as OpenCompass averages them). The style and the task travel with the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +24,15 @@ class Scored:
     def right(self) -> bool:
         return self.predicted == self.answer
 
+    def to_json(self) -> dict[str, Any]:
+        """The question's line in `--json` and in the journal (NaN scores stay NaN: Python's
+        json writes and reads them)."""
+        out: dict[str, Any] = {"scores": list(self.scores), "predicted": self.predicted, "answer": self.answer}
+        return out | ({"subject": self.group} if self.group is not None else {})
 
-#: Called after each question: its number (from 1), the count, its outcome.
-OnScored = Callable[[int, int, Scored], None]
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Scored:
+        return cls(tuple(record["scores"]), record["predicted"], record["answer"], record.get("subject"))
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,7 @@ class TaskResult:
         groups = self.groups()
         if groups:
             out["subjects"] = groups
-        out["answers"] = [
-            {"scores": list(s.scores), "predicted": s.predicted, "answer": s.answer}
-            | ({"subject": s.group} if s.group is not None else {})
-            for s in self.scored
-        ]
+        out["answers"] = [s.to_json() for s in self.scored]
         return out
 
 

@@ -10,12 +10,14 @@ the first of equal values wins (numpy's argmax). The standard errors are lm-eval
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .datasets import Question
 from .scoring import Scorer
 
+STYLE = "lm-eval"
 TARGET_DELIMITER = " "
 
 
@@ -27,6 +29,15 @@ class Answer:
     predicted: int
     predicted_norm: int
     answer: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The question's line in `--json` and in the journal."""
+        return {"logprobs": list(self.logprobs), "predicted": self.predicted, "predicted_norm": self.predicted_norm,
+                "answer": self.answer}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Answer:
+        return cls(tuple(record["logprobs"]), record["predicted"], record["predicted_norm"], record["answer"])
 
 
 @dataclass(frozen=True)
@@ -58,15 +69,7 @@ class McResult:
             "acc_stderr": self.acc_stderr,
             "acc_norm": self.acc_norm,
             "acc_norm_stderr": self.acc_norm_stderr,
-            "answers": [
-                {
-                    "logprobs": list(a.logprobs),
-                    "predicted": a.predicted,
-                    "predicted_norm": a.predicted_norm,
-                    "answer": a.answer,
-                }
-                for a in self.answers
-            ],
+            "answers": [a.to_json() for a in self.answers],
         }
 
 
@@ -93,13 +96,5 @@ def answer_lm_eval(scorer: Scorer, question: Question) -> Answer:
     return Answer(logprobs, _argmax(logprobs), _argmax(per_char), question.answer)
 
 
-def run_lm_eval(
-    scorer: Scorer, questions: Sequence[Question], on_answer: Callable[[int, Answer], None] | None = None
-) -> McResult:
-    answers = []
-    for number, question in enumerate(questions, start=1):
-        answer = answer_lm_eval(scorer, question)
-        answers.append(answer)
-        if on_answer is not None:
-            on_answer(number, answer)
-    return McResult("lm-eval", tuple(answers))
+def run_lm_eval(scorer: Scorer, questions: Sequence[Question]) -> McResult:
+    return McResult(STYLE, tuple(answer_lm_eval(scorer, q) for q in questions))

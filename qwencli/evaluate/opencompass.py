@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .mc_result import OnScored, Scored, TaskResult, first_max, first_min
+from .mc_result import Scored, TaskResult, first_max, first_min
 from .scoring import Scorer
 
 STYLE = "opencompass"
@@ -110,33 +110,27 @@ def loglikelihood(scorer: Scorer, prompt: str, continuation: str) -> float:
     return sum(scorer.token_logprobs(tokens, n_context))
 
 
-def run_choice4(
-    scorer: Scorer,
-    task: str,
-    questions: Sequence[Choice4],
-    shots: dict[str | None, list[Choice4]],
-    on_scored: OnScored | None = None,
-) -> TaskResult:
-    """MMLU (shots per subject) or HellaSwag (one set of shots, under the key None)."""
+def score_choice4(scorer: Scorer, task: str, q: Choice4, shots: dict[str | None, list[Choice4]]) -> Scored:
+    """One MMLU question (its subject's shots) or HellaSwag one (the shots under the key None)."""
     build = mmlu_prompts if task == "mmlu" else hellaswag_prompts
-    scored = []
-    for number, q in enumerate(questions, start=1):
-        scores = tuple(ppl(scorer, p) for p in build(q, shots[q.group]))
-        outcome = Scored(scores, first_min(scores), q.answer, q.group if task == "mmlu" else None)
-        scored.append(outcome)
-        if on_scored is not None:
-            on_scored(number, len(questions), outcome)
-    return TaskResult(STYLE, task, "ppl", tuple(scored))
+    scores = tuple(ppl(scorer, p) for p in build(q, shots[q.group]))
+    return Scored(scores, first_min(scores), q.answer, q.group if task == "mmlu" else None)
 
 
-def run_winogrande(
-    scorer: Scorer, questions: Sequence[Blank], shots: Sequence[Blank], on_scored: OnScored | None = None
+def score_blank(scorer: Scorer, q: Blank, shots: Sequence[Blank]) -> Scored:
+    scores = tuple(loglikelihood(scorer, p, q.after_blank) for p in winogrande_prompts(q, shots))
+    return Scored(scores, first_max(scores), q.answer)
+
+
+def result(task: str, scored: Sequence[Scored]) -> TaskResult:
+    return TaskResult(STYLE, task, "loglikelihood" if task == "winogrande" else "ppl", tuple(scored))
+
+
+def run_choice4(
+    scorer: Scorer, task: str, questions: Sequence[Choice4], shots: dict[str | None, list[Choice4]]
 ) -> TaskResult:
-    scored = []
-    for number, q in enumerate(questions, start=1):
-        scores = tuple(loglikelihood(scorer, p, q.after_blank) for p in winogrande_prompts(q, shots))
-        outcome = Scored(scores, first_max(scores), q.answer)
-        scored.append(outcome)
-        if on_scored is not None:
-            on_scored(number, len(questions), outcome)
-    return TaskResult(STYLE, "winogrande", "loglikelihood", tuple(scored))
+    return result(task, [score_choice4(scorer, task, q, shots) for q in questions])
+
+
+def run_winogrande(scorer: Scorer, questions: Sequence[Blank], shots: Sequence[Blank]) -> TaskResult:
+    return result("winogrande", [score_blank(scorer, q, shots) for q in questions])
