@@ -90,8 +90,9 @@ def mc(
         raise UsageError("give the data: a local path, or --hf-dataset NAME (not both)")
     load = _Load(style, task, data, hf_dataset, subset, limit)
     items = load.items()  # read before the model loads: a data error costs no load
-    header = {"command": "mc", "model": _model_id(model, host), "style": style, "task": task, "ctx": ctx,
-              **load.identity()}  # fmt: skip
+    # --quant picks another file of a name; --ctx moves lm-eval's left cut of a long context.
+    header = {"command": "mc", "model": _model_id(model, host), "quant": quant, "style": style, "task": task,
+              "ctx": ctx, **load.identity()}  # fmt: skip
     path = journal or default_path(header, "mc", style, task or "", Path(model).stem)
     log = Journal.open(path, header)  # before the load too: another run's journal is refused at once
     backend = None
