@@ -8,7 +8,6 @@ result on stdout (`--json` for scripts).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -66,7 +65,7 @@ def gen(
     """Generate answers with MODEL (greedy) and grade them: GSM8K accuracy, HumanEval pass@k."""
     from ..errors import UsageError
     from ..evaluate.generation import run
-    from ..evaluate.journal import Journal, default_path, resume_hint
+    from ..evaluate.journal import Journal, default_path, model_identity, note, resume_hint
     from ..evaluate.progress import QuestionProgress
 
     if task not in TASKS:
@@ -81,17 +80,17 @@ def gen(
     try:
         chosen: Prompting = prompting or _default_prompting(backend)  # type: ignore[assignment]  # checked above
         gen_task, identity = _task(task, style, data, chosen, shots, fewshot, limit)
-        header = {"command": "gen", "model": _model_id(model, host), "task": task, "style": style,
+        header = {"command": "gen", "model": model_identity(model, host), "quant": quant, "task": task, "style": style,
                   "prompting": chosen, "samples": samples, **identity}  # fmt: skip
         path = journal or default_path(header, task, style, Path(model).stem)
         with Journal.open(path, header) as log:
-            _note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
+            note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
             progress = QuestionProgress(task)
             try:
                 result = run(gen_task, backend, log, prompting=chosen, samples=samples, progress=progress)
             except KeyboardInterrupt:
                 ids = gen_task.ids()
-                _note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
+                note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
                 raise
     finally:
         backend.close()
@@ -141,8 +140,9 @@ def _task(
     """The task and what identifies its questions in the journal's header."""
     from ..evaluate import gsm8k, humaneval
     from ..evaluate.gen_tasks import Gsm8kTask, HumanEvalTask
+    from ..evaluate.journal import data_sha256
 
-    identity: dict[str, Any] = {"data": str(data.resolve()), "data_sha256": _digest(data)}
+    identity: dict[str, Any] = {"data": str(data.resolve()), "data_sha256": data_sha256(data)}
     if task == "humaneval":
         return HumanEvalTask(humaneval.read_tasks(data)[:limit], prompting), identity
     problems = gsm8k.read_problems(data)
@@ -152,7 +152,7 @@ def _task(
     identity["shots"] = count
     drawn = None
     if count and fewshot is not None:  # _check_style asked for the file
-        identity["fewshot_sha256"] = _digest(fewshot)
+        identity["fewshot_sha256"] = data_sha256(fewshot)
         # Drawn for every question of the file, so --limit changes no question's examples.
         drawn = gsm8k.lm_eval_shots(gsm8k.read_problems(fewshot), count, len(problems))[: len(problems[:limit])]
     return Gsm8kTask(problems[:limit], style, drawn), identity
@@ -171,21 +171,6 @@ def _default_prompting(backend: Any) -> Prompting:
     return "base"
 
 
-def _model_id(model: str, host: str | None) -> str:
-    if host is None and Path(model).is_file():
-        return str(Path(model).resolve())
-    return f"{model}@{host}" if host else model
-
-
-def _digest(path: Path) -> str:
-    from ..errors import UsageError
-
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-
-
 def _open(
     model: str, *, host: str | None, api_key: str | None, ctx: int | None, quant: str | None, threads: int | None
 ) -> Any:
@@ -196,12 +181,6 @@ def _open(
 
     resolved = resolve(model, quant=quant, host=host, api_key=api_key, for_chat=True)
     return load_backend(resolved, LoadOptions(context_length=ctx, threads=threads))
-
-
-def _note(message: str) -> None:
-    from ..stderr import stderr_console
-
-    stderr_console().print(message, markup=False, highlight=False)
 
 
 def register(group: typer.Typer) -> None:

@@ -71,7 +71,7 @@ def mc(
 ) -> None:
     """Multiple-choice accuracy of MODEL on DATA (in this process, or on the server --host)."""
     from ..errors import UsageError
-    from ..evaluate.journal import Journal, default_path, resume_hint
+    from ..evaluate.journal import Journal, default_path, model_identity, note, resume_hint
     from ..evaluate.mc_run import mc_task, run
     from ..evaluate.progress import QuestionProgress
     from ..evaluate.scoring import Scorer
@@ -91,7 +91,7 @@ def mc(
     load = _Load(style, task, data, hf_dataset, subset, limit)
     items = load.items()  # read before the model loads: a data error costs no load
     # --quant picks another file of a name; --ctx moves lm-eval's left cut of a long context.
-    header = {"command": "mc", "model": _model_id(model, host), "quant": quant, "style": style, "task": task,
+    header = {"command": "mc", "model": model_identity(model, host), "quant": quant, "style": style, "task": task,
               "ctx": ctx, **load.identity()}  # fmt: skip
     path = journal or default_path(header, "mc", style, task or "", Path(model).stem)
     log = Journal.open(path, header)  # before the load too: another run's journal is refused at once
@@ -100,12 +100,12 @@ def mc(
         backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
         scorer = Scorer(backend, backend.tokenizer_info()["model_max_length"])
         mc = mc_task(style, task, items, scorer, load.shots)
-        _note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
+        note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
         try:
             result = run(mc, log, QuestionProgress(task or style))
         except KeyboardInterrupt:
             ids = mc.ids()
-            _note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
+            note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
             raise
     finally:
         log.close()
@@ -206,18 +206,6 @@ def _open(
     if resolved.format != "gguf" or resolved.path is None:
         raise UsageError(f"qwen eval mc runs GGUF models on llama.cpp, and {model} is {resolved.format}")
     return LlamaCppBackend(resolved.path, LoadOptions(context_length=ctx, threads=threads), name=model)
-
-
-def _model_id(model: str, host: str | None) -> str:
-    if host is None and Path(model).is_file():
-        return str(Path(model).resolve())
-    return f"{model}@{host}" if host else model
-
-
-def _note(message: str) -> None:
-    from ..stderr import stderr_console
-
-    stderr_console().print(message, markup=False, highlight=False)
 
 
 def register(group: typer.Typer) -> None:

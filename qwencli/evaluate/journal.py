@@ -90,6 +90,21 @@ def data_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def model_identity(model: str, host: str | None) -> str:
+    """The model as a journal's header names it: a local file by its absolute path (the same file
+    from another directory is the same run), a name as given, a server's model with its address."""
+    if host is None and Path(model).is_file():
+        return str(Path(model).resolve())
+    return f"{model}@{host}" if host else model
+
+
+def note(message: str) -> None:
+    """A line about the run (the journal's path, the resume hint) on stderr: stdout is the result."""
+    from ..stderr import stderr_console
+
+    stderr_console().print(message, markup=False, highlight=False)
+
+
 def resume_hint(path: Path, done: int, total: int) -> str:
     """What Ctrl-C leaves on stderr."""
     return f"interrupted: {done} of {total} questions are in {path}; run the same command again to resume"
