@@ -488,6 +488,8 @@ def test_pull_backend_torch_of_a_vision_repo_fetches_its_image_processor_and_rea
     listed = run_qwen("list", timeout=30)
     row = next(line for line in listed.stdout.decode().splitlines() if repo in line)
     assert "safetensors" in row and "vision" in row, listed.stdout.decode()
+    shown = run_qwen("show", repo, timeout=30).stdout.decode()
+    assert "yes, its own vision tower" in shown and re.search(r"^capabilities +vision", shown, re.M), shown
     red = tmp_path / "red.png"
     red.write_bytes(png("red"))
     ran = run_qwen("run", repo, "--backend", "torch", "--image", red, "-n", "8", "--temperature", "0", "--json",

@@ -223,6 +223,8 @@ def _describe_folder(local, backend: str) -> str:
         ("license", _card_license(local.path) or "unknown"),
         ("size", human_size(local.size)),
         ("backend", backend),
+        ("vision", "yes, its own vision tower (torch)" if local.vision else "no"),
+        ("capabilities", ", ".join(capabilities(catalog.load().by_repo(local.repo), None, vision=local.vision)) or "-"),
     ]
     lines = [f"{key:<15} {value}" for key, value in rows] + ["files"] + [f"  {p}" for p in local.files]
     return "\n".join(lines) + "\n"
