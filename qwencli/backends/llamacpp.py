@@ -26,7 +26,6 @@ from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
-from .engine_thread import EngineThread
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_logprobs import RowReader, first_prompt_token
@@ -37,6 +36,7 @@ from .llama_vocab import LlamaVocab
 from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
+from .step_engine import llama_engine
 from .thinking_budget import FORCED_END, ThinkingBudget
 
 
@@ -50,7 +50,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._projector: Any = None  # llama_vision.Projector, loaded with the model when given
         self._load_options = load
         self._threads = load.threads or physical_cores()
-        self._engine = EngineThread("llama.cpp")
+        self._engine = llama_engine()
         self._handles: Handles | None = None
         self._cached: list[int] = []  # the tokens in the KV cache, position by position
         # The log-probabilities of the first tokens of `_cached`, as the last scored prompt left
@@ -59,7 +59,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._scored_top = 0
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
-        self._engine.call(self._load_on_engine, n_ctx)
+        self._engine.call_between(self._load_on_engine, n_ctx)  # a new load: nothing of it streams yet
         self.template = self._vocab.template
         self.info = model_info(
             self.model,
@@ -151,7 +151,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         prompt = self.render(messages, options, tools)
         if images:
             return self._engine.call(self._count_with_images, prompt, images)
-        return len(self._engine.call(self._tokenize, prompt))
+        return len(self._engine.call_between(self._tokenize, prompt))
 
     def _images(self, messages: Sequence[Message]) -> list[Image]:
         """The images of a conversation, in prompt order; NoVision if this load cannot see them."""
@@ -417,11 +417,13 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         budget is spent, the end of thinking is forced instead of picked. `record(token)`, if
         given, reads the token's log-probability from its row."""
         n_batch = self._n_batch
+        between = self._engine.between  # other contexts' short jobs go between our tokens
         end = len(self._cached) + len(pending)
         stops = [*checkpoint_at, end]
         at = 0
         while at < len(pending):
             upto = min(stops[0] - len(self._cached), n_batch)
+            between()
             self._decode(pending[at : at + upto], logits=at + upto >= len(pending))
             at += upto
             if stops[0] == len(self._cached) and len(stops) > 1:
@@ -437,6 +439,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             if record is not None:
                 record(token)
             yield token
+            between()
             self._decode([token], logits=True)
             if thinking is not None and not forced:
                 forced = thinking.after(token)
@@ -474,7 +477,4 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 self._handles.close()
                 self._handles = None
 
-        try:
-            self._engine.call(free)
-        finally:
-            self._engine.close(timeout=5)
+        self._engine.call(free)  # the engine thread is the process's: it stays

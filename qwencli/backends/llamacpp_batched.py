@@ -5,7 +5,8 @@ KV cache of the per-slot context length, sharing the mmap'd weights); every step
 token of every running sequence — plus a slice of any prompt still being read — into one
 `llama_decode` call. Decoding is bound by reading the weights, so N tokens in one pass cost
 little more than one: that is how llama-server beats a one-at-a-time server with several
-clients, and it all stays on one thread (`StepEngine`), so no two OpenMP teams fight over cores.
+clients, and it all stays on the process's one llama.cpp thread (`step_engine`), so no two OpenMP
+teams fight over cores.
 
 It shares with the one-at-a-time backend what is not the engine: loading (`llama_load`), the
 template and tokens (`llama_vocab`), the grammar (`llama_grammar`) and the reply (`reply`).
@@ -42,7 +43,7 @@ from .llama_vocab import LlamaVocab
 from .local import common_prefix, refuse_images, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
-from .step_engine import StepEngine
+from .step_engine import StepEngine, llama_engine
 from .thinking_budget import FORCED_END, ThinkingBudget
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
@@ -152,10 +153,9 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         self._running: list[_Slot] = []
         self._waiting: collections.deque[_Request] = collections.deque()
         self._handles: Handles | None = None
-        self._engine = StepEngine("llama.cpp batched")
-        self._engine.step = self._step
-        self._engine.on_step_error = self._on_step_error
-        self._engine.call(self._load_on_engine, n_ctx)
+        self._engine = llama_engine()
+        self._stepper = self._engine.stepper(self._step, self._on_step_error)
+        self._engine.call_between(self._load_on_engine, n_ctx)
         self.template = self._vocab.template
         self.info = model_info(
             self.model,
@@ -208,7 +208,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     ) -> int:
         refuse_images(messages, "with serve --parallel")
         prompt = self.render(messages, options, tools)
-        return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
+        return len(self._engine.call_between(lambda: self._vocab.tokenize(prompt)))
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
@@ -227,7 +227,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     ) -> BatchedStream:
         request = _Request(prompt, sampling.resolve(options, self.family), mode, marks)
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
-        self._engine.wake()
+        self._stepper.wake()
         return BatchedStream(request)
 
     def _fail_all(self, error: BaseException) -> None:
@@ -261,10 +261,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
                 self._handles.close()
                 self._handles = None
 
-        try:
-            self._engine.call(free)
-        finally:
-            self._engine.close(timeout=5)
+        self._engine.call(free)  # the engine thread is the process's: it stays
 
     # -- the step --------------------------------------------------------------------------
 
