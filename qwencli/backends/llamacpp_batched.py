@@ -32,7 +32,7 @@ from ..errors import BackendUnavailable, InvalidModelFile, UsageError
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
-from .base import Backend, LoadOptions, pull_into
+from .base import Backend, LoadOptions
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
 from .llama_logprobs import RowReader, first_prompt_token
@@ -62,6 +62,23 @@ class _Request:
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
+    #: Where the chunks go: into `out` for a stream that is iterated; for one that is pushed
+    #: (`BatchedStream.push_to`), straight to the consumer: no thread woken per token and step.
+    pushed: tuple[Callable[[Chunk], None], Callable[[BaseException | None], None]] | None = None
+    emit: Callable[[Chunk], None] = field(init=False)  # the reply's sink: out.put, or the pushed on_item
+
+    def __post_init__(self) -> None:
+        self.emit = self.out.put
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The request's end (after its last chunk, or with `error`); then it is `finished`."""
+        if self.pushed is not None:
+            self.pushed[1](error)
+        else:
+            if error is not None:
+                self.out.put(error)
+            self.out.put(_END)
+        self.finished.set()
 
 
 @dataclass(eq=False)
@@ -97,11 +114,18 @@ class _Slot:
 
 
 class BatchedStream:
-    """The chunks of one request; `cancel()` from any thread stops it within a step."""
+    """The chunks of one request; `cancel()` from any thread stops it within a step. The request
+    goes to the engine at the first `next()` or `push_to()`."""
 
-    def __init__(self, request: _Request):
+    def __init__(self, request: _Request, submit: Callable[[_Request], None]):
         self._request = request
+        self._submit: Callable[[_Request], None] | None = submit
         self._done = False
+
+    def _start(self) -> None:
+        if self._submit is not None:
+            submit, self._submit = self._submit, None
+            submit(self._request)
 
     def __iter__(self) -> BatchedStream:
         return self
@@ -109,6 +133,7 @@ class BatchedStream:
     def __next__(self) -> Chunk:
         if self._done:
             raise StopIteration
+        self._start()
         item = self._request.out.get()
         if item is _END:
             self._done = True
@@ -122,14 +147,23 @@ class BatchedStream:
         self._request.cancelled.set()
 
     def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
-        """Pulled on the caller's thread: the step engine serves several requests, so it does not
-        run anyone's callbacks."""
-        pull_into(self, on_item, on_end)
+        """The engine thread calls `on_item` for each chunk and `on_end` once the slot is free: both
+        must be quick and must not block, as they run inside a step every request shares (the
+        server's `Generation` only appends to a deque). Waking a thread per request and token to
+        pull instead cost the batched server 4 wake-ups a step on 2 cores."""
+        if self._submit is None:
+            raise RuntimeError("a batched stream can be consumed only once")
+        self._request.pushed = (on_item, on_end)
+        self._request.emit = on_item
+        self._done = True
+        self._start()
 
     def close(self) -> None:
         """Stop the request and wait until the engine has let go of it."""
         self._request.cancelled.set()
-        self._request.finished.wait()
+        if self._submit is None:  # submitted: wait for the engine
+            self._request.finished.wait()
+        self._submit = None
         self._done = True
 
 
@@ -225,19 +259,17 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     def _stream(
         self, prompt: str | Sequence[int], options: GenerationOptions, mode: Mode, marks: Sequence[str] = ()
     ) -> BatchedStream:
-        request = _Request(prompt, sampling.resolve(options, self.family), mode, marks)
+        return BatchedStream(_Request(prompt, sampling.resolve(options, self.family), mode, marks), self._submit)
+
+    def _submit(self, request: _Request) -> None:
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
         self._stepper.wake()
-        return BatchedStream(request)
 
     def _fail_all(self, error: BaseException) -> None:
         for slot in list(self._running):
             self._finish(slot, error=error)
         while self._waiting:
-            request = self._waiting.popleft()
-            request.out.put(error)
-            request.out.put(_END)
-            request.finished.set()
+            self._waiting.popleft().end(error)
 
     def _on_step_error(self, exc: BaseException) -> None:
         """A step raised (a bug, or llama.cpp failing): end the requests in that step with the
@@ -272,15 +304,12 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         while self._waiting and self._free:
             request = self._waiting.popleft()
             if request.cancelled.is_set():
-                request.out.put(_END)
-                request.finished.set()
+                request.end()
                 continue
             try:
                 self._admit(request)
             except BaseException as exc:
-                request.out.put(exc)
-                request.out.put(_END)
-                request.finished.set()
+                request.end(exc)
         if not self._running:
             return bool(self._waiting)
         self._decode_and_sample()
@@ -318,7 +347,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         slot.scored = [first_prompt_token(tokens[0], self._vocab.special_piece)] if scoring else []
         vocab = self._vocab
         slot.reply = Reply(
-            request.out.put,
+            request.emit,
             mode=request.mode,
             stops=request.options.stop,
             piece=vocab.piece,
@@ -436,9 +465,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
         request = slot.active_request
-        if error is not None:
-            request.out.put(error)
-        else:
+        if error is None:
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
@@ -451,5 +478,4 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         self._running.remove(slot)
         self._free.append(slot)
         # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
-        request.out.put(_END)
-        request.finished.set()
+        request.end(error)
