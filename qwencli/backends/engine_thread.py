@@ -1,13 +1,21 @@
 """Run every call into a native engine on one long-lived thread.
 
 llama.cpp keeps per-thread OpenMP teams: calling it from many threads makes the teams fight
-over the cores (llama-cpp-python's server gets slower with 4 clients than with 1). One thread per
-loaded model also gives us a FIFO queue of work for free and lets the caller's thread stay
-responsive: Ctrl-C lands in the caller, which asks the engine to stop between two tokens.
+over the cores (llama-cpp-python's server gets slower with 4 clients than with 1), and once a
+second thread's team exists libgomp throttles its barrier spinning for good (more threads than
+cores), so decode stays ~30 % slower. All llama.cpp work of a process therefore goes to one
+thread (`step_engine.llama_engine`). The thread also gives us a FIFO queue of work for free and
+lets the caller's thread stay responsive: Ctrl-C lands in the caller, which asks the engine to
+stop between two tokens.
+
+A stream (a reply's token loop) holds the thread for as long as it runs; `call_between` work
+(another context's short job: an embedding, a rerank score) runs between two of its tokens,
+where the stream calls `between()`, instead of waiting for the whole reply.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -16,23 +24,63 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _ITEM, _DONE, _ERROR = 0, 1, 2
+_EMPTY: Any = object()
+Job = Callable[[], None] | None  # None stops the thread
 
 
 class EngineThread:
     def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        # (may run between a stream's tokens, job)
+        self._jobs: queue.SimpleQueue[tuple[bool, Job]] = queue.SimpleQueue()
+        # Jobs that arrived while a stream ran and had to wait for it: first after it, in order.
+        self._later: collections.deque[Job] = collections.deque()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            job = self._take(block=True)
             if job is None:
                 return
             job()
 
+    def _take(self, *, block: bool) -> Job:
+        """The next job in order (`_EMPTY` if there is none and `block` is false)."""
+        if self._later:
+            return self._later.popleft()
+        try:
+            return (self._jobs.get() if block else self._jobs.get_nowait())[1]
+        except queue.Empty:
+            return _EMPTY
+
+    def between(self) -> None:
+        """On the engine thread, between two tokens of a running stream: run the `call_between`
+        jobs waiting now; anything else waits until the stream is done."""
+        jobs = self._jobs
+        while not jobs.empty():
+            try:
+                soon, job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if soon and job is not None:
+                job()
+            else:
+                self._later.append(job)
+
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn` on the engine thread and return its result (or raise its exception)."""
+        """Run `fn` on the engine thread, after the work before it, and return its result (or
+        raise its exception)."""
+        return self._call(False, fn, *args, **kwargs)
+
+    def call_between(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call`, but `fn` may also run between two tokens of a stream that holds the thread:
+        for short work that touches nothing a stream uses (another llama.cpp context, a
+        vocabulary)."""
+        return self._call(True, fn, *args, **kwargs)
+
+    def _call(self, soon: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if threading.current_thread() is self._thread:  # already here (a job calling in): no queue
+            return fn(*args, **kwargs)
         done = threading.Event()
         box: list[Any] = [None, None]
 
@@ -44,7 +92,7 @@ class EngineThread:
             finally:
                 done.set()
 
-        self._jobs.put(job)
+        self._jobs.put((soon, job))
         done.wait()
         if box[1] is not None:
             raise box[1]
@@ -65,7 +113,7 @@ class EngineThread:
         return EngineStream(self._jobs, drive)
 
     def close(self, timeout: float | None = None) -> None:
-        self._jobs.put(None)
+        self._jobs.put((False, None))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -84,7 +132,9 @@ class EngineStream(Iterator[T]):
     Nothing runs before the first `next()` or `push_to()`.
     """
 
-    def __init__(self, jobs: queue.SimpleQueue, drive: Callable[[threading.Event, Callable[[T], None]], None]):
+    def __init__(
+        self, jobs: queue.SimpleQueue[tuple[bool, Job]], drive: Callable[[threading.Event, Callable[[T], None]], None]
+    ):
         self._jobs = jobs
         self._drive = drive
         self._cancel = threading.Event()
@@ -107,7 +157,7 @@ class EngineStream(Iterator[T]):
             else:
                 on_end(None)
 
-        self._jobs.put(job)
+        self._jobs.put((False, job))
 
     def push_to(self, on_item: Callable[[T], None], on_end: Callable[[BaseException | None], None]) -> None:
         """Have the engine thread deliver the items (see the class docstring); `cancel()` stops it."""

@@ -5,14 +5,16 @@ Pooling is the model's own (`<arch>.pooling_type`: last-token for Qwen3-Embeddin
 declares none is mean-pooled as llama-server pools it, unless the catalog knows it as an embedding
 model (then last-token). A rank-pooled file is a reranker: it scores (`rerank`, llama_rerank.py)
 and gives no vectors. Vectors come back
-L2-normalised, so a dot product is the cosine. One native call at a time (a lock); the server's
-queue keeps requests in line before that.
+L2-normalised, so a dot product is the cosine.
+
+Every native call runs on the process's llama.cpp engine thread (`step_engine.llama_engine`), one
+text or document per call: a chat reply streaming meanwhile gives a token between two of them,
+and the chat load keeps its speed (a second thread's OpenMP team would slow it for good).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import Any
 from ..chat import GenerationOptions, Message
 from ..errors import QwenError
 from .base import Backend, ChunkStream, LoadOptions, ModelInfo
-from .llama_rerank import RERANK_TEMPLATE_KEY, CannotRerank
+from .llama_rerank import RERANK_TEMPLATE_KEY, CannotRerank, Stopped, score
+from .step_engine import llama_engine
 
 #: Tokens one input may take; longer inputs are a 400 (never silently cut).
 EMBED_CONTEXT = 2048
@@ -79,21 +82,26 @@ class LlamaEmbedBackend(Backend):
         threads = load.threads or physical_cores()
         n_ctx = min(load.context_length or EMBED_CONTEXT, model.context_length or EMBED_CONTEXT)
         Llama = llama_cpp.Llama  # the high-level layer's import sets its logger: before quiet_load sets ours
-        with quiet_load(model, load.verbose):
-            self._llama = Llama(
-                model_path=str(path),
-                embedding=True,
-                pooling_type=pooling_of(model.metadata, model.architecture, last_token_default=last_token_default),
-                n_ctx=n_ctx,
-                n_batch=n_ctx,
-                n_ubatch=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=gpu_layers(load),
-                verbose=True,  # see quiet_load
-            )
+        pooling = pooling_of(model.metadata, model.architecture, last_token_default=last_token_default)
+
+        def open_llama() -> Any:
+            with quiet_load(model, load.verbose):
+                return Llama(
+                    model_path=str(path),
+                    embedding=True,
+                    pooling_type=pooling,
+                    n_ctx=n_ctx,
+                    n_batch=n_ctx,
+                    n_ubatch=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=gpu_layers(load),
+                    verbose=True,  # see quiet_load
+                )
+
+        self._engine = llama_engine()
+        self._llama = self._engine.call_between(open_llama)
         self._llama.verbose = load.verbose
-        self._lock = threading.Lock()
         self.ranks = self._llama.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_RANK
         template = model.metadata.get(RERANK_TEMPLATE_KEY)
         self._rerank_template = template if isinstance(template, str) else None
@@ -122,26 +130,25 @@ class LlamaEmbedBackend(Backend):
             raise NotForChat(f"{self.info.name} is a reranker: use /v1/rerank, not embeddings", param="model")
         out: list[list[float]] = []
         tokens = 0
-        with self._lock:
-            for i, text in enumerate(texts):
-                n = self.count_tokens(text)
-                if n == 0:  # llama.cpp aborts the process on an empty batch
-                    raise NotForChat(f"input[{i}] is empty: no tokens to embed", param="input")
-                if n > self.info.context_length:
-                    raise NotForChat(
-                        f"input[{i}] takes {n} tokens; this embedding load holds {self.info.context_length}"
-                    )
-                tokens += n
-                vector = self._llama.embed(text, normalize=False)
-                out.append(normalise(vector))
+        for i, text in enumerate(texts):
+            vector, n = self._engine.call_between(self._embed_one, i, text)
+            tokens += n
+            out.append(normalise(vector))
         return out, tokens
+
+    def _embed_one(self, i: int, text: str) -> tuple[list[float], int]:
+        """One input's vector and tokens, on the engine thread."""
+        n = self.count_tokens(text)
+        if n == 0:  # llama.cpp aborts the process on an empty batch
+            raise NotForChat(f"input[{i}] is empty: no tokens to embed", param="input")
+        if n > self.info.context_length:
+            raise NotForChat(f"input[{i}] takes {n} tokens; this embedding load holds {self.info.context_length}")
+        return self._llama.embed(text, normalize=False), n
 
     def rerank(
         self, query: str, documents: Sequence[str], cancelled: Callable[[], bool] = lambda: False
     ) -> tuple[list[float], int]:
         """A relevance score in [0, 1] for each document (input order), and the tokens read."""
-        from .llama_rerank import scores
-
         if not self.ranks:
             raise CannotRerank(
                 f"{self.info.name} cannot rerank: its GGUF declares no rank pooling (it is not a "
@@ -150,15 +157,17 @@ class LlamaEmbedBackend(Backend):
             )
         if self._rerank_template is None:
             raise CannotRerank(f"{self.info.name} has no rerank prompt ({RERANK_TEMPLATE_KEY}) in its GGUF")
-        with self._lock:
-            return scores(
-                self._llama,
-                self._rerank_template,
-                query,
-                documents,
-                context_length=self.info.context_length,
-                cancelled=cancelled,
+        out: list[float] = []
+        tokens = 0
+        for i, document in enumerate(documents):
+            if cancelled():
+                raise Stopped()
+            value, n = self._engine.call_between(
+                score, self._llama, self._rerank_template, query, document, i, context_length=self.info.context_length
             )
+            out.append(value)
+            tokens += n
+        return out, tokens
 
     # A load for embeddings does not chat.
     def count_prompt_tokens(
@@ -173,8 +182,10 @@ class LlamaEmbedBackend(Backend):
         raise NotForChat("this load of the model is for embeddings")
 
     def close(self) -> None:
-        with self._lock:
+        def free() -> None:
             llama: Any = self._llama
-            self._llama = None  # type: ignore[assignment]
+            self._llama = None
             if llama is not None:
                 llama.close()
+
+        self._engine.call_between(free)  # nothing of this load streams

@@ -14,7 +14,6 @@ error rather than scored with a prompt nobody checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import QwenError
@@ -36,37 +35,26 @@ def rerank_prompt(template: str, query: str, document: str) -> str:
     return template.replace("{query}", query).replace("{document}", document)
 
 
-def scores(
-    llama: Any,
-    template: str,
-    query: str,
-    documents: Sequence[str],
-    *,
-    context_length: int,
-    cancelled: Callable[[], bool] = lambda: False,
-) -> tuple[list[float], int]:
-    """P("yes") for each document, and the tokens read. `llama` is a llama_cpp.Llama loaded with
-    embedding=True and rank pooling; one document per decode, so `cancelled` is checked between
-    them."""
+def score(
+    llama: Any, template: str, query: str, document: str, index: int, *, context_length: int
+) -> tuple[float, int]:
+    """P("yes") for `document` (the `index`-th, for errors), and the tokens read: one decode.
+    `llama` is a llama_cpp.Llama loaded with embedding=True and rank pooling; the caller loops
+    over the documents, so a request can stop (or give way to others) between two of them."""
     import llama_cpp
 
-    out: list[float] = []
-    tokens = 0
-    for i, document in enumerate(documents):
-        if cancelled():
-            raise Stopped()
-        ids = llama.tokenize(rerank_prompt(template, query, document).encode(), add_bos=False, special=True)
-        if len(ids) > context_length:
-            raise CannotRerank(
-                f"documents[{i}] with the query takes {len(ids)} tokens; this load holds {context_length}",
-                param="documents",
-            )
-        tokens += len(ids)
-        llama._ctx.kv_cache_clear()
-        llama._batch.reset()
-        llama._batch.add_sequence(ids, 0, True)
-        llama._ctx.decode(llama._batch)
-        out.append(float(llama_cpp.llama_get_embeddings_seq(llama._ctx.ctx, 0)[0]))
+    ids = llama.tokenize(rerank_prompt(template, query, document).encode(), add_bos=False, special=True)
+    if len(ids) > context_length:
+        raise CannotRerank(
+            f"documents[{index}] with the query takes {len(ids)} tokens; this load holds {context_length}",
+            param="documents",
+        )
     llama._ctx.kv_cache_clear()
     llama._batch.reset()
-    return out, tokens
+    llama._batch.add_sequence(ids, 0, True)
+    try:
+        llama._ctx.decode(llama._batch)
+        return float(llama_cpp.llama_get_embeddings_seq(llama._ctx.ctx, 0)[0]), len(ids)
+    finally:
+        llama._ctx.kv_cache_clear()
+        llama._batch.reset()

@@ -1,6 +1,7 @@
 """The tokenizer of a loaded llama.cpp model for clients (`/tokenize`, `/detokenize`,
-`/tokenizer_info`), shared by both llama.cpp backends: each call runs on the model's engine
-thread, in line with its generations, as every call into llama.cpp does."""
+`/tokenizer_info`), shared by both llama.cpp backends: each call runs on the engine thread, as
+every call into llama.cpp does, between two tokens of a reply rather than after it (it only
+reads the vocabulary)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ class EngineTokenizer:
     info: ModelInfo
 
     def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
-        return self._engine.call(lambda: self._vocab.tokenize_text(text, add_special=add_special))
+        return self._engine.call_between(lambda: self._vocab.tokenize_text(text, add_special=add_special))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._engine.call(self._vocab.detokenize, tokens)
+        return self._engine.call_between(self._vocab.detokenize, tokens)
 
     def token_pieces(self, tokens: Sequence[int]) -> list[bytes]:
-        return self._engine.call(lambda: [self._vocab.piece(t) for t in tokens])
+        return self._engine.call_between(lambda: [self._vocab.piece(t) for t in tokens])
 
     def tokenizer_info(self) -> dict[str, Any]:
         metadata = self.model.metadata
@@ -44,7 +45,7 @@ class EngineTokenizer:
             }
 
         return {
-            **self._engine.call(texts),
+            **self._engine.call_between(texts),
             "add_bos_token": bool(metadata.get("tokenizer.ggml.add_bos_token", False)),
             "chat_template": self.model.chat_template,
             "model_max_length": self.info.context_length,

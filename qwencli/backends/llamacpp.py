@@ -26,7 +26,6 @@ from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
-from .engine_thread import EngineThread
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info, raised_context
 from .llama_logprobs import RowReader, first_prompt_token
@@ -38,6 +37,7 @@ from .llama_vocab import LlamaVocab
 from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
+from .step_engine import llama_engine
 from .thinking_budget import FORCED_END, ThinkingBudget
 
 
@@ -51,7 +51,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._projector: Any = None  # llama_vision.Projector, loaded with the model when given
         self._load_options = load
         self._threads = load.threads or physical_cores()
-        self._engine = EngineThread("llama.cpp")
+        self._engine = llama_engine()
         self._handles: Handles | None = None
         # What the KV cache holds, position by position: text tokens and images (llama_vision.Cell).
         self._cached: list[Cell] = []
@@ -61,7 +61,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._scored_top = 0
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
-        self._engine.call(self._load_on_engine, n_ctx)
+        self._engine.call_between(self._load_on_engine, n_ctx)  # a new load: nothing of it streams yet
         self.template = self._vocab.template
         self.info = model_info(
             self.model,
@@ -153,8 +153,8 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
         if images:
-            return self._engine.call(self._projector.count_tokens, prompt, images)
-        return len(self._engine.call(self._tokenize, prompt))
+            return self._engine.call_between(self._projector.count_tokens, prompt, images)
+        return len(self._engine.call_between(self._tokenize, prompt))
 
     # -- generation ------------------------------------------------------------------------
 
@@ -411,6 +411,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         budget is spent, the end of thinking is forced instead of picked. `record(token)`, if
         given, reads the token's log-probability from its row."""
         self._read(pending, list(checkpoint_at), logits=True)
+        between = self._engine.between  # other contexts' short jobs go between our tokens
         forced: list[int] = []
         while True:
             if forced:
@@ -421,6 +422,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             if record is not None:
                 record(token)
             yield token
+            between()
             self._decode([token], logits=True)
             if thinking is not None and not forced:
                 forced = thinking.after(token)
@@ -434,6 +436,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         while at < len(pending):
             stop = next((m for m in checkpoint_at if len(self._cached) < m <= end), end)
             upto = min(stop - len(self._cached), self._n_batch)
+            self._engine.between()  # other contexts' short jobs go between our batches and tokens
             self._decode(list(pending[at : at + upto]), logits=logits and at + upto >= len(pending))
             at += upto
             self._checkpoint_if_due(checkpoint_at)
@@ -477,7 +480,4 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 self._handles.close()
                 self._handles = None
 
-        try:
-            self._engine.call(free)
-        finally:
-            self._engine.close(timeout=5)
+        self._engine.call(free)  # the engine thread is the process's: it stays

@@ -5,7 +5,8 @@ KV cache of the per-slot context length, sharing the mmap'd weights); every step
 token of every running sequence — plus a slice of any prompt still being read — into one
 `llama_decode` call. Decoding is bound by reading the weights, so N tokens in one pass cost
 little more than one: that is how llama-server beats a one-at-a-time server with several
-clients, and it all stays on one thread (`StepEngine`), so no two OpenMP teams fight over cores.
+clients, and it all stays on the process's one llama.cpp thread (`step_engine`), so no two OpenMP
+teams fight over cores.
 
 It shares with the one-at-a-time backend what is not the engine: loading (`llama_load`), the
 template and tokens (`llama_vocab`), the grammar (`llama_grammar`) and the reply (`reply`).
@@ -37,7 +38,7 @@ from ..errors import BackendUnavailable, InvalidModelFile, UsageError
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
 from ..thinking import Mode
-from .base import Backend, LoadOptions, pull_into
+from .base import Backend, LoadOptions
 from .llama_lib import warm_numpy
 from .llama_load import Handles, choose_context_length, gpu_layers, load_handles, model_info
 from .llama_logprobs import RowReader, first_prompt_token
@@ -57,7 +58,7 @@ from .llama_vocab import LlamaVocab
 from .local import common_prefix, images_overflow, reply_budget
 from .pipeline import as_rendered, chat_prompt, checkpoint_prefixes, reply_mode
 from .reply import Reply
-from .step_engine import StepEngine
+from .step_engine import StepEngine, llama_engine
 from .thinking_budget import FORCED_END, ThinkingBudget
 
 #: Tokens per decode step: running sequences' next tokens first, then prompt slices. Small enough
@@ -77,6 +78,23 @@ class _Request:
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
+    #: Where the chunks go: into `out` for a stream that is iterated; for one that is pushed
+    #: (`BatchedStream.push_to`), straight to the consumer: no thread woken per token and step.
+    pushed: tuple[Callable[[Chunk], None], Callable[[BaseException | None], None]] | None = None
+    emit: Callable[[Chunk], None] = field(init=False)  # the reply's sink: out.put, or the pushed on_item
+
+    def __post_init__(self) -> None:
+        self.emit = self.out.put
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The request's end (after its last chunk, or with `error`); then it is `finished`."""
+        if self.pushed is not None:
+            self.pushed[1](error)
+        else:
+            if error is not None:
+                self.out.put(error)
+            self.out.put(_END)
+        self.finished.set()
 
 
 @dataclass(eq=False)
@@ -114,11 +132,18 @@ class _Slot:
 
 
 class BatchedStream:
-    """The chunks of one request; `cancel()` from any thread stops it within a step."""
+    """The chunks of one request; `cancel()` from any thread stops it within a step. The request
+    goes to the engine at the first `next()` or `push_to()`."""
 
-    def __init__(self, request: _Request):
+    def __init__(self, request: _Request, submit: Callable[[_Request], None]):
         self._request = request
+        self._submit: Callable[[_Request], None] | None = submit
         self._done = False
+
+    def _start(self) -> None:
+        if self._submit is not None:
+            submit, self._submit = self._submit, None
+            submit(self._request)
 
     def __iter__(self) -> BatchedStream:
         return self
@@ -126,6 +151,7 @@ class BatchedStream:
     def __next__(self) -> Chunk:
         if self._done:
             raise StopIteration
+        self._start()
         item = self._request.out.get()
         if item is _END:
             self._done = True
@@ -139,14 +165,23 @@ class BatchedStream:
         self._request.cancelled.set()
 
     def push_to(self, on_item: Callable[[Chunk], None], on_end: Callable[[BaseException | None], None]) -> None:
-        """Pulled on the caller's thread: the step engine serves several requests, so it does not
-        run anyone's callbacks."""
-        pull_into(self, on_item, on_end)
+        """The engine thread calls `on_item` for each chunk and `on_end` once the slot is free: both
+        must be quick and must not block, as they run inside a step every request shares (the
+        server's `Generation` only appends to a deque). Waking a thread per request and token to
+        pull instead cost the batched server 4 wake-ups a step on 2 cores."""
+        if self._submit is None:
+            raise RuntimeError("a batched stream can be consumed only once")
+        self._request.pushed = (on_item, on_end)
+        self._request.emit = on_item
+        self._done = True
+        self._start()
 
     def close(self) -> None:
         """Stop the request and wait until the engine has let go of it."""
         self._request.cancelled.set()
-        self._request.finished.wait()
+        if self._submit is None:  # submitted: wait for the engine
+            self._request.finished.wait()
+        self._submit = None
         self._done = True
 
 
@@ -180,10 +215,9 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         self._handles: Handles | None = None
         self._projector_path = projector
         self._projector: Any = None  # llama_vision.Projector, loaded with the model when given
-        self._engine = StepEngine("llama.cpp batched")
-        self._engine.step = self._step
-        self._engine.on_step_error = self._on_step_error
-        self._engine.call(self._load_on_engine, n_ctx)
+        self._engine = llama_engine()
+        self._stepper = self._engine.stepper(self._step, self._on_step_error)
+        self._engine.call_between(self._load_on_engine, n_ctx)
         self.template = self._vocab.template
         self.info = model_info(
             self.model,
@@ -258,8 +292,8 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         images = prompt_images(messages, self._projector_path, self.info.name)
         prompt = self.render(messages, options, tools)
         if images:
-            return self._engine.call(lambda: self._projector.count_tokens(prompt, images))
-        return len(self._engine.call(lambda: self._vocab.tokenize(prompt)))
+            return self._engine.call_between(lambda: self._projector.count_tokens(prompt, images))
+        return len(self._engine.call_between(lambda: self._vocab.tokenize(prompt)))
 
     def chat(
         self, messages: Sequence[Message], options: GenerationOptions, *, tools: Sequence[dict] | None = None
@@ -282,18 +316,17 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         images: Sequence[Image] = (),
     ) -> BatchedStream:
         request = _Request(prompt, sampling.resolve(options, self.family), mode, marks, images)
+        return BatchedStream(request, self._submit)
+
+    def _submit(self, request: _Request) -> None:
         self._waiting.append(request)  # deque.append is atomic; the engine thread pops
-        self._engine.wake()
-        return BatchedStream(request)
+        self._stepper.wake()
 
     def _fail_all(self, error: BaseException) -> None:
         for slot in list(self._running):
             self._finish(slot, error=error)
         while self._waiting:
-            request = self._waiting.popleft()
-            request.out.put(error)
-            request.out.put(_END)
-            request.finished.set()
+            self._waiting.popleft().end(error)
 
     def _on_step_error(self, exc: BaseException) -> None:
         """A step raised (a bug, or llama.cpp failing): end the requests in that step with the
@@ -315,10 +348,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             self._fail_all(BackendUnavailable("the model was unloaded"))
             self._close_handles()
 
-        try:
-            self._engine.call(free)
-        finally:
-            self._engine.close(timeout=5)
+        self._engine.call(free)  # the engine thread is the process's: it stays
 
     # -- the step --------------------------------------------------------------------------
 
@@ -329,15 +359,12 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         while self._waiting and self._free:
             request = self._waiting.popleft()
             if request.cancelled.is_set():
-                request.out.put(_END)
-                request.finished.set()
+                request.end()
                 continue
             try:
                 self._admit(request)
             except BaseException as exc:
-                request.out.put(exc)
-                request.out.put(_END)
-                request.finished.set()
+                request.end(exc)
         if not self._running:
             return bool(self._waiting)
         self._decode_and_sample()
@@ -411,7 +438,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         slot.scored = [first_prompt_token(tokens[0], self._vocab.special_piece)] if scoring else []
         vocab = self._vocab
         slot.reply = Reply(
-            request.out.put,
+            request.emit,
             mode=request.mode,
             stops=request.options.stop,
             piece=vocab.piece,
@@ -573,9 +600,7 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
     def _finish(self, slot: _Slot, *, reason: FinishReason | None = None, error: BaseException | None = None) -> None:
         """End the slot's request — with its last chunk, or with `error` — and free the slot."""
         request = slot.active_request
-        if error is not None:
-            request.out.put(error)
-        else:
+        if error is None:
             slot.active_reply.finish(reason)
         if slot.sampler is not None:
             slot.sampler.close()
@@ -591,5 +616,4 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
         self._running.remove(slot)
         self._free.append(slot)
         # Last: whoever waits on `finished` (a closing stream) may rely on the slot being free.
-        request.out.put(_END)
-        request.finished.set()
+        request.end(error)

@@ -6,7 +6,9 @@
 2. Embeddings: texts/s of one POST /v1/embeddings of EMBED_TEXTS texts through the server (the
    client's wall time, JSON floats included) against llama-cpp-python's own
    `Llama(embedding=True).embed()` of the same texts on the same file, pooling and threads, in
-   paired rounds; target ratio ≥ 0.9.
+   paired rounds; target ratio ≥ 0.9. Then the 1-client chat rounds again: after the embedding
+   load has computed, the chat load's tokens/s over the rounds before it; target ≥ 0.95 (all
+   llama.cpp work of the server on one thread, step_engine.py).
 3. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, for `--parallel 1` (a FIFO,
    one request at a time) and `--parallel 4` (batched decoding), and /health latency meanwhile.
 3. With `LLAMA_SERVER=/path/to/llama-server` (built from the vendored llama.cpp, as engine_bench.py
@@ -147,12 +149,20 @@ def main() -> None:
               " (median of the paired rounds' ratios)")
         llama.close()  # leave the cores to the server from here on
         table = {1: _aggregate(server.base)}
-        # After the chat lines: once a second llama.cpp context has computed on another thread,
-        # libgomp has more threads than cores and stops spinning at its barriers, and the chat
-        # load decodes ~30 % slower on 2 cores (measured: 96–105 t/s before, 69–73 after).
+        # After the chat lines: the embedding load is a second llama.cpp context. Had it computed
+        # on a thread of its own, libgomp would have more threads than cores and throttle its
+        # barriers from then on (chat decode ~30 % slower on 2 cores); the line after it checks.
         embed_raw, embed_served, embed_paired = _embeddings(server.base, threads)
         print(f"{'embeddings':24} raw {embed_raw:6.1f} texts/s   served {embed_served:6.1f} texts/s   ratio "
               f"{embed_paired:.3f} ({len(EMBED_TEXTS)} texts a request; median of the paired rounds' ratios)")
+        after_rates = []
+        for _ in range(ROUNDS):
+            tokens, first, last = asyncio.run(_one(server.base))
+            after_rates.append((tokens - 1) / (last - first))
+        after = statistics.median(after_rates)
+        print(f"{'chat after embeddings':24} before {served:6.1f} t/s   after {after:6.1f} t/s   ratio "
+              f"{after / served:.3f} (target >= 0.95; rounds {min(after_rates):.0f}–{max(after_rates):.0f} t/s, "
+              f"before {min(served_rates):.0f}–{max(served_rates):.0f})")
     finally:
         server.stop()
     server = Server(threads, parallel=4)  # batched decoding: 4 sequences per llama_decode
