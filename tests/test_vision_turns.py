@@ -175,20 +175,24 @@ def test_two_requests_with_different_images_run_together_and_answer_as_alone(bac
     alone = {name: collect(backend.chat(messages, GREEDY)) for name, messages in questions().items()}
     assert alone["red"].text != alone["blue"].text
     running: list[int] = []
-    step = batched._engine.step
+    step = batched._stepper.step
 
     def counted() -> bool:
         more = step()
         running.append(len(batched._running))
         return more
 
-    batched._engine.step = counted
+    batched._stepper.step = counted
     try:
         # Both submitted from the engine thread: no step runs between them, so they share the steps.
-        streams = batched._engine.call(lambda: [batched.chat(m, GREEDY) for m in questions().values()])
+        def submitted(stream):
+            stream._start()  # a batched stream goes to the engine at its first next(): now, here
+            return stream
+
+        streams = batched._engine.call(lambda: [submitted(batched.chat(m, GREEDY)) for m in questions().values()])
         together = dict(zip(questions(), (collect(s) for s in streams)))
     finally:
-        batched._engine.step = step
+        batched._stepper.step = step
     assert max(running) == 2  # both slots were busy in one step
     for name in alone:
         assert together[name].text == alone[name].text
