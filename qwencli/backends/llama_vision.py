@@ -307,3 +307,17 @@ class Projector:
         if self._ctx:
             mtmd.mtmd_free(self._ctx)
             self._ctx = None
+
+
+def load_projector(path: Path, model: Any, load: Any, *, threads: int, gpu_layers: int) -> Projector:
+    """The projector a llama.cpp load opens beside its model (both engines): the load's own
+    threads, GPU use and image-token budget (`LoadOptions`)."""
+    return Projector(
+        path,
+        model,
+        threads=threads,
+        use_gpu=gpu_layers != 0,
+        verbose=load.verbose,
+        min_tokens=load.image_min_tokens,
+        max_tokens=load.image_max_tokens,
+    )

@@ -259,16 +259,11 @@ class BatchedLlamaCppBackend(EngineTokenizer, Backend):
             slot.checkpoints = RecurrentCheckpoints(self._handles.model.model, self._handles.ctx.ctx, slot.seq_id)
         self._hybrid = any(slot.checkpoints is not None and slot.checkpoints.enabled for slot in self._free)
         if self._projector_path is not None:
-            from .llama_vision import Projector
+            from .llama_vision import load_projector
 
-            self._projector = Projector(
-                self._projector_path,
-                self._handles.model.model,
-                threads=self._threads,
-                use_gpu=self._gpu_layers != 0,
-                verbose=load.verbose,
-                min_tokens=load.image_min_tokens,
-                max_tokens=load.image_max_tokens,
+            model = self._handles.model.model
+            self._projector = load_projector(
+                self._projector_path, model, load, threads=self._threads, gpu_layers=self._gpu_layers
             )
 
     def _close_handles(self) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .errors import handle_errors
-from .options import ApiKey, Ctx, Host, Quant, Threads
+from .options import ApiKey, Ctx, Host, JournalFile, Limit, Quant, Threads
 
 if TYPE_CHECKING:
     from ..evaluate.generation import Prompting
@@ -50,11 +50,8 @@ def gen(
         typer.Option("--fewshot", help="lm-eval: GSM8K's train split (the examples).", show_default=False),
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="humaneval: completions per task, for pass@k.")] = 1,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.", show_default=False)] = None,
-    journal: Annotated[
-        Path | None,
-        typer.Option("--journal", help="Where finished questions go (default: a per-run file).", show_default=False),
-    ] = None,
+    limit: Limit = None,
+    journal: JournalFile = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ctx: Ctx = None,
     quant: Quant = None,
@@ -65,7 +62,7 @@ def gen(
     """Generate answers with MODEL (greedy) and grade them: GSM8K accuracy, HumanEval pass@k."""
     from ..errors import UsageError
     from ..evaluate.generation import run
-    from ..evaluate.journal import Journal, default_path, model_identity, note, resume_hint
+    from ..evaluate.journal import Journal, default_path, model_identity, run_resumably
     from ..evaluate.progress import QuestionProgress
 
     if task not in TASKS:
@@ -84,14 +81,12 @@ def gen(
                   "prompting": chosen, "samples": samples, **identity}  # fmt: skip
         path = journal or default_path(header, task, style, Path(model).stem)
         with Journal.open(path, header) as log:
-            note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
             progress = QuestionProgress(task)
-            try:
-                result = run(gen_task, backend, log, prompting=chosen, samples=samples, progress=progress)
-            except KeyboardInterrupt:
-                ids = gen_task.ids()
-                note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
-                raise
+
+            def generate() -> Any:
+                return run(gen_task, backend, log, prompting=chosen, samples=samples, progress=progress)
+
+            result = run_resumably(log, gen_task.ids, generate)
     finally:
         backend.close()
     metrics = gen_task.metrics(result.records)

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import handle_errors
-from .options import ApiKey, Ctx, Host, Quant, Threads
+from .options import ApiKey, Ctx, Host, JournalFile, Limit, Quant, Threads
 
 STYLES = ("lm-eval", "opencompass", "llama.cpp")
 #: The tasks each preset style knows; lm-eval scores any JSONL of questions.
@@ -57,11 +57,8 @@ def mc(
     subset: Annotated[
         str | None, typer.Option("--subset", help="The hub data set's configuration (all, winogrande_xs, …).")
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.", show_default=False)] = None,
-    journal: Annotated[
-        Path | None,
-        typer.Option("--journal", help="Where finished questions go (default: a per-run file).", show_default=False),
-    ] = None,
+    limit: Limit = None,
+    journal: JournalFile = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ctx: Ctx = None,
     quant: Quant = None,
@@ -71,7 +68,7 @@ def mc(
 ) -> None:
     """Multiple-choice accuracy of MODEL on DATA (in this process, or on the server --host)."""
     from ..errors import UsageError
-    from ..evaluate.journal import Journal, default_path, model_identity, note, resume_hint
+    from ..evaluate.journal import Journal, default_path, model_identity, run_resumably
     from ..evaluate.mc_run import mc_task, run
     from ..evaluate.progress import QuestionProgress
     from ..evaluate.scoring import Scorer
@@ -100,13 +97,7 @@ def mc(
         backend = _open(model, host=host, api_key=api_key, ctx=ctx, quant=quant, threads=threads)
         scorer = Scorer(backend, backend.tokenizer_info()["model_max_length"])
         mc = mc_task(style, task, items, scorer, load.shots)
-        note(f"journal: {path} ({len(log.done)} done; the same command again resumes it)")
-        try:
-            result = run(mc, log, QuestionProgress(task or style))
-        except KeyboardInterrupt:
-            ids = mc.ids()
-            note("\n" + resume_hint(path, sum(q in log.done for q in ids), len(ids)))
-            raise
+        result = run_resumably(log, mc.ids, lambda: run(mc, log, QuestionProgress(task or style)))
     finally:
         log.close()
         if backend is not None:

@@ -12,6 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -252,3 +253,11 @@ def with_options(**groups: Callable[..., Any]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+# `qwen eval gen` and `mc`: which questions, and where finished ones go (evaluate/journal.py).
+Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N questions.", show_default=False)]
+JournalFile = Annotated[
+    Path | None,
+    typer.Option("--journal", help="Where finished questions go (default: a per-run file).", show_default=False),
+]

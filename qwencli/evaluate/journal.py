@@ -14,11 +14,13 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from ..errors import UsageError
+
+T = TypeVar("T")
 
 VERSION = 1
 
@@ -103,6 +105,18 @@ def note(message: str) -> None:
     from ..stderr import stderr_console
 
     stderr_console().print(message, markup=False, highlight=False)
+
+
+def run_resumably(log: Journal, ids: Callable[[], Sequence[str]], run: Callable[[], T]) -> T:
+    """`run()` over a journal, as `qwen eval gen` and `mc` both do: say where the journal is and
+    what it already holds; on Ctrl-C, say how much is kept and how to resume, then let it go on."""
+    note(f"journal: {log.path} ({len(log.done)} done; the same command again resumes it)")
+    try:
+        return run()
+    except KeyboardInterrupt:
+        questions = ids()
+        note("\n" + resume_hint(log.path, sum(q in log.done for q in questions), len(questions)))
+        raise
 
 
 def resume_hint(path: Path, done: int, total: int) -> str:
