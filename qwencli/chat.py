@@ -177,8 +177,11 @@ class Usage:
 class Timings:
     """Seconds, measured by the backend around its own work."""
 
+    #: Evaluating the prompt, up to the first token: after tokenizing, as llama-server's
+    #: `prompt_ms` and llama-bench's pp (the rate `rates` gives is the engine's).
     prompt_seconds: float = 0.0
     generation_seconds: float = 0.0
+    #: From the request's start (template, tokenizing, the prompt) to the first token.
     first_token_seconds: float = 0.0
     #: CPU threads the reply ended with, when fewer than the backend started with (a busy CPU).
     threads: int | None = None

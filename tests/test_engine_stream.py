@@ -260,3 +260,29 @@ def test_greedy_with_penalties_read_in_place_equals_llama_cpps_chain(tiny_qwen2_
         assert unpenalized.text != texts[True]  # the penalties really changed the reply
     finally:
         backend.close()
+
+
+def test_prompt_seconds_start_after_tokenizing_and_first_token_seconds_before(tiny_qwen2_gguf, monkeypatch):
+    """As llama-server's `prompt_ms`: the prompt rate is the engine's (tokenizing is not in it), while
+    the time to first token counts everything from the request's start."""
+    import time
+
+    from qwencli.backends import llamacpp
+    from qwencli.backends.base import LoadOptions
+    from qwencli.chat import GenerationOptions, collect
+
+    backend = llamacpp.LlamaCppBackend(tiny_qwen2_gguf, LoadOptions(context_length=512))
+    try:
+        tokenize = backend._vocab.prompt_tokens
+
+        def slow(prompt):
+            time.sleep(0.3)
+            return tokenize(prompt)
+
+        monkeypatch.setattr(backend._vocab, "prompt_tokens", slow)
+        reply = collect(backend.complete("Loop", GenerationOptions(temperature=0, max_tokens=3)))
+        assert reply.timings.first_token_seconds >= 0.3
+        assert reply.timings.prompt_seconds < 0.2
+        assert reply.timings.first_token_seconds - reply.timings.prompt_seconds >= 0.3
+    finally:
+        backend.close()

@@ -128,3 +128,18 @@ class SamplerChain:
         if self.sampler:
             llama_cpp.llama_sampler_free(self.sampler)
             self.sampler = None
+
+
+def logits_address() -> Any:
+    """`llama_get_logits_ith(ctx, i)` returning the row's address as an int: llama-cpp-python's
+    binding returns a `POINTER(c_float)`, which costs an object and a cast to turn into an array
+    each token. A separate function object (`_lib[name]` makes a new one), so the binding's own
+    keeps its types."""
+    import ctypes
+
+    import llama_cpp
+
+    function = llama_cpp.llama_cpp._lib["llama_get_logits_ith"]
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    function.restype = ctypes.c_void_p
+    return function

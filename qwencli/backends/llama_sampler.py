@@ -94,15 +94,20 @@ class GreedyPicker:
 
     The penalties are llama.cpp's (llama-sampler.cpp, penalties_apply) over the last
     PENALTY_WINDOW tokens of the reply, in float32 as there: a repeated token's logit is divided by
-    `repeat_penalty` (multiplied when ≤ 0), then `count·frequency + presence` is subtracted. Greedy
-    takes the first of equal maxima, i.e. the lowest token id."""
+    `repeat_penalty` (multiplied when ≤ 0), then `count·frequency + presence` is subtracted. They
+    are written into the row for the argmax and the row is put back (log-probs read it). Greedy
+    takes the first of equal maxima, i.e. the lowest token id, as numpy's argmax does."""
 
     def __init__(self, ctx: Any, n_vocab: int, options: GenerationOptions):
-        import llama_cpp
         import numpy as np
 
-        self._np, self._logits_at = np, llama_cpp.llama_get_logits_ith
+        from .llama_lib import logits_address
+
+        self._np, self._logits_at = np, logits_address()
         self._ctx, self._n_vocab = ctx, n_vocab
+        # The row's array, rebuilt only when llama.cpp moves its output buffer (a bigger batch of outputs).
+        self._address: int | None = None
+        self._row: Any = None
         self._repeat = np.float32(options.repeat_penalty or 1.0)
         self._frequency = np.float32(options.frequency_penalty or 0.0)
         self._presence = np.float32(options.presence_penalty or 0.0)
@@ -110,25 +115,30 @@ class GreedyPicker:
         self._window: collections.deque[int] = collections.deque(maxlen=PENALTY_WINDOW)
         self._counts: collections.Counter[int] = collections.Counter()
 
+    def _logits(self, index: int) -> Any:
+        address = self._logits_at(self._ctx, index)
+        if not address:
+            raise IndexError(f"llama.cpp has no logits row {index}")
+        if address != self._address:
+            import ctypes
+
+            self._row = self._np.ctypeslib.as_array((ctypes.c_float * self._n_vocab).from_address(address))
+            self._address = address
+        return self._row
+
     def __call__(self, index: int = -1) -> int:
         np = self._np
-        row = np.ctypeslib.as_array(self._logits_at(self._ctx, index), shape=(self._n_vocab,))  # a view
-        if not self._penalized:
-            return int(row.argmax())
+        row = self._logits(index)
         counts = self._counts
-        if counts:
+        if counts:  # only when penalized: `accept` records nothing otherwise
             ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             seen = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
             original = row[ids]  # a copy
-            logits = np.where(original <= 0, original * self._repeat, original / self._repeat).astype(np.float32)
-            logits -= seen * self._frequency + np.float32(1) * self._presence
-            row[ids] = -np.inf  # for the argmax over the others; put back below (log-probs read the row)
+            penalized = np.where(original <= 0, original * self._repeat, original / self._repeat)
+            penalized -= seen * self._frequency + self._presence
+            row[ids] = penalized
             best = int(row.argmax())
-            best_logit = row[best]
             row[ids] = original
-            for token, logit in zip(ids.tolist(), logits.tolist()):
-                if logit > best_logit or (logit == best_logit and token < best):
-                    best, best_logit = token, logit
         else:
             best = int(row.argmax())
         self.accept(best)

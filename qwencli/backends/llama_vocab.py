@@ -35,8 +35,16 @@ class LlamaVocab:
         self._pieces: dict[int, bytes] = {}
         end_tokens = self._end_of_turn_tokens()
         vocab, is_eog = self.vocab, llama_cpp.llama_vocab_is_eog
-        #: Whether a token ends the turn: called once a token, so a closure over locals.
-        self.is_end: Callable[[int], bool] = lambda token: token in end_tokens or is_eog(vocab, token)
+        ends: dict[int, bool] = {}  # llama.cpp's answer per token seen: a ctypes call costs more than the lookup
+
+        def is_end(token: int) -> bool:
+            end = ends.get(token)
+            if end is None:
+                end = ends[token] = token in end_tokens or bool(is_eog(vocab, token))
+            return end
+
+        #: Whether a token ends the turn: called once a token.
+        self.is_end: Callable[[int], bool] = is_end
 
     def tokenize(self, text: str) -> list[int]:
         """A prompt's tokens, special tokens parsed, BOS added when the model wants one and the

@@ -96,6 +96,10 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
         )
         self._n_ctx, self._n_batch = n_ctx, n_batch
+        batch = self._handles.batch.batch
+        for i in range(n_batch):  # one sequence: `_decode` writes only tokens, positions and logits flags
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
         self._cached = []
         self._scored = []
         self._vocab = LlamaVocab(self._handles.model.model, self.model)
@@ -344,6 +348,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             n_prompt=n_prompt,
             cached=cached,
             started=started,
+            prompt_started=time.perf_counter(),  # tokenized, the cache trimmed: the prompt's evaluation starts
             threads=lambda: governor.lowered,
             image_tokens=image_tokens,
         )
@@ -450,13 +455,13 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         assert self._handles is not None
         batch, cached = self._handles.batch.batch, self._cached
         start = len(cached)
+        # Every entry is in sequence 0 (`_load_on_engine` wrote that once): a token costs three writes.
+        token_of, pos_of, logits_of = batch.token, batch.pos, batch.logits
         for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = every
-        batch.logits[len(tokens) - 1] = logits
+            token_of[i] = token
+            pos_of[i] = start + i
+            logits_of[i] = every
+        logits_of[len(tokens) - 1] = logits
         batch.n_tokens = len(tokens)
         status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
         if status != 0:

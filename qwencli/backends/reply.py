@@ -41,6 +41,7 @@ class Reply:
         "image_tokens",
         "n_out",
         "started",
+        "prompt_started",
         "first",
         "finish_reason",
         "finished",
@@ -61,11 +62,14 @@ class Reply:
         n_prompt: int,
         cached: int,
         started: float | None = None,
+        prompt_started: float | None = None,
         threads: Callable[[], int | None] = _no_threads,
         image_tokens: tuple[int, ...] = (),
     ):
         """`piece`: a token's bytes; `is_end`: whether a token ends the turn; `threads`: the CPU
-        threads the engine is down to, if fewer than it started with (for the last chunk)."""
+        threads the engine is down to, if fewer than it started with (for the last chunk).
+        `started`: when the request began; `prompt_started`: when the engine began evaluating its
+        prompt (tokenized; default `started`)."""
         self._emit = emit
         self._pipeline = TextPipeline(mode, stops)
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
@@ -79,6 +83,7 @@ class Reply:
         self.image_tokens = image_tokens
         self.n_out = 0
         self.started = self.first = time.perf_counter() if started is None else started
+        self.prompt_started = self.started if prompt_started is None else prompt_started
         self.finish_reason: FinishReason = "length"
         self.finished = budget <= 0  # nothing may be generated: only the last chunk is left
         #: Filled by the engine when the options ask: one entry per sampled token (an end-of-turn
@@ -141,7 +146,7 @@ class Reply:
                     image_tokens=self.image_tokens,
                 ),
                 timings=Timings(
-                    prompt_seconds=first - started,
+                    prompt_seconds=first - self.prompt_started,
                     generation_seconds=ended - first,
                     first_token_seconds=first - started,
                     threads=self._threads(),
