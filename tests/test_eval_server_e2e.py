@@ -20,6 +20,7 @@ from qwencli.backends.base import LoadOptions
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
+from tests import mc_sets
 from tests.models import SMOLLM2, require
 from tests.serving import RunningServer, wait_until
 
@@ -227,3 +228,35 @@ def test_qwen_eval_mc_on_the_server_equals_in_process(server, tmp_path):
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=TOLERANCE)
         assert (a["predicted"], a["predicted_norm"]) == (b["predicted"], b["predicted_norm"])
     assert (theirs["acc"], theirs["acc_norm"]) == (ours["acc"], ours["acc_norm"])
+
+
+@pytest.mark.parametrize(
+    ("style", "task", "write", "limit"),
+    [
+        # Two questions: each letter of a 5-shot MMLU question is a long prompt scored over HTTP.
+        ("opencompass", "mmlu", lambda root: mc_sets.write_mmlu(root), "2"),
+        ("opencompass", "winogrande", lambda root: mc_sets.write_winogrande(root), "3"),
+        ("llama.cpp", "hellaswag", lambda root: mc_sets.write_llama_hellaswag(root / "hellaswag.txt"), "3"),
+        ("llama.cpp", "winogrande", lambda root: mc_sets.write_llama_winogrande(root / "winogrande.csv"), "3"),
+    ],
+)
+def test_the_preset_styles_on_the_server_equal_in_process(server, tmp_path, style, task, write, limit):
+    """`--style opencompass` (PPL and log-likelihood presets) and `--style llama.cpp` (token-mean
+    scores) need the same two things of a server as lm-eval does (/tokenize, echo + logprobs):
+    through `qwen serve` every choice scores as in process, and the accuracy is the same."""
+    import json
+
+    from tests.processes import run_qwen
+
+    data = write(tmp_path)
+    args = (data, "--style", style, "--task", task, "--json", "--limit", limit)
+    remote = run_qwen("eval", "mc", "smollm2", *args, "--host", server.base, "--journal", tmp_path / "r.jsonl")
+    assert remote.returncode == 0, remote.stderr.decode()
+    local = run_qwen("eval", "mc", require(SMOLLM2), *args, "--ctx", str(CONTEXT), "--journal", tmp_path / "l.jsonl")
+    assert local.returncode == 0, local.stderr.decode()
+    theirs, ours = json.loads(remote.stdout), json.loads(local.stdout)
+    assert theirs["questions"] == ours["questions"] > 0
+    for a, b in zip(theirs["answers"], ours["answers"]):
+        assert a["scores"] == pytest.approx(b["scores"], abs=TOLERANCE)
+        assert a["predicted"] == b["predicted"]
+    assert theirs["acc"] == ours["acc"]
