@@ -136,6 +136,26 @@ def test_lm_evals_own_ifeval_task_gives_the_same_four_numbers(tmp_path, checkers
     assert theirs == {name: pytest.approx(float(v), abs=1e-12) for name, v in expected_metrics().items()}
 
 
+def test_a_checker_that_draws_its_own_keywords_grades_alike_every_time(tmp_path, checkers):
+    """Google's key 1122 asks for `letter: "#"`, which the checker cannot count, so it draws a
+    random letter: seeded, each grade of the same response is the same, and the caller's random
+    state is left as it was."""
+    import random
+
+    row = {"key": 1122, "prompt": "Include at least 4 hashtags, starting with '#'",
+           "instruction_id_list": ["keywords:letter_frequency"],
+           "kwargs": [{"let_relation": "at least", "letter": "#", "let_frequency": 4}]}  # fmt: skip
+    (example,) = ifeval.read_examples(write_jsonl(tmp_path / "input_data.jsonl", [row]), checkers)
+    response = "abcdefghijklm " * 4  # half the alphabet 4 times: an unseeded draw passes half the time
+    graded = []
+    for caller_seed in range(12):  # whatever the caller's random state
+        random.seed(caller_seed)
+        before = random.getstate()
+        graded.append(ifeval.grade(example, response, checkers))
+        assert random.getstate() == before
+    assert len({(tuple(g.strict), tuple(g.loose)) for g in graded}) == 1
+
+
 def test_the_data_sets_rows_with_nulls_grade_as_googles(tmp_path, checkers):
     import pyarrow as pa
     import pyarrow.parquet as pq
