@@ -8,6 +8,9 @@ Not accuracy: a 135M model follows what it follows. The prompts are ones it answ
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +20,7 @@ from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
 from tests.models import SMOLLM2, require
-from tests.processes import run_qwen
+from tests.processes import run_qwen, start_server, stop_server
 from tests.serving import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -122,3 +125,51 @@ def test_on_a_server_the_responses_are_the_engines(ifeval_run, tmp_path):
     assert [r["response"] for r in remote["records"]] == [r["response"] for r in local["records"][:2]]
     assert [(r["strict"], r["loose"]) for r in remote["records"]] == [
         (r["strict"], r["loose"]) for r in local["records"][:2]]  # fmt: skip
+
+
+TASK = """task: qwen_ifeval_local
+include: {ifeval_yaml}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {data}
+"""
+
+
+def test_lm_eval_through_qwen_serve_equals_qwen_eval_gen(tmp_path):
+    """lm-eval-harness itself (its `ifeval` task, only the data local) as a chat client of
+    `qwen serve`, beside `qwen eval gen --host` on the same server: the same responses, and the
+    same four numbers."""
+    import lm_eval.tasks.ifeval as package
+
+    data = tmp_path / "input_data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:3]))
+    (tmp_path / "tasks").mkdir()
+    task = TASK.format(ifeval_yaml=next(iter(package.__path__)) + "/ifeval.yaml", data=data)
+    (tmp_path / "tasks" / "qwen_ifeval.yaml").write_text(task)
+    model = require(SMOLLM2)
+    env = {"QWEN_HOME": str(tmp_path / "home")}
+    proc, url = start_server(str(model))
+    try:
+        ours = as_json(run_qwen("eval", "gen", model.stem, "--host", url, "--task", "ifeval", "--data", data, "--json",
+                                env=env, timeout=600))  # fmt: skip
+        command = [
+            sys.executable, "-m", "lm_eval", "--model", "local-chat-completions", "--apply_chat_template",
+            "--model_args", f"base_url={url}/v1/chat/completions,model={model.stem}",
+            "--include_path", str(tmp_path / "tasks"), "--tasks", "qwen_ifeval_local",
+            "--output_path", str(tmp_path / "out"), "--log_samples",
+        ]  # fmt: skip
+        # Offline as here; lm-eval finds the punkt_tab our run wrote through NLTK_DATA.
+        lm_env = {**os.environ, **env, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+                  "HF_HOME": str(tmp_path / "hf"), "NLTK_DATA": str(tmp_path / "home" / "nltk_data")}  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=lm_env, cwd=tmp_path)
+    finally:
+        stop_server(proc)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout)  # lm-eval's table, for the record (pytest -s)
+    [results_file] = (tmp_path / "out").rglob("results_*.json")
+    theirs = json.loads(results_file.read_text())["results"]["qwen_ifeval_local"]
+    [samples_file] = (tmp_path / "out").rglob("samples_qwen_ifeval_local_*.jsonl")
+    samples = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda s: s["doc_id"])
+    assert [s["resps"][0][0] for s in samples] == [r["response"] for r in ours["records"]]
+    assert {name: theirs[f"{name},none"] for name in ifeval.METRICS} == ours["metrics"]
