@@ -327,3 +327,24 @@ def test_the_driver_asks_as_lm_eval_does_and_journals_each_outcome(tmp_path, exa
     assert records[0]["instruction_id_list"] == ["punctuation:no_comma", "length_constraints:number_words"]
     metrics = IfEvalTask(examples, checkers).metrics(result.records)
     assert metrics == {name: pytest.approx(float(v), abs=1e-12) for name, v in expected_metrics().items()}
+
+
+def test_base_prompting_sends_the_prompt_alone_as_text(tmp_path, examples, checkers):
+    from qwencli.evaluate.gen_tasks import IfEvalTask
+    from qwencli.evaluate.generation import run
+    from tests.fakes import FakeBackend
+
+    class Completions(FakeBackend):
+        texts: list = []
+
+        def complete(self, prompt, options):
+            self.texts.append((prompt, options))
+            return super().complete(prompt, options)
+
+    backend = Completions(replies=[CASES[1][3]])
+    with Journal.open(tmp_path / "j.jsonl", HEADER) as journal:
+        result = run(IfEvalTask(examples[1:2], checkers), backend, journal, prompting="base")
+    assert backend.calls == []  # no chat template
+    ((text, options),) = backend.texts
+    assert text == CASES[1][2] and (options.max_tokens, options.stop) == (1280, ())
+    assert (result.records[0]["strict"], result.records[0]["loose"]) == ([True], [True])
