@@ -172,7 +172,7 @@ def _task(
     from ..evaluate.journal import data_sha256
 
     identity: dict[str, Any] = {"data": str(data.resolve()), "data_sha256": data_sha256(data)}
-    if task == "ifeval" and read is not None:
+    if read is not None:  # ifeval: its checkers and prompts, read before the model loaded
         checkers, examples = read
         # Journaled outcomes are the checkers' of this version: another lm-eval starts another journal.
         identity["checkers"] = f"lm-eval {checkers.lm_eval_version}"
