@@ -40,6 +40,14 @@ def test_help_imports_nothing_heavy(argv):
     assert not imported_by(argv) & set(HEAVY)
 
 
+#: IFEval's checkers and what they pull (~2 s of imports): only for `qwen eval gen --task ifeval`.
+IFEVAL = ("lm_eval", "nltk", "langdetect", "immutabledict", "punkt")
+
+
+def test_eval_gen_help_imports_no_ifeval_checker():
+    assert not imported_by(["qwen", "eval", "gen", "--help"]) & set(IFEVAL)
+
+
 def test_tab_completion_imports_nothing_heavy():
     env = {"_QWEN_COMPLETE": "complete_bash", "COMP_WORDS": "qwen run --te", "COMP_CWORD": "2"}
     assert not imported_by(["qwen"], env) & set(HEAVY)
@@ -60,7 +68,7 @@ def test_committed_completions_are_current(prog, shell):
 #: 0.29 validates every option through it: pinned below that), and llama-cpp-python's high-level
 #: `Llama` layer with its diskcache/sqlite3 (`backends/llama_lib.py` loads only the C binding).
 NOT_ON_ONESHOT = ("torch", "transformers", "fastapi", "uvicorn", "starlette", "huggingface_hub", "gguf", "httpx",
-                  "openai", "prompt_toolkit", "pydantic", "diskcache", "sqlite3")
+                  "openai", "prompt_toolkit", "pydantic", "diskcache", "sqlite3", *IFEVAL)
 
 ONESHOT_PROBE = """
 import json, sys

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import gsm8k, humaneval
+from . import gsm8k, humaneval, ifeval
 from .generation import Prompt, Prompting, Reply
+from .ifeval_checks import Checkers
 from .pass_at_k import mean_pass_at_k
 from .sandbox import Limits, run_program
 
@@ -103,3 +104,35 @@ class HumanEvalTask:
         n = [len(r["samples"]) for r in records]
         c = [r["passed"] for r in records]
         return {f"pass@{k}": mean_pass_at_k(n, c, k) for k in (1, 10, 100) if k == 1 or k <= min(n)}
+
+
+class IfEvalTask:
+    """IFEval as lm-eval runs it; each journal record keeps the response and every instruction's
+    strict and loose outcome, and the four numbers are computed from those records."""
+
+    name = "ifeval"
+    style = ifeval.STYLE
+    max_tokens = ifeval.MAX_TOKENS
+    stop: tuple[str, ...] = ()  # lm-eval's `until: []`: the reply ends with its turn or its budget
+
+    def __init__(self, examples: list[ifeval.Example], checkers: Checkers):
+        self.examples, self.checkers = examples, checkers
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.examples]
+
+    def prompt(self, index: int, prompting: Prompting) -> Prompt:
+        example = self.examples[index]
+        if prompting == "chat":
+            return Prompt(messages=tuple(ifeval.chat_messages(example)))
+        return Prompt(text=example.prompt)
+
+    def grade(self, index: int, replies: Sequence[Reply], prompting: Prompting) -> dict[str, Any]:
+        example, reply = self.examples[index], replies[0]
+        graded = ifeval.grade(example, reply.text, self.checkers)
+        return {"response": reply.text, "finish_reason": reply.finish_reason, "tokens": reply.tokens,
+                "instruction_id_list": list(example.instruction_ids), "strict": graded.strict,
+                "loose": graded.loose}  # fmt: skip
+
+    def metrics(self, records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+        return ifeval.metrics([ifeval.Graded(r["strict"], r["loose"]) for r in records])
