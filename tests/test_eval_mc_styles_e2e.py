@@ -196,3 +196,20 @@ def test_llama_cpp_multiple_choice_through_the_cli(tmp_path):
     out = text.stdout.decode()
     assert "(3 questions, --style llama.cpp --task multiple-choice)" in out
     assert f"Final result: {100 * result['acc']:.4f} +/- " in out and "Random chance: 33.3333 +/- " in out
+
+
+def test_llama_cpp_winogrande_says_llama_perplexity_scores_one_task_less(tmp_path):
+    """perplexity.cpp's winogrande reader never handles a file's last line (`-f` strips the final
+    newline, then its loop stops at end of file first): we score every task and say so, with the
+    --limit that sets the two side by side; with that --limit nothing is said."""
+    data = mc_sets.write_llama_winogrande(tmp_path / "wg.csv")
+    args = ("eval", "mc", require(SMOLLM2), data, "--style", "llama.cpp", "--task", "winogrande", "--ctx", str(CONTEXT))
+    done = run_qwen(*args, "--journal", tmp_path / "a.jsonl", timeout=600)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "all 6 tasks are scored; llama-perplexity --winogrande leaves out a file's last line and scores 5: " \
+           "compare with --limit 5" in done.stderr.decode()  # fmt: skip
+    assert "Final Winogrande score(6 tasks)" in done.stdout.decode()
+    limited = run_qwen(*args, "--limit", "5", "--journal", tmp_path / "b.jsonl", timeout=600)
+    assert limited.returncode == 0, limited.stderr.decode()
+    assert "llama-perplexity" not in limited.stderr.decode()
+    assert "Final Winogrande score(5 tasks)" in limited.stdout.decode()

@@ -141,6 +141,15 @@ class _Load:
             items = lt.read_hellaswag(self.data)
         elif self.task == "winogrande":
             items = lt.read_winogrande(self.data)
+            if len(items) > 1 and (self.limit is None or self.limit >= len(items)):
+                from ..stderr import notice
+
+                # perplexity.cpp's reader: `-f` drops the file's final newline, and its getline loop
+                # stops at end of file before it handles the line it just read (b11312).
+                notice(
+                    f"all {len(items)} tasks are scored; llama-perplexity --winogrande leaves out a file's "
+                    f"last line and scores {len(items) - 1}: compare with --limit {len(items) - 1}"
+                )
         else:
             items = lt.read_multiple_choice(self.data)
         items = items[: self.limit]
