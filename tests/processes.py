@@ -1,8 +1,10 @@
 """The real `qwen` in other processes, for end-to-end tests: `qwen serve` in the background and
-the REPL on a pseudo-terminal."""
+the REPL on a pseudo-terminal; `qwen eval` runs, their `--json` and journals, and a Ctrl-C once
+a journal holds a question."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +118,28 @@ def leave_repl(child) -> int:
     child.expect(pexpect.EOF)
     child.close()
     return child.exitstatus
+
+
+def as_json(result: subprocess.CompletedProcess) -> dict:
+    """The `--json` object of a `run_qwen` that must have succeeded."""
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+def journal_lines(path: Path) -> list[dict]:
+    """A `qwen eval` journal: the header, then one object a finished question."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def interrupted_eval(args: list[str], journal: Path, *, wait: float = 300) -> tuple[int, bytes, bytes]:
+    """`qwen *args` (a journaled `qwen eval` run) sent SIGINT once `journal` holds its header and
+    one question: (exit status, stdout, stderr)."""
+    proc = subprocess.Popen([*QWEN, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err

@@ -8,9 +8,6 @@ Structure and counts, not accuracy: a 135M model's answers are what they are.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 
 import pytest
 
@@ -19,7 +16,7 @@ from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
 from tests.models import ROOT, SMOLLM2, require
-from tests.processes import QWEN, run_qwen
+from tests.processes import as_json, interrupted_eval, journal_lines, run_qwen
 from tests.serving import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -46,15 +43,6 @@ def write_gsm8k(path, rows):
 def gen(*args, env=None, timeout=600):
     result = run_qwen("eval", "gen", require(SMOLLM2), *args, env=env, timeout=timeout)
     return result
-
-
-def as_json(result):
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout)
-
-
-def journal_lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +105,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(gsm8k_run, tmp_
     journal = tmp_path / "resumed.jsonl"
     args = ["eval", "gen", str(require(SMOLLM2)), "--task", "gsm8k", "--data", str(data), "--style", "opencompass",
             "--limit", "3", "--journal", str(journal), "--json"]  # fmt: skip
-    proc = subprocess.Popen([*QWEN, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2:  # the header and one question
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.1)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()
+    status, out, err = interrupted_eval(args, journal)
+    assert status == 130, err.decode()
     assert out == b""
     assert "run the same command again to resume" in err.decode()
     done = [line["id"] for line in journal_lines(journal)[1:]]

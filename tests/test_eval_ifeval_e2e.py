@@ -20,7 +20,7 @@ from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
 from tests.models import SMOLLM2, require
-from tests.processes import run_qwen, start_server, stop_server
+from tests.processes import as_json, journal_lines, run_qwen, start_server, stop_server
 from tests.serving import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -42,15 +42,6 @@ ROWS = [
 def write_data(path):
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     return path
-
-
-def as_json(result):
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout)
-
-
-def journal_lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

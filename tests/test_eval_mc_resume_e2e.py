@@ -5,30 +5,16 @@ only the rest, to exactly the numbers of an uninterrupted run (OpenCompass MMLU,
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import time
-
 import pytest
 
 from tests import mc_sets
-from tests.models import ROOT, SMOLLM2, require
-from tests.processes import QWEN, run_qwen
+from tests.models import SMOLLM2, require
+from tests.processes import as_json, interrupted_eval, journal_lines, run_qwen
 
 pytestmark = pytest.mark.slow
 
 #: 3 elementary_mathematics questions, then 1 of geography: both subjects.
 ARGS = ["--style", "opencompass", "--task", "mmlu", "--limit", "4", "--ctx", "2048", "--json"]
-
-
-def journal_lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def as_json(result):
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout)
 
 
 def without_journal(out):
@@ -45,15 +31,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(tmp_path):
 
     journal = tmp_path / "resumed.jsonl"
     args = ["eval", "mc", str(require(SMOLLM2)), str(data), *ARGS, "--journal", str(journal)]
-    proc = subprocess.Popen([*QWEN, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2:  # the header and one question
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.05)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()
+    status, out, err = interrupted_eval(args, journal)
+    assert status == 130, err.decode()
     assert out == b""
     assert f"of 4 questions are in {journal}; run the same command again to resume" in err.decode()
     done = [line["id"] for line in journal_lines(journal)[1:]]

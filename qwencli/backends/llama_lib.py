@@ -14,6 +14,7 @@ attribute names of llama-cpp-python's `_internals` wrappers (`.model`, `.ctx`, `
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -130,11 +131,12 @@ class SamplerChain:
             self.sampler = None
 
 
+@functools.cache
 def logits_address() -> Any:
     """`llama_get_logits_ith(ctx, i)` returning the row's address as an int: llama-cpp-python's
     binding returns a `POINTER(c_float)`, which costs an object and a cast to turn into an array
     each token. A separate function object (`_lib[name]` makes a new one), so the binding's own
-    keeps its types."""
+    keeps its types; made once a process."""
     import ctypes
 
     import llama_cpp

@@ -92,17 +92,17 @@ def reference_name(model: str) -> str | None:
 
 def preset_of(result: dict[str, Any]) -> tuple[str, str] | None:
     """(OpenCompass preset, our metric for its number) for a result that ran one."""
-    key = (command_of(result), str(result["style"]), _task(result))
-    prompting = result.get("prompting")
-    return PRESETS.get((*key, None)) or PRESETS.get((*key, prompting if isinstance(prompting, str) else None))
+    command, style, task, prompting = _kind(result)
+    return PRESETS.get((command, style, task, None)) or PRESETS.get((command, style, task, prompting))
 
 
 def _task(result: dict[str, Any]) -> str:
     return str(result.get("task") or "mc")
 
 
-def _kind(result: dict[str, Any]) -> tuple[str, str, str, Any]:
-    return command_of(result), str(result["style"]), _task(result), result.get("prompting")
+def _kind(result: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    prompting = result.get("prompting")
+    return command_of(result), str(result["style"]), _task(result), prompting if isinstance(prompting, str) else None
 
 
 def _describe(kind: tuple[str, str, str, Any]) -> str:
