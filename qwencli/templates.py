@@ -10,6 +10,7 @@ filters and extensions as transformers, so a Qwen prompt comes out byte-identica
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -73,6 +74,28 @@ def _compile(source: str):
     return env.from_string(source)
 
 
+# Templates being compiled on a side thread (`compile_soon`), by source.
+_compiling: dict[str, threading.Thread] = {}
+
+
+def compile_soon(source: str | None) -> None:
+    """Start compiling a template on a side thread: a backend calls this before llama.cpp loads
+    the weights (a C call that lets go of the GIL), so importing jinja2 and compiling — 20–70 ms,
+    45 ms for Qwen3.5's template — happen during the load instead of after it. The
+    `ChatTemplate` of the same source waits for it; an error is reported there, not here."""
+    source = source or CHATML
+
+    def compile_quietly() -> None:
+        try:
+            _compile(source)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=compile_quietly, name="compile template", daemon=True)
+    _compiling[source] = thread
+    thread.start()
+
+
 class ChatTemplate:
     """A compiled, sandboxed chat template plus the special tokens it may refer to."""
 
@@ -81,6 +104,9 @@ class ChatTemplate:
         self.is_default = source is None
         self.bos_token = bos_token
         self.eos_token = eos_token
+        compiling = _compiling.pop(self.source, None)
+        if compiling is not None:
+            compiling.join()  # then `_compile` answers from its cache
         try:
             self._template = _compile(self.source)
         except Exception as exc:  # jinja2.TemplateSyntaxError and friends

@@ -70,6 +70,11 @@ class ThinkingSplitter:
         self._reasoning_started = False
         self._strip_text_start = False
 
+    @property
+    def passing(self) -> bool:
+        """In the answer with nothing held back: a piece goes through as it is."""
+        return self.mode == "text" and not self._buf and not self._strip_text_start
+
     def feed(self, piece: str) -> Iterator[Chunk]:
         self._buf += piece
         while self._buf:

@@ -69,6 +69,43 @@ def test_dropping_a_half_read_stream_stops_the_producer_before_the_next_call(eng
     assert engine.call(lambda: threading.current_thread().name) == "test engine"
 
 
+def test_a_fast_stream_wakes_the_reader_a_few_times_not_once_an_item(engine, monkeypatch):
+    """Iterating is paced: 1,000 items produced in quick succession reach the reader in order,
+    and the producer wakes it only for the first one, the end, and after a lull (engine_thread.PACE)."""
+    from qwencli.backends import engine_thread
+
+    wakes = []
+
+    class CountingEvent(threading.Event):
+        def set(self):
+            if not self.is_set():  # setting a set event wakes nobody
+                wakes.append(1)
+            super().set()
+
+    def produce(cancel):
+        for i in range(1000):
+            time.sleep(0.0005)  # like a decode, which lets go of the GIL
+            yield i
+
+    monkeypatch.setattr(engine_thread.threading, "Event", CountingEvent)
+    assert list(engine.stream(produce)) == list(range(1000))
+    assert len(wakes) < 100, len(wakes)
+
+
+def test_an_item_after_a_pause_reaches_the_reader_at_once(engine):
+    """After a lull (a slow model's next token), an item is not held back until the next pace."""
+    arrived = []
+
+    def produce(cancel):
+        for i in range(4):
+            time.sleep(0.3)
+            yield (i, time.perf_counter())
+
+    for _, produced in engine.stream(produce):
+        arrived.append(time.perf_counter() - produced)
+    assert len(arrived) == 4 and max(arrived) < 0.015, arrived
+
+
 def test_nothing_runs_before_it_is_consumed(engine):
     produce, seen = counting(3)
     stream = engine.stream(produce)
@@ -260,6 +297,33 @@ def test_greedy_with_penalties_read_in_place_equals_llama_cpps_chain(tiny_qwen2_
         assert unpenalized.text != texts[True]  # the penalties really changed the reply
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("few", [0, 64])  # the window penalized float by float, or through numpy
+def test_penalized_greedy_leaves_the_row_as_it_was_for_log_probs(tiny_qwen2_gguf, monkeypatch, few):
+    """A penalty is written into llama.cpp's row for the argmax; when log-probs are asked, they
+    are read from that row afterwards and must be the model's, as with llama.cpp's chain."""
+    from qwencli.backends import llama_sampler, llamacpp
+    from qwencli.backends.base import LoadOptions
+    from qwencli.chat import GenerationOptions
+
+    monkeypatch.setattr(llama_sampler, "FEW", few)
+    options = GenerationOptions(temperature=0, max_tokens=80, repeat_penalty=1.3, logprobs=3)
+    backend = llamacpp.LlamaCppBackend(tiny_qwen2_gguf, LoadOptions(context_length=512))
+    try:
+        replies = {}
+        for fast in (True, False):
+            monkeypatch.setattr(llama_sampler, "in_place_greedy", lambda o, fast=fast: fast)
+            replies[fast] = collect_with_logprobs(backend.complete("1 2 3", options))
+        assert replies[True] == replies[False]
+        assert len(replies[True][1]) == 80
+    finally:
+        backend.close()
+
+
+def collect_with_logprobs(stream):
+    chunks = list(stream)
+    return "".join(c.text for c in chunks), chunks[-1].logprobs
 
 
 def test_prompt_seconds_start_after_tokenizing_and_first_token_seconds_before(tiny_qwen2_gguf, monkeypatch):

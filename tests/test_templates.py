@@ -174,3 +174,18 @@ def test_xml_templates_render_tool_calls_and_results_as_transformers(hf_tokenize
     if name.startswith("parallel"):
         assert "<parameter=mode>\n644\n</parameter>" in ours
         assert "<parameter=content>\ndef f():\n    return 1\n\n</parameter>" in ours
+
+
+def test_a_template_compiled_on_the_side_renders_the_same_and_a_broken_one_still_says_so():
+    """`compile_soon` (started while llama.cpp loads the weights) changes nothing but when."""
+    from qwencli.templates import _compiling, compile_soon
+
+    messages = [Message("user", "hi")]
+    source = QWEN25_TEMPLATE + "{# compiled on the side #}"
+    compile_soon(source)
+    assert ChatTemplate(source).render(messages) == ChatTemplate(QWEN25_TEMPLATE).render(messages)
+    assert source not in _compiling  # waited for, then forgotten
+    broken = "{% for m in messages %}{{ m.content }}"
+    compile_soon(broken)
+    with pytest.raises(TemplateError, match="does not compile"):
+        ChatTemplate(broken)

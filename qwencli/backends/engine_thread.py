@@ -25,6 +25,9 @@ T = TypeVar("T")
 
 _ITEM, _DONE, _ERROR = 0, 1, 2
 _EMPTY: Any = object()
+#: How often an iterating consumer collects a running stream's items (see EngineStream): ~50 looks a
+#: second, a delay no reader of a terminal sees, during which a fast model's tokens pile up.
+PACE = 0.02
 Job = Callable[[], None] | None  # None stops the thread
 
 
@@ -121,7 +124,7 @@ class EngineThread:
 class EngineStream(Iterator[T]):
     """Items produced on the engine thread, consumed in one of two ways:
 
-    - iterated, like a generator: each item crosses to the iterating thread through a queue.
+    - iterated, like a generator: the items cross to the iterating thread, paced (below).
       Closing the iterator (or an exception in the consumer, e.g. KeyboardInterrupt, or dropping
       it) sets `cancel` and waits until the producer has stopped, so the engine is free and its
       state consistent when `close()` returns;
@@ -130,6 +133,13 @@ class EngineStream(Iterator[T]):
       event loop, one thread hop (and one GIL hand-over) less per token than iterating.
 
     Nothing runs before the first `next()` or `push_to()`.
+
+    Iterating is paced as the server's hand-over is (server/generation.py): waking the consumer
+    per token is a syscall, and the woken thread takes the GIL and a core while llama.cpp's
+    threads want them (on 2 cores that cost 3–5 % of a tiny model's decode). So an item is only
+    appended; while items keep coming, the consumer collects them every `PACE` seconds and the
+    producer never wakes it. The first item, the end, and an item after a lull (a nap found
+    nothing) wake it at once.
     """
 
     def __init__(
@@ -138,7 +148,7 @@ class EngineStream(Iterator[T]):
         self._jobs = jobs
         self._drive = drive
         self._cancel = threading.Event()
-        self._out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._out = _Handover()  # iterating only
         self._started = False
         self._finished = False  # the consumer has seen the end (iterating only)
 
@@ -173,15 +183,15 @@ class EngineStream(Iterator[T]):
 
     def __next__(self) -> T:
         if not self._started:
-            out = self._out
+            out = self._out  # not `self`: dropping the stream must stop the job
             self._start(
-                lambda item: out.put((_ITEM, item)),
-                lambda exc: out.put((_DONE, None) if exc is None else (_ERROR, exc)),
+                lambda item: out.put(_ITEM, item),
+                lambda exc: out.put(_DONE, None) if exc is None else out.put(_ERROR, exc),
             )
         if self._finished:
             raise StopIteration
         try:
-            kind, value = self._out.get()
+            kind, value = self._out.take()
         except BaseException:  # interrupted while waiting: stop the producer before leaving
             self.close()
             raise
@@ -197,7 +207,7 @@ class EngineStream(Iterator[T]):
             self._finished = True
             return
         self._cancel.set()
-        while self._out.get()[0] == _ITEM:
+        while self._out.take()[0] == _ITEM:
             pass
         self._finished = True
 
@@ -206,3 +216,36 @@ class EngineStream(Iterator[T]):
             self.close()
         except Exception:
             pass
+
+
+class _Handover:
+    """An iterated stream's items, from the engine thread to the consumer, paced (EngineStream)."""
+
+    __slots__ = ("_items", "_arrived", "_pacing")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[int, Any]] = collections.deque()
+        self._arrived = threading.Event()  # set by the producer when the consumer must look now
+        self._pacing = False  # items are flowing: the consumer naps PACE, the producer need not wake it
+
+    def put(self, kind: int, value: Any) -> None:
+        """On the engine thread: hand an item over; wake the consumer unless it is pacing.
+        (Append first, then read `_pacing`: the consumer clears it, then looks again.)"""
+        self._items.append((kind, value))
+        if kind != _ITEM or not self._pacing:
+            self._arrived.set()
+
+    def take(self) -> tuple[int, Any]:
+        """The next (kind, value), waiting for it."""
+        items, arrived = self._items, self._arrived
+        while True:
+            if items:
+                self._pacing = True
+                return items.popleft()
+            arrived.clear()
+            if items:
+                continue
+            if not self._pacing:
+                arrived.wait()
+            elif not arrived.wait(PACE) and not items:
+                self._pacing = False  # a lull: the next item wakes us (looked again above)

@@ -23,6 +23,7 @@ from ..chat import Chunk, GenerationOptions, Image, Message, TokenLogprob
 from ..errors import InvalidModelFile
 from ..formats.gguf import read_model
 from ..hardware import available_memory, physical_cores
+from ..templates import compile_soon
 from ..thinking import Mode
 from .base import Backend, ChunkStream, LoadOptions
 from .cpu_contention import ThreadGovernor
@@ -61,6 +62,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         self._scored_top = 0
         n_ctx, reason = choose_context_length(self.model, load.context_length, available_memory())
         self._context_fixed = load.context_length is not None
+        compile_soon(self.model.chat_template)  # while the weights load
         self._engine.call_between(self._load_on_engine, n_ctx)  # a new load: nothing of it streams yet
         self.template = self._vocab.template
         self.info = model_info(
@@ -423,7 +425,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 record(token)
             yield token
             between()
-            self._decode([token], logits=True)
+            self._decode_one(token)
             if thinking is not None and not forced:
                 forced = thinking.after(token)
 
@@ -465,11 +467,31 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         batch.n_tokens = len(tokens)
         status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
         if status != 0:
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)  # what it holds now is unknown
-            cached.clear()
-            self._scored.clear()
-            raise InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
+            self._decode_failed(status)
         cached.extend(tokens)
+
+    def _decode_one(self, token: int) -> None:
+        """`_decode([token], logits=True)`, the token loop's case, in fewer steps."""
+        import llama_cpp
+
+        assert self._handles is not None
+        batch, cached = self._handles.batch.batch, self._cached
+        batch.token[0] = token
+        batch.pos[0] = len(cached)
+        batch.logits[0] = True
+        batch.n_tokens = 1
+        status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
+        if status != 0:
+            self._decode_failed(status)
+        cached.append(token)
+
+    def _decode_failed(self, status: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self._memory, 0, 0, -1)  # what it holds now is unknown
+        self._cached.clear()
+        self._scored.clear()
+        raise InvalidModelFile(f"llama.cpp failed while generating (llama_decode returned {status})")
 
     def close(self) -> None:
         def free() -> None:

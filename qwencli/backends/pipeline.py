@@ -5,7 +5,7 @@ token by token; the remote backend feeds it the server's text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..chat import Chunk, GenerationOptions, Message
 from ..errors import TemplateError
@@ -97,7 +97,13 @@ class TextPipeline:
         """The stop string that ended the reply, if one did."""
         return self._stops.matched
 
-    def feed(self, piece: str) -> Iterator[Chunk]:
+    def feed(self, piece: str) -> Iterable[Chunk]:
+        if self._splitter.passing:  # most tokens of most replies: no generators on the way
+            text = self._stops.feed(piece)
+            return (Chunk(text),) if text else ()
+        return self._split(piece)
+
+    def _split(self, piece: str) -> Iterator[Chunk]:
         for chunk in self._splitter.feed(piece):
             yield from self._filter(chunk)
 

@@ -73,6 +73,7 @@ def main() -> None:
     (~45 ms for all of them, on every `qwen run`), so a command named on the command line gets an
     app holding only its own module's commands; help, Tab completion and errors get them all."""
     quiet_native_aborts()
+    _run.ENDS_WITH_PROCESS = True
     owner = OWNER.get(sys.argv[1]) if len(sys.argv) > 1 else None
     completing = any(key.endswith("_COMPLETE") for key in os.environ)
     (build((owner,)) if owner is not None and not completing else app)()

@@ -7,8 +7,9 @@ every count, length, type and tensor extent is checked here first; a bad file be
 Plain `struct` over an mmap of the file, and nothing else: this runs on every `qwen run`, and
 importing the `gguf` package (numpy with it) cost more than the whole one-shot budget. Scalars and
 small arrays are kept; the vocabulary and merges are only walked over (their strings are
-length-prefixed, so the tensor table behind them has no other address). About 10 ms for
-SmolLM2's 49K tokens. `tests/test_gguf_file.py` checks it against `gguf.GGUFReader`.
+length-prefixed, so the tensor table behind them has no other address). About 25 ms for
+SmolLM2's 49K tokens and merges; a file that passed is not walked again by a later process while
+it stays unchanged (`gguf_memo`). `tests/test_gguf_file.py` checks it against `gguf.GGUFReader`.
 """
 
 from __future__ import annotations
@@ -385,8 +386,16 @@ def _read_model_once(path: Path, size: int, mtime_ns: int, inode: int) -> GGUFMo
 
 
 def _read_model(path: Path) -> GGUFModel:
+    from .. import settings
+    from . import gguf_memo
+
     paths = shard_paths(path)
-    files = tuple(read_gguf_file(p) for p in paths)
+    home, where = settings.load().home, path.absolute()
+    files = gguf_memo.recall(home, where)
+    checked = files is not None and tuple(f.path for f in files) == paths
+    if not checked:
+        files = tuple(read_gguf_file(p) for p in paths)
+    assert files is not None
     first = files[0]
     metadata = first.metadata
     arch = metadata.get("general.architecture")
@@ -405,6 +414,8 @@ def _read_model(path: Path) -> GGUFModel:
         )
     model = GGUFModel(path=paths[0], files=files, metadata=metadata)
     check_engine_asserts(model)
+    if not checked:
+        gguf_memo.remember(home, where, files)
     return model
 
 

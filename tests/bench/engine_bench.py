@@ -7,13 +7,14 @@ Needs `LLAMA_BENCH=/path/to/llama-bench`, built from the llama.cpp tree llama-cp
     cmake --build /work/llama-build --target llama-bench -j2
 
 Same file, same threads, flash attention off on both sides (as qwencli loads: see llama_load).
-Paired rounds, alternating, each side a fresh process: llama-bench pp512 + tg128 (one repetition
-each), then qwencli reading a 512-token prompt and generating 128 tokens. Reported: medians and
-the median of the rounds' ratios. Targets: ≥ 0.97 for both, on SmolLM2 (49K vocabulary) and on a
-tiny random-weight Qwen2 (152K vocabulary, where a per-token copy of the logits row would show).
-llama-bench times `llama_decode` alone; a reply also samples, and llama.cpp's sampler fills one
-candidate per vocabulary entry each token (about 0.25 ms at 152K here, 0.07 ms at 49K), so on the
-tiny model, whose decode takes only ~1.2 ms, that part of the gap is llama.cpp's own cost.
+Paired rounds, alternating, each side a fresh process: llama-bench pp512 + tg128 (REPS
+repetitions each, their mean), then qwencli reading REPS 512-token prompts and generating REPS ×
+128 tokens (the mean rate). Reported: medians and the median of the rounds' ratios. Targets:
+≥ 0.97 for both, on SmolLM2 (49K vocabulary) and on a tiny random-weight Qwen2 (152K vocabulary,
+where a per-token copy of the logits row would show). llama-bench times `llama_decode` alone and
+never samples; a reply also picks each token (an argmax over the row, with Qwen's repeat penalty
+1.05: about 40 µs at 152K on a cache the decode has just swept), so on the tiny model, whose
+decode takes only ~1.1 ms, a few per cent of the gap is the sampling any real reply needs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from pathlib import Path
 from tests.models import QWEN_TOKENIZER, ROOT, SMOLLM2, build_tiny
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+# Repetitions within a round, each side (llama-bench's -r; its default is 5): one tg128 of the tiny
+# model is ~0.15 s, shorter than this VM's slow spells, so a single one is mostly noise.
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+WORDS = ("hello", "house", "green", "river", "stone")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PROMPT_TOKENS, GEN_TOKENS = 512, 128
 # SmolLM2 writes this story past 128 tokens; the tiny Qwen follows "Loop" → "Loop" for ever.
@@ -35,10 +40,10 @@ STORY = "Write a very long story about a dragon who learns to fly over the sea."
 
 
 def llama_bench(binary: str, model: Path) -> tuple[float, float]:
-    """(pp512, tg128) tokens/s from one llama-bench repetition."""
+    """(pp512, tg128) tokens/s: llama-bench's mean over REPS repetitions."""
     out = subprocess.run(
         [binary, "-m", str(model), "-t", str(THREADS), "-p", str(PROMPT_TOKENS), "-n", str(GEN_TOKENS),
-         "-r", "1", "-fa", "0", "-o", "json"], capture_output=True, text=True, check=True).stdout
+         "-r", str(REPS), "-fa", "0", "-o", "json"], capture_output=True, text=True, check=True).stdout
     rows = json.loads(out)
     pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == PROMPT_TOKENS and r["n_gen"] == 0)
     tg = next(r["avg_ts"] for r in rows if r["n_gen"] == GEN_TOKENS and r["n_prompt"] == 0)
@@ -52,32 +57,37 @@ def qwen_side(model: Path, kind: str) -> tuple[float, float]:
 
 
 def measure_qwen(model: Path, kind: str) -> tuple[float, float]:
-    """(prompt, generation) tokens/s of the plain llama.cpp backend, as its replies report them."""
+    """(prompt, generation) tokens/s of the plain llama.cpp backend, as its replies report them:
+    the mean of REPS reads and REPS generations, as llama-bench's avg_ts is of its repetitions."""
     from qwencli.backends.base import LoadOptions
     from qwencli.backends.llamacpp import LlamaCppBackend
     from qwencli.chat import GenerationOptions, Message, collect
 
     backend = LlamaCppBackend(model, LoadOptions(threads=THREADS))
     try:
-        words = ["hello"] * PROMPT_TOKENS  # a word is at least a token: drop the surplus until it fits
-        while (n := len(backend._engine.call(backend._vocab.tokenize, " ".join(words)))) > PROMPT_TOKENS:
-            del words[PROMPT_TOKENS - n :]
-        prompt = " ".join(words)
+        def prompt_of(word: str) -> str:
+            words = [word] * PROMPT_TOKENS  # a word is at least a token: drop the surplus until it fits
+            while (n := len(backend._engine.call(backend._vocab.tokenize, " ".join(words)))) > PROMPT_TOKENS:
+                del words[PROMPT_TOKENS - n :]
+            return " ".join(words)
+
         # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are
-        # set up on the first one), with other words, so the measured prompt shares no prefix.
-        warm = collect(backend.complete(prompt.replace("hello", "world"), GenerationOptions(temperature=0, max_tokens=2)))
+        # set up on the first one), with another word, so no measured prompt shares a prefix.
+        warm = collect(backend.complete(prompt_of("world"), GenerationOptions(temperature=0, max_tokens=2)))
         assert warm.usage.cached_tokens == 0
-        read = collect(backend.complete(prompt, GenerationOptions(temperature=0, max_tokens=1)))
-        assert read.usage.cached_tokens == 0, read.usage
-        prompt_rate = read.timings.rates(read.usage)["prompt_tokens_per_second"]
+        prompt_rates, gen_rates = [], []
         greedy = GenerationOptions(temperature=0, max_tokens=GEN_TOKENS)
-        if kind == "tiny":  # a raw completion: a chat would end after "Hello world"
-            gen = collect(backend.complete("Loop", greedy))
-        else:
-            gen = collect(backend.chat([Message("user", STORY)], greedy))
-        assert gen.usage.completion_tokens == GEN_TOKENS, f"{kind} stopped after {gen.usage.completion_tokens}"
-        assert read.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, read.usage
-        return prompt_rate, gen.timings.rates(gen.usage)["generation_tokens_per_second"]
+        for word in WORDS[:REPS]:
+            read = collect(backend.complete(prompt_of(word), GenerationOptions(temperature=0, max_tokens=1)))
+            assert read.usage.cached_tokens <= 1 and read.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, read.usage
+            prompt_rates.append(read.timings.rates(read.usage)["prompt_tokens_per_second"])
+            if kind == "tiny":  # a raw completion: a chat would end after "Hello world"
+                gen = collect(backend.complete("Loop", greedy))
+            else:
+                gen = collect(backend.chat([Message("user", STORY)], greedy))
+            assert gen.usage.completion_tokens == GEN_TOKENS, f"{kind} stopped after {gen.usage.completion_tokens}"
+            gen_rates.append(gen.timings.rates(gen.usage)["generation_tokens_per_second"])
+        return statistics.mean(prompt_rates), statistics.mean(gen_rates)
     finally:
         backend.close()
 
