@@ -77,10 +77,11 @@ def measure_qwen(model: Path, kind: str) -> tuple[float, float]:
         assert warm.usage.cached_tokens == 0
         prompt_rates, gen_rates = [], []
         greedy = GenerationOptions(temperature=0, max_tokens=GEN_TOKENS)
-        for word in WORDS[:REPS]:
+        for word in WORDS[:REPS]:  # as llama-bench: its pp repetitions, then its tg ones
             read = collect(backend.complete(prompt_of(word), GenerationOptions(temperature=0, max_tokens=1)))
             assert read.usage.cached_tokens <= 1 and read.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, read.usage
             prompt_rates.append(read.timings.rates(read.usage)["prompt_tokens_per_second"])
+        for _ in range(REPS):
             if kind == "tiny":  # a raw completion: a chat would end after "Hello world"
                 gen = collect(backend.complete("Loop", greedy))
             else:
