@@ -136,7 +136,7 @@ class EngineStream(Iterator[T]):
 
     Iterating is paced as the server's hand-over is (server/generation.py): waking the consumer
     per token is a syscall, and the woken thread takes the GIL and a core while llama.cpp's
-    threads want them (on 2 cores that cost 3–5 % of a tiny model's decode). So an item is only
+    threads want them (on 2 cores, a few per cent of a tiny model's decode). So an item is only
     appended; while items keep coming, the consumer collects them every `PACE` seconds and the
     producer never wakes it. The first item, the end, and an item after a lull (a nap found
     nothing) wake it at once.

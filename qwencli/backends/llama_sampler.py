@@ -1,5 +1,6 @@
-"""The sampler chain of one llama.cpp reply, for both llama.cpp backends: sampling runs inside
-llama.cpp (`llama_sampler_sample`), so no logits row ever crosses into Python."""
+"""How one llama.cpp reply picks its tokens, for both llama.cpp backends: llama.cpp's own sampler
+chain (`llama_sampler_sample`), or for a greedy reply without a grammar an argmax over the logits
+row where llama.cpp left it (`GreedyPicker`). No row is ever copied into Python."""
 
 from __future__ import annotations
 
