@@ -20,7 +20,7 @@ from qwencli.backends.base import LoadOptions
 from qwencli.backends.llamacpp import LlamaCppBackend
 from qwencli.backends.llamacpp_batched import STEP_TOKENS, BatchedLlamaCppBackend
 from qwencli.chat import GenerationOptions, Message, collect
-from qwencli.errors import BackendUnavailable, ContextOverflow
+from qwencli.errors import BackendUnavailable, ContextOverflow, UsageError
 from qwencli.server.app import create_app
 from qwencli.server.config import ServerConfig
 from qwencli.server.static_source import StaticSource
@@ -134,6 +134,22 @@ def test_a_prompt_too_long_fails_alone(batched, reference):
     results = run_concurrently(ask, [(huge,), (QUESTIONS[0],)])
     assert isinstance(results[0], ContextOverflow)
     assert results[1].text == reference[QUESTIONS[0]]
+
+
+@pytest.mark.parametrize("backend", ["plain", "batched"])
+def test_an_empty_completion_prompt_is_refused_and_the_next_reply_is_its_own(batched, reference, backend):
+    # Without a prompt token there is nothing to continue: sampling would read the logits the
+    # last request left, and go on with the end of its reply.
+    engine = batched if backend == "batched" else LlamaCppBackend(require(SMOLLM2), LoadOptions(context_length=2048))
+    try:
+        assert collect(engine.complete("The capital of France is", GREEDY.replace(max_tokens=4))).text
+        with pytest.raises(UsageError, match="empty") as err:
+            collect(engine.complete("", GREEDY))
+        assert err.value.param == "prompt" and err.value.http_status == 400
+        assert chat(engine, QUESTIONS[0]).text == reference[QUESTIONS[0]]
+    finally:
+        if engine is not batched:
+            engine.close()
 
 
 def test_closing_a_stream_stops_it_and_frees_the_slot(batched, reference):

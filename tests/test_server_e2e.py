@@ -300,6 +300,14 @@ def test_unknown_model_is_404_model_not_found_and_never_loads(server, client):
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_an_empty_completion_prompt_is_a_400_naming_it(client, stream):
+    with pytest.raises(openai.BadRequestError, match="empty") as err:
+        client.completions.create(model="tiny-qwen2", prompt="", max_tokens=4, stream=stream)
+    assert err.value.body["param"] == "prompt"
+    still_serves(client)
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_prompt_longer_than_the_context_is_400_before_any_stream_byte(server, client, stream):
     long = [{"role": "user", "content": "word " * 9000}]  # SmolLM2 is loaded with 8192 tokens
     body = {"model": "smollm2", "messages": long, "max_tokens": 4, "stream": stream}

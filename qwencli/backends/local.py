@@ -41,7 +41,15 @@ def common_prefix(a: Sequence, b: Sequence) -> int:
 
 def reply_budget(n_prompt: int, n_ctx: int, options: GenerationOptions) -> int:
     """Tokens the reply may take: what the context leaves, at most `max_tokens`; raises
-    ContextOverflow when the prompt leaves no room at all."""
+    ContextOverflow when the prompt leaves no room at all, and UsageError for an empty prompt."""
+    if n_prompt == 0:
+        # Nothing to continue from: llama.cpp would sample from whatever logits the last request
+        # left (the end of someone else's reply), so refuse, as vLLM does.
+        raise UsageError(
+            "the prompt is empty: a completion continues text, so it needs at least one token",
+            "send some text (or token ids) to continue",
+            param="prompt",
+        )
     if n_prompt >= n_ctx:
         raise ContextOverflow(
             f"the prompt is {n_prompt} tokens but the context holds {n_ctx}",

@@ -7,9 +7,16 @@ Needs `LLAMA_BENCH=/path/to/llama-bench`, built from the llama.cpp tree llama-cp
     cmake --build /work/llama-build --target llama-bench -j2
 
 Same file, same threads, flash attention off on both sides (as qwencli loads: see llama_load).
-Paired rounds, alternating, each side a fresh process: llama-bench pp512 + tg128 (REPS
-repetitions each, their mean), then qwencli reading REPS 512-token prompts and generating REPS ×
-128 tokens (the mean rate). Reported: medians and the median of the rounds' ratios. Targets:
+Each test (pp512, tg128) on its own, in rounds of four turns, ABBA: llama-bench, qwencli,
+qwencli, llama-bench (BAAB in odd rounds). A llama-bench turn is a process timing one repetition
+(`-r 1`) after its warm-up run (a whole pp512; one token for tg); a qwencli turn is the same on a
+worker process that loaded the model once, as a REPL or a server has: a warm-up reply (a
+512-token prompt read; one decoded token), then the timed one (a 512-token prompt read, or 128
+tokens generated). This
+VM's speed wanders by up to 2× over a few seconds (memory bandwidth shared with its neighbours;
+the tiny model's decode is bound by it), so the halves of a pair must be close in time, and ABBA
+cancels a drift within the round. Reported: medians, and the median of the rounds' ratios (each
+round's two qwencli turns over its two llama-bench turns). Targets:
 ≥ 0.97 for both, on SmolLM2 (49K vocabulary) and on a tiny random-weight Qwen2 (152K vocabulary,
 where a per-token copy of the logits row would show). llama-bench times `llama_decode` alone and
 never samples; a reply also picks each token (an argmax over the row, with Qwen's repeat penalty
@@ -19,19 +26,21 @@ decode takes only ~1.1 ms, a few per cent of the gap is the sampling any real re
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.models import QWEN_TOKENIZER, ROOT, SMOLLM2, build_tiny
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-# Repetitions within a round, each side (llama-bench's -r; its default is 5): one tg128 of the tiny
-# model is ~0.15 s, shorter than this VM's slow spells, so a single one is mostly noise.
-REPS = int(os.environ.get("BENCH_REPS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
+BUDGET = float(os.environ.get("BENCH_SECONDS", "45"))
+MAX_ROUNDS = 40
+LOOP_ROUNDS = 15  # of our reply against llama-bench's loop in one process: each ~0.2–1.5 s a side
 WORDS = ("hello", "house", "green", "river", "stone")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PROMPT_TOKENS, GEN_TOKENS = 512, 128
@@ -39,88 +48,172 @@ PROMPT_TOKENS, GEN_TOKENS = 512, 128
 STORY = "Write a very long story about a dragon who learns to fly over the sea."
 
 
-def llama_bench(binary: str, model: Path) -> tuple[float, float]:
-    """(pp512, tg128) tokens/s: llama-bench's mean over REPS repetitions."""
-    out = subprocess.run(
-        [binary, "-m", str(model), "-t", str(THREADS), "-p", str(PROMPT_TOKENS), "-n", str(GEN_TOKENS),
-         "-r", str(REPS), "-fa", "0", "-o", "json"], capture_output=True, text=True, check=True).stdout
-    rows = json.loads(out)
-    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == PROMPT_TOKENS and r["n_gen"] == 0)
-    tg = next(r["avg_ts"] for r in rows if r["n_gen"] == GEN_TOKENS and r["n_prompt"] == 0)
-    return pp, tg
+def llama_bench(binary: str, model: Path, test: str) -> float:
+    """tokens/s of one repetition of llama-bench's `pp` (PROMPT_TOKENS) or `tg` (GEN_TOKENS) test."""
+    sizes = ["-p", str(PROMPT_TOKENS), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(GEN_TOKENS)]
+    out = subprocess.run([binary, "-m", str(model), "-t", str(THREADS), *sizes, "-r", "1", "-fa", "0",
+                          "-o", "json"], capture_output=True, text=True, check=True).stdout
+    (row,) = json.loads(out)
+    return row["avg_ts"]
 
 
-def qwen_side(model: Path, kind: str) -> tuple[float, float]:
-    result = subprocess.run([sys.executable, "-m", "tests.bench.engine_bench", "--qwen", str(model), kind],
-                            capture_output=True, text=True, check=True, cwd=ROOT)
-    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+class Worker:
+    """qwencli's side: `measure_qwen` in its own process, one test a line on its stdin."""
+
+    def __init__(self, model: Path, kind: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bench.engine_bench", "--qwen", str(model), kind],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self._answer() == "ready"
+
+    def ask(self, test: str, *, many: bool = False):
+        assert self.proc.stdin
+        self.proc.stdin.write(test + "\n")
+        self.proc.stdin.flush()
+        answer = self._answer()
+        return answer if many else float(answer)
+
+    def _answer(self):
+        assert self.proc.stdout
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the qwencli worker exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def measure_qwen(model: Path, kind: str) -> tuple[float, float]:
-    """(prompt, generation) tokens/s of the plain llama.cpp backend, as its replies report them:
-    the mean of REPS reads and REPS generations, as llama-bench's avg_ts is of its repetitions."""
+def bare_generation(backend) -> float:
+    """tokens/s of llama-bench's generation loop (`test_gen`) over the backend's own context, from
+    Python, on the engine thread: GEN_TOKENS one-token decodes of random ids, nothing sampled,
+    nothing detokenized. What is left between it and a reply is qwencli's per-token cost (and
+    the argmax); the machine's wander falls on both alike, as they run turn about in one process."""
+    import ctypes
+    import random
+
+    import llama_cpp
+
+    ctx = backend._handles.ctx.ctx
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+    backend._cached.clear()  # the backend's record of the cache: empty now
+    backend._scored.clear()
+    token = ctypes.c_int32(random.randrange(backend._vocab.size))
+    started = time.perf_counter()
+    for _ in range(GEN_TOKENS):
+        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ctypes.pointer(token), 1)) != 0:
+            raise RuntimeError("llama_decode failed")
+        llama_cpp.llama_synchronize(ctx)
+        token.value = random.randrange(backend._vocab.size)
+    rate = GEN_TOKENS / (time.perf_counter() - started)
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+    return rate
+
+
+def measure_qwen(model: Path, kind: str) -> None:
+    """Answer `pp` and `tg` lines on stdin with the plain llama.cpp backend's prompt (or
+    generation) tokens/s, as one reply reports them. Each prompt is of a fresh word, so none
+    shares a cached prefix with the last."""
     from qwencli.backends.base import LoadOptions
     from qwencli.backends.llamacpp import LlamaCppBackend
     from qwencli.chat import GenerationOptions, Message, collect
 
     backend = LlamaCppBackend(model, LoadOptions(threads=THREADS))
+    words = itertools.cycle(f"{word}{end}" for word in WORDS for end in ("", "s", "ed"))
     try:
         def prompt_of(word: str) -> str:
             words = [word] * PROMPT_TOKENS  # a word is at least a token: drop the surplus until it fits
             while (n := len(backend._engine.call(backend._vocab.tokenize, " ".join(words)))) > PROMPT_TOKENS:
-                del words[PROMPT_TOKENS - n :]
+                del words[-max(1, (n - PROMPT_TOKENS) * len(words) // n) :]
             return " ".join(words)
 
-        # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are
-        # set up on the first one), with another word, so no measured prompt shares a prefix.
-        warm = collect(backend.complete(prompt_of("world"), GenerationOptions(temperature=0, max_tokens=2)))
-        assert warm.usage.cached_tokens == 0
-        prompt_rates, gen_rates = [], []
-        greedy = GenerationOptions(temperature=0, max_tokens=GEN_TOKENS)
-        for word in WORDS[:REPS]:  # as llama-bench: its pp repetitions, then its tg ones
-            read = collect(backend.complete(prompt_of(word), GenerationOptions(temperature=0, max_tokens=1)))
-            assert read.usage.cached_tokens <= 1 and read.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, read.usage
-            prompt_rates.append(read.timings.rates(read.usage)["prompt_tokens_per_second"])
-        for _ in range(REPS):
+        def read() -> float:
+            reply = collect(backend.complete(prompt_of(next(words)), GenerationOptions(temperature=0, max_tokens=1)))
+            assert reply.usage.cached_tokens <= 1 and reply.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, reply.usage
+            return reply.timings.rates(reply.usage)["prompt_tokens_per_second"]
+
+        def generate(tokens: int = GEN_TOKENS) -> float:
+            greedy = GenerationOptions(temperature=0, max_tokens=tokens)
             if kind == "tiny":  # a raw completion: a chat would end after "Hello world"
-                gen = collect(backend.complete("Loop", greedy))
+                reply = collect(backend.complete("Loop", greedy))
             else:
-                gen = collect(backend.chat([Message("user", STORY)], greedy))
-            assert gen.usage.completion_tokens == GEN_TOKENS, f"{kind} stopped after {gen.usage.completion_tokens}"
-            gen_rates.append(gen.timings.rates(gen.usage)["generation_tokens_per_second"])
-        return statistics.mean(prompt_rates), statistics.mean(gen_rates)
+                reply = collect(backend.chat([Message("user", STORY)], greedy))
+            assert reply.usage.completion_tokens == tokens, f"{kind} stopped after {reply.usage.completion_tokens}"
+            return reply.timings.rates(reply.usage)["generation_tokens_per_second"]
+
+        def loop() -> list[float]:
+            """Our generation against llama-bench's loop in this process, turn about."""
+            bare, ours = [], []
+            for i in range(LOOP_ROUNDS):
+                for side in ("bare", "ours") if i % 2 == 0 else ("ours", "bare"):
+                    if side == "bare":
+                        bare.append(backend._engine.call(bare_generation, backend))
+                    else:
+                        ours.append(generate())
+            return [statistics.median(bare), statistics.median(ours),
+                    statistics.median(q / b for b, q in zip(bare, ours))]
+
+        # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are set
+        # up on the first one), and one generation.
+        read(), generate()
+        print(json.dumps("ready"), flush=True)
+        for line in sys.stdin:  # each turn warms up as llama-bench's does: a whole read, one decoded token
+            if line.strip() == "pp":
+                read()
+                print(json.dumps(read()), flush=True)
+            elif line.strip() == "loop":
+                print(json.dumps(loop()), flush=True)
+            else:
+                generate(2)
+                print(json.dumps(generate()), flush=True)
     finally:
         backend.close()
 
 
 def main() -> None:
     binary = os.environ.get("LLAMA_BENCH")
-    if not binary:
+    models = {"SmolLM2": SMOLLM2, "tiny": build_tiny("gguf", "qwen2", QWEN_TOKENIZER)}
+    if binary:
+        print(f"qwencli's llama.cpp backend vs llama-bench, {THREADS} threads, flash attention off, rounds of 4 "
+              "turns, ABBA, per test (medians; ratio: median of the rounds' ratios)")
+        print(f"{'':30} {'llama-bench':>12} {'qwencli':>10} {'ratio':>7}  ratios seen")
+    else:
         print("decode/prompt vs llama-bench: skipped (set LLAMA_BENCH=/path/to/llama-bench; see "
               "tests/bench/engine_bench.py for how to build it from the vendored llama.cpp)")
-        return
-    models = {"SmolLM2": SMOLLM2, "tiny": build_tiny("gguf", "qwen2", QWEN_TOKENIZER)}
-    print(f"qwencli's llama.cpp backend vs llama-bench, {THREADS} threads, flash attention off, {ROUNDS} paired "
-          "rounds (medians; ratio: median of the rounds' ratios)")
-    print(f"{'':26} {'llama-bench':>12} {'qwencli':>10} {'ratio':>7}  ratios seen")
+    loops = {}
     for kind, model in models.items():
-        llama_bench(binary, model), qwen_side(model, kind)  # warm the page cache for both
-        bench: list[tuple[float, float]] = []
-        ours: list[tuple[float, float]] = []
-        for _ in range(ROUNDS):
-            bench.append(llama_bench(binary, model))
-            ours.append(qwen_side(model, kind))
-        for i, name in enumerate((f"pp{PROMPT_TOKENS}", f"tg{GEN_TOKENS}")):
-            b = [r[i] for r in bench]
-            q = [r[i] for r in ours]
-            ratios = [y / x for x, y in zip(b, q)]
-            label = f"{kind} {model.name[:14]} {name}"
-            print(f"{label:26} {statistics.median(b):>8.1f} t/s {statistics.median(q):>6.1f} t/s "
-                  f"{statistics.median(ratios):>7.3f}  {min(ratios):.3f}–{max(ratios):.3f}")
+        worker = Worker(model, kind)
+        try:
+            for test, size in (("pp", PROMPT_TOKENS), ("tg", GEN_TOKENS)) if binary else ():
+                llama_bench(binary, model, test)  # llama-bench's page cache and first run: not counted
+                bench: list[float] = []
+                ours: list[float] = []
+                started = time.monotonic()
+                for i in range(MAX_ROUNDS):
+                    if i >= ROUNDS and time.monotonic() - started > BUDGET:
+                        break
+                    turns = ("bench", "ours", "ours", "bench") if i % 2 == 0 else ("ours", "bench", "bench", "ours")
+                    rates: dict[str, list[float]] = {"bench": [], "ours": []}
+                    for side in turns:
+                        rates[side].append(llama_bench(binary, model, test) if side == "bench" else worker.ask(test))
+                    bench.append(statistics.mean(rates["bench"]))
+                    ours.append(statistics.mean(rates["ours"]))
+                ratios = [q / b for b, q in zip(bench, ours)]
+                label = f"{kind} {model.name[:14]} {test}{size} ({len(ratios)})"
+                print(f"{label:30} {statistics.median(bench):>8.1f} t/s {statistics.median(ours):>6.1f} t/s "
+                      f"{statistics.median(ratios):>7.3f}  {min(ratios):.3f}–{max(ratios):.3f}", flush=True)
+            loops[kind] = worker.ask("loop", many=True)
+        finally:
+            worker.close()
+    print(f"tg{GEN_TOKENS} in one process, {LOOP_ROUNDS} turns a side: a qwencli reply against llama-bench's loop "
+          "(decode only: random ids, nothing sampled) over the same context")
+    for kind, (bare, ours, ratio) in loops.items():
+        print(f"  {kind:8} bare loop {bare:7.1f} t/s   qwencli {ours:7.1f} t/s   ratio {ratio:.3f}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--qwen"]:
-        print(json.dumps(measure_qwen(Path(sys.argv[2]), sys.argv[3])))
+        measure_qwen(Path(sys.argv[2]), sys.argv[3])
     else:
         main()

@@ -14,7 +14,7 @@
 3. With `LLAMA_SERVER=/path/to/llama-server` (built from the vendored llama.cpp, as engine_bench.py
    builds llama-bench, with `-DLLAMA_BUILD_SERVER=ON`): 4 streaming clients against
    `qwen serve --parallel 4` and against `llama-server -np 4` on the same file, threads and context
-   per slot, in alternating rounds; target ratio ≥ 1.0.
+   per slot, in rounds of four loads, ABBA (BAAB in odd rounds); target ratio ≥ 1.0.
 
 Bounded: BENCH_ROUNDS rounds (default 5) of GEN_TOKENS tokens; every wait has a timeout.
 BENCH_THREADS (default: the physical cores) sets both sides' threads: on a machine other programs
@@ -225,9 +225,13 @@ def against_llama_server(qwen_base: str, threads: int) -> None:
         asyncio.run(clients(other.base, 4))  # warm up both
         asyncio.run(clients(qwen_base, 4))
         ours, theirs = [], []
-        for _ in range(ROUNDS):
-            theirs.append(asyncio.run(clients(other.base, 4))[0])
-            ours.append(asyncio.run(clients(qwen_base, 4))[0])
+        for i in range(ROUNDS):  # ABBA, BAAB: a drift within a round falls on both sides alike
+            bases = (other.base, qwen_base, qwen_base, other.base)
+            rates = {base: [] for base in bases}
+            for base in bases if i % 2 == 0 else bases[::-1]:
+                rates[base].append(asyncio.run(clients(base, 4))[0])
+            theirs.append(statistics.mean(rates[other.base]))
+            ours.append(statistics.mean(rates[qwen_base]))
     finally:
         other.stop()
     ratios = [q / t for q, t in zip(ours, theirs)]
