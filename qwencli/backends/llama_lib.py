@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 _FULL_IMPORT = threading.RLock()  # re-entered while the package's __init__ runs
@@ -95,12 +96,44 @@ class Context:
             self.ctx = None
 
 
+RUN = 16  # tokens from which `Batch.write_run` goes through numpy
+
+
 class Batch:
     def __init__(self, n_tokens: int, n_seq_max: int = 1):
         import llama_cpp
 
         self.batch = llama_cpp.llama_batch_init(n_tokens, 0, n_seq_max)
+        self.size = n_tokens
         self._owned = True
+        self._arrays: tuple[Any, Any, Any] | None = None
+
+    def write_run(self, tokens: Sequence[int], start: int, *, logits: bool) -> None:
+        """`tokens` at positions `start`, `start + 1`, … as the batch's first entries, each one's
+        logits flag `logits`; the sequence ids stay as written. From RUN tokens on, through numpy
+        arrays over the batch's fields: three ctypes writes a token cost ~90 µs for a 500-token
+        slice of a prompt, numpy ~10 (a tiny model reads that slice in ~12 ms)."""
+        n = len(tokens)
+        if n < RUN:
+            batch = self.batch
+            token_of, pos_of, flags = batch.token, batch.pos, batch.logits
+            for i, token in enumerate(tokens):
+                token_of[i] = token
+                pos_of[i] = start + i
+                flags[i] = logits
+            return
+        import numpy as np
+
+        if self._arrays is None:
+            batch = self.batch
+            self._arrays = tuple(  # type: ignore[assignment]
+                np.ctypeslib.as_array(field, shape=(self.size,)) for field in (batch.token, batch.pos, batch.logits)
+            )
+        assert self._arrays is not None
+        token_of, pos_of, flags = self._arrays
+        token_of[:n] = tokens
+        pos_of[:n] = np.arange(start, start + n, dtype=np.int32)
+        flags[:n] = logits
 
     def close(self) -> None:
         import llama_cpp

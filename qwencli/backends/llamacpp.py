@@ -460,13 +460,9 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         assert self._handles is not None
         batch, cached = self._handles.batch.batch, self._cached
         start = len(cached)
-        # Every entry is in sequence 0 (`_load_on_engine` wrote that once): a token costs three writes.
-        token_of, pos_of, logits_of = batch.token, batch.pos, batch.logits
-        for i, token in enumerate(tokens):
-            token_of[i] = token
-            pos_of[i] = start + i
-            logits_of[i] = every
-        logits_of[len(tokens) - 1] = logits
+        # Every entry is in sequence 0 (`_load_on_engine` wrote that once).
+        self._handles.batch.write_run(tokens, start, logits=every)
+        batch.logits[len(tokens) - 1] = logits
         batch.n_tokens = len(tokens)
         status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
         if status != 0:
