@@ -12,16 +12,21 @@ qwencli, llama-bench (BAAB in odd rounds). A llama-bench turn is a process timin
 (`-r 1`) after its warm-up run (a whole pp512; one token for tg); a qwencli turn is the same on a
 worker process that loaded the model once, as a REPL or a server has: a warm-up reply (a
 512-token prompt read; one decoded token), then the timed one (a 512-token prompt read, or 128
-tokens generated). This
-VM's speed wanders by up to 2× over a few seconds (memory bandwidth shared with its neighbours;
-the tiny model's decode is bound by it), so the halves of a pair must be close in time, and ABBA
-cancels a drift within the round. Reported: medians, and the median of the rounds' ratios (each
-round's two qwencli turns over its two llama-bench turns). Targets:
-≥ 0.97 for both, on SmolLM2 (49K vocabulary) and on a tiny random-weight Qwen2 (152K vocabulary,
-where a per-token copy of the logits row would show). llama-bench times `llama_decode` alone and
-never samples; a reply also picks each token (an argmax over the row, with Qwen's repeat penalty
-1.05: about 40 µs at 152K on a cache the decode has just swept), so on the tiny model, whose
-decode takes only ~1.1 ms, a few per cent of the gap is the sampling any real reply needs.
+tokens generated). This VM's speed wanders by up to 2× over a few seconds (memory bandwidth
+shared with its neighbours; the tiny model's decode is bound by it), so the halves of a pair must
+be close in time, and ABBA cancels a drift within the round. At least ROUNDS rounds a test, more
+while they fit in BENCH_SECONDS (a tiny-model round takes ~2 s, a SmolLM2 pp512 one ~9 s), at most
+MAX_ROUNDS. Reported: medians, and the median of the rounds' ratios (each round's two qwencli
+turns over its two llama-bench turns). Targets: ≥ 0.97 for both, on SmolLM2 (49K vocabulary) and
+on a tiny random-weight Qwen2 (152K vocabulary, where a per-token copy of the logits row would
+show). llama-bench times `llama_decode` alone and never samples; a reply also picks each token
+(an argmax over the row, with Qwen's repeat penalty 1.05: about 40 µs at 152K on a cache the
+decode has just swept), so on the tiny model, whose decode takes only ~1.3 ms, a few per cent of
+the gap is the sampling any real reply needs.
+
+Then, without llama-bench too, a measure the VM's wander blurs less: in the worker, turn about,
+a reply's generation against llama-bench's own loop (`test_gen`) written over the same context
+from Python (`bare_generation`): what qwencli costs a token, argmax included.
 """
 
 from __future__ import annotations
