@@ -38,10 +38,7 @@ class LlamaBenchContext:
             flash_attn=flash_attn,
         )
         self._lib = llama_cpp
-        entries = self._handles.batch.batch
-        for i in range(self._handles.batch.size):  # one sequence: `_decode` writes tokens, positions, flags
-            entries.n_seq_id[i] = 1
-            entries.seq_id[i][0] = 0
+        self._handles.batch.one_sequence()
         model = self._handles.model.model
         text = ctypes.create_string_buffer(256)
         llama_cpp.llama_model_desc(model, text, len(text))

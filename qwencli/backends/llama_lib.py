@@ -106,7 +106,14 @@ class Batch:
         self.batch = llama_cpp.llama_batch_init(n_tokens, 0, n_seq_max)
         self.size = n_tokens
         self._owned = True
-        self._arrays: tuple[Any, Any, Any] | None = None
+
+    def one_sequence(self) -> None:
+        """Put every entry in sequence 0, once: then a token costs only its token, position and
+        logits-flag writes (`write_run`)."""
+        batch = self.batch
+        for i in range(self.size):
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
 
     def write_run(self, tokens: Sequence[int], start: int, *, logits: bool) -> None:
         """`tokens` at positions `start`, `start + 1`, … as the batch's first entries, each one's
@@ -124,16 +131,21 @@ class Batch:
             return
         import numpy as np
 
-        if self._arrays is None:
-            batch = self.batch
-            self._arrays = tuple(  # type: ignore[assignment]
-                np.ctypeslib.as_array(field, shape=(self.size,)) for field in (batch.token, batch.pos, batch.logits)
-            )
-        assert self._arrays is not None
-        token_of, pos_of, flags = self._arrays
+        token_of, pos_of, flags = self._fields
         token_of[:n] = tokens
         pos_of[:n] = np.arange(start, start + n, dtype=np.int32)
         flags[:n] = logits
+
+    @functools.cached_property
+    def _fields(self) -> tuple[Any, Any, Any]:
+        """numpy arrays over the batch's token, position and logits-flag fields."""
+        import numpy as np
+
+        batch = self.batch
+        token_of, pos_of, flags = (
+            np.ctypeslib.as_array(f, shape=(self.size,)) for f in (batch.token, batch.pos, batch.logits)
+        )
+        return token_of, pos_of, flags
 
     def close(self) -> None:
         import llama_cpp

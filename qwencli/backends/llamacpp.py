@@ -101,10 +101,7 @@ class LlamaCppBackend(EngineTokenizer, Backend):
             self.model, load, n_ctx=n_ctx, n_batch=n_batch, threads=self._threads, gpu_layers=self._gpu_layers
         )
         self._n_ctx, self._n_batch = n_ctx, n_batch
-        batch = self._handles.batch.batch
-        for i in range(n_batch):  # one sequence: `_decode` writes only tokens, positions and logits flags
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
+        self._handles.batch.one_sequence()
         self._cached = []
         self._scored = []
         self._vocab = LlamaVocab(self._handles.model.model, self.model)

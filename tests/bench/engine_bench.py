@@ -38,14 +38,16 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+from tests.bench.pairing import abba
 from tests.models import QWEN_TOKENIZER, ROOT, SMOLLM2, build_tiny
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 BUDGET = float(os.environ.get("BENCH_SECONDS", "45"))
 MAX_ROUNDS = 40
-LOOP_ROUNDS = 15  # of our reply against llama-bench's loop in one process: each ~0.2–1.5 s a side
+LOOP_ROUNDS = 8  # ABBA rounds of our reply against llama-bench's loop in one process (~0.2–1.5 s a turn)
 WORDS = ("hello", "house", "green", "river", "stone")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PROMPT_TOKENS, GEN_TOKENS = 512, 128
@@ -70,12 +72,12 @@ class Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self._answer() == "ready"
 
-    def ask(self, test: str, *, many: bool = False):
+    def ask(self, test: str):
+        """The worker's answer to one test line (JSON: a rate, or the in-process loop's list)."""
         assert self.proc.stdin
         self.proc.stdin.write(test + "\n")
         self.proc.stdin.flush()
-        answer = self._answer()
-        return answer if many else float(answer)
+        return self._answer()
 
     def _answer(self):
         assert self.proc.stdout
@@ -125,7 +127,7 @@ def measure_qwen(model: Path, kind: str) -> None:
     from qwencli.chat import GenerationOptions, Message, collect
 
     backend = LlamaCppBackend(model, LoadOptions(threads=THREADS))
-    words = itertools.cycle(f"{word}{end}" for word in WORDS for end in ("", "s", "ed"))
+    fresh = itertools.cycle(f"{word}{end}" for word in WORDS for end in ("", "s", "ed"))
     try:
         def prompt_of(word: str) -> str:
             words = [word] * PROMPT_TOKENS  # a word is at least a token: drop the surplus until it fits
@@ -134,7 +136,7 @@ def measure_qwen(model: Path, kind: str) -> None:
             return " ".join(words)
 
         def read() -> float:
-            reply = collect(backend.complete(prompt_of(next(words)), GenerationOptions(temperature=0, max_tokens=1)))
+            reply = collect(backend.complete(prompt_of(next(fresh)), GenerationOptions(temperature=0, max_tokens=1)))
             assert reply.usage.cached_tokens <= 1 and reply.usage.prompt_tokens > 0.95 * PROMPT_TOKENS, reply.usage
             return reply.timings.rates(reply.usage)["prompt_tokens_per_second"]
 
@@ -149,13 +151,9 @@ def measure_qwen(model: Path, kind: str) -> None:
 
         def loop() -> list[float]:
             """Our generation against llama-bench's loop in this process, turn about."""
-            bare, ours = [], []
-            for i in range(LOOP_ROUNDS):
-                for side in ("bare", "ours") if i % 2 == 0 else ("ours", "bare"):
-                    if side == "bare":
-                        bare.append(backend._engine.call(bare_generation, backend))
-                    else:
-                        ours.append(generate())
+            rounds = [abba(i, lambda: backend._engine.call(bare_generation, backend), generate)
+                      for i in range(LOOP_ROUNDS)]
+            bare, ours = [r[0] for r in rounds], [r[1] for r in rounds]
             return [statistics.median(bare), statistics.median(ours),
                     statistics.median(q / b for b, q in zip(bare, ours))]
 
@@ -198,20 +196,17 @@ def main() -> None:
                 for i in range(MAX_ROUNDS):
                     if i >= ROUNDS and time.monotonic() - started > BUDGET:
                         break
-                    turns = ("bench", "ours", "ours", "bench") if i % 2 == 0 else ("ours", "bench", "bench", "ours")
-                    rates: dict[str, list[float]] = {"bench": [], "ours": []}
-                    for side in turns:
-                        rates[side].append(llama_bench(binary, model, test) if side == "bench" else worker.ask(test))
-                    bench.append(statistics.mean(rates["bench"]))
-                    ours.append(statistics.mean(rates["ours"]))
+                    theirs, mine = abba(i, partial(llama_bench, binary, model, test), partial(worker.ask, test))
+                    bench.append(theirs)
+                    ours.append(mine)
                 ratios = [q / b for b, q in zip(bench, ours)]
                 label = f"{kind} {model.name[:14]} {test}{size} ({len(ratios)})"
                 print(f"{label:30} {statistics.median(bench):>8.1f} t/s {statistics.median(ours):>6.1f} t/s "
                       f"{statistics.median(ratios):>7.3f}  {min(ratios):.3f}–{max(ratios):.3f}", flush=True)
-            loops[kind] = worker.ask("loop", many=True)
+            loops[kind] = worker.ask("loop")
         finally:
             worker.close()
-    print(f"tg{GEN_TOKENS} in one process, {LOOP_ROUNDS} turns a side: a qwencli reply against llama-bench's loop "
+    print(f"tg{GEN_TOKENS} in one process, {LOOP_ROUNDS} ABBA rounds: a qwencli reply against llama-bench's loop "
           "(decode only: random ids, nothing sampled) over the same context")
     for kind, (bare, ours, ratio) in loops.items():
         print(f"  {kind:8} bare loop {bare:7.1f} t/s   qwencli {ours:7.1f} t/s   ratio {ratio:.3f}")

@@ -35,6 +35,7 @@ import time
 
 import httpx
 
+from tests.bench.pairing import abba
 from tests.bench.run_bench import MODEL, STORY
 from tests.processes import start_server, stop_server
 
@@ -225,13 +226,11 @@ def against_llama_server(qwen_base: str, threads: int) -> None:
         asyncio.run(clients(other.base, 4))  # warm up both
         asyncio.run(clients(qwen_base, 4))
         ours, theirs = [], []
-        for i in range(ROUNDS):  # ABBA, BAAB: a drift within a round falls on both sides alike
-            bases = (other.base, qwen_base, qwen_base, other.base)
-            rates = {base: [] for base in bases}
-            for base in bases if i % 2 == 0 else bases[::-1]:
-                rates[base].append(asyncio.run(clients(base, 4))[0])
-            theirs.append(statistics.mean(rates[other.base]))
-            ours.append(statistics.mean(rates[qwen_base]))
+        for i in range(ROUNDS):
+            rate_theirs, rate_ours = abba(i, lambda: asyncio.run(clients(other.base, 4))[0],
+                                          lambda: asyncio.run(clients(qwen_base, 4))[0])
+            theirs.append(rate_theirs)
+            ours.append(rate_ours)
     finally:
         other.stop()
     ratios = [q / t for q, t in zip(ours, theirs)]
