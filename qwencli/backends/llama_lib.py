@@ -19,7 +19,7 @@ import importlib
 import importlib.util
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _FULL_IMPORT = threading.RLock()  # re-entered while the package's __init__ runs
@@ -135,6 +135,33 @@ class Batch:
         token_of[:n] = tokens
         pos_of[:n] = np.arange(start, start + n, dtype=np.int32)
         flags[:n] = logits
+
+    def token_decoder(self, ctx: Any) -> Callable[[int, int], int]:
+        """`decode(token, position)`: `llama_decode` of that one token as the batch (sequence 0,
+        logits on), returning its status: a token loop's step. The fields are written through
+        one-entry arrays made here once; through the struct, each field access makes a ctypes
+        pointer object. Measured between two decodes of the tiny model, on a cache the decode has
+        just swept: a loop of nothing but decodes spent ~24 µs a token that way, ~6 this way; a
+        reply's step from the end of one token to the next decode went from 7–12 µs to 3–4. The
+        logits flag and the count are written every token too: a prompt slice may come between."""
+        import ctypes
+
+        import llama_cpp
+
+        batch, decode = self.batch, llama_cpp.llama_decode
+        token_of, pos_of = (
+            ctypes.cast(f, ctypes.POINTER(ctypes.c_int32 * 1)).contents for f in (batch.token, batch.pos)
+        )
+        flags = ctypes.cast(batch.logits, ctypes.POINTER(ctypes.c_int8 * 1)).contents
+
+        def decode_one(token: int, position: int) -> int:
+            token_of[0] = token
+            pos_of[0] = position
+            flags[0] = 1
+            batch.n_tokens = 1
+            return decode(ctx, batch)
+
+        return decode_one
 
     @functools.cached_property
     def _fields(self) -> tuple[Any, Any, Any]:

@@ -111,8 +111,9 @@ class GreedyPicker:
 
         self._np, self._logits_at = np, logits_address()
         self._ctx, self._n_vocab = ctx, n_vocab
-        # The row's array, rebuilt only when llama.cpp moves its output buffer (a bigger batch of outputs).
-        self._address: int | None = None
+        # The row's array, rebuilt only when llama.cpp moves its output buffer (a bigger batch of
+        # outputs); -1 is no address, not even NULL's None.
+        self._address: int | None = -1
         self._row: Any = None
         self._floats: Any = None  # the same row as a ctypes array: a float at a time, no numpy call
         self._repeat = np.float32(options.repeat_penalty or 1.0)
@@ -125,20 +126,23 @@ class GreedyPicker:
         self._window: collections.deque[int] = collections.deque(maxlen=PENALTY_WINDOW)
         self._counts: collections.Counter[int] = collections.Counter()
 
-    def _logits(self, index: int) -> Any:
-        address = self._logits_at(self._ctx, index)
+    def _move_to(self, address: int | None, index: int) -> None:
+        """Point the row's arrays at `address` (llama.cpp moved its output buffer)."""
         if not address:
             raise IndexError(f"llama.cpp has no logits row {index}")
-        if address != self._address:
-            import ctypes
+        import ctypes
 
-            self._floats = (ctypes.c_float * self._n_vocab).from_address(address)
-            self._row = self._np.ctypeslib.as_array(self._floats)
-            self._address = address
-        return self._row
+        self._floats = (ctypes.c_float * self._n_vocab).from_address(address)
+        self._row = self._np.ctypeslib.as_array(self._floats)
+        self._address = address
 
     def __call__(self, index: int = -1) -> int:
-        row = self._logits(index)
+        # The row's lookup written out here, not in a method: on a cache the decode has just swept,
+        # each Python call costs microseconds.
+        address = self._logits_at(self._ctx, index)
+        if address != self._address:
+            self._move_to(address, index)
+        row = self._row
         counts = self._counts
         if not counts:  # nothing penalized yet, or no penalties: `accept` records nothing then
             best = int(row.argmax())
@@ -168,7 +172,8 @@ class GreedyPicker:
             best = int(row.argmax())
             if self._restore:
                 row.put(ids, original)
-        self.accept(best)
+        if self._penalized:
+            self.accept(best)
         return best
 
     def accept(self, token: int) -> None:

@@ -413,7 +413,9 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         budget is spent, the end of thinking is forced instead of picked. `record(token)`, if
         given, reads the token's log-probability from its row."""
         self._read(pending, list(checkpoint_at), logits=True)
+        assert self._handles is not None
         between = self._engine.between  # other contexts' short jobs go between our tokens
+        decode, cached = self._handles.batch.token_decoder(self._handles.ctx.ctx), self._cached
         forced: list[int] = []
         while True:
             if forced:
@@ -425,7 +427,10 @@ class LlamaCppBackend(EngineTokenizer, Backend):
                 record(token)
             yield token
             between()
-            self._decode_one(token)
+            status = decode(token, len(cached))  # `_decode([token], logits=True)` in fewer steps
+            if status != 0:
+                self._decode_failed(status)
+            cached.append(token)
             if thinking is not None and not forced:
                 forced = thinking.after(token)
 
@@ -465,21 +470,6 @@ class LlamaCppBackend(EngineTokenizer, Backend):
         if status != 0:
             self._decode_failed(status)
         cached.extend(tokens)
-
-    def _decode_one(self, token: int) -> None:
-        """`_decode([token], logits=True)`, the token loop's case, in fewer steps."""
-        import llama_cpp
-
-        assert self._handles is not None
-        batch, cached = self._handles.batch.batch, self._cached
-        batch.token[0] = token
-        batch.pos[0] = len(cached)
-        batch.logits[0] = True
-        batch.n_tokens = 1
-        status = llama_cpp.llama_decode(self._handles.ctx.ctx, batch)
-        if status != 0:
-            self._decode_failed(status)
-        cached.append(token)
 
     def _decode_failed(self, status: int) -> None:
         import llama_cpp
