@@ -26,7 +26,10 @@ the gap is the sampling any real reply needs.
 
 Then, without llama-bench too, a measure the VM's wander blurs less: in the worker, turn about,
 a reply's generation against llama-bench's own loop (`test_gen`) written over the same context
-from Python (`bare_generation`): what qwencli costs a token, argmax included.
+from Python (`bare_generation`): what qwencli costs a token, argmax included; and that loop
+taking each row's argmax against it: the least any loop that samples pays. Last, the same three
+with `llama_decode` timed (`DecodeClock`): a token's time outside it, in µs, which the VM's
+speed moves far less than a ratio of two rates.
 """
 
 from __future__ import annotations
@@ -112,10 +115,13 @@ def bare_generation(backend, *, argmax: bool = False) -> float:
     backend._cached.clear()  # the backend's record of the cache: empty now
     backend._scored.clear()
     token = ctypes.c_int32(random.randrange(n_vocab))
+    # Made once, as llama-bench's loop would be if it could: the batch points at `token`, and
+    # llama.cpp numbers a batch without positions from what the sequence holds.
+    batch, decode = llama_cpp.llama_batch_get_one(ctypes.pointer(token), 1), llama_cpp.llama_decode
     address, row = None, None
     started = time.perf_counter()
     for _ in range(GEN_TOKENS):
-        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ctypes.pointer(token), 1)) != 0:
+        if decode(ctx, batch) != 0:
             raise RuntimeError("llama_decode failed")
         if argmax:
             if (at := row_at(ctx, -1)) != address:  # it synchronizes, as llama_synchronize does
@@ -127,6 +133,40 @@ def bare_generation(backend, *, argmax: bool = False) -> float:
     rate = GEN_TOKENS / (time.perf_counter() - started)
     llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
     return rate
+
+
+class DecodeClock:
+    """While entered, `llama_cpp.llama_decode` is timed: `outside()` is then the median time a
+    token spent outside it (from the end of one decode to the start of the next) and `inside()`
+    the median decode. A token loop looks its `llama_decode` up when it starts (Batch.token_decoder),
+    so a reply started within sees the wrapper."""
+
+    def __enter__(self) -> DecodeClock:
+        import llama_cpp
+
+        self.marks: list[tuple[float, float]] = []
+        real = self._real = llama_cpp.llama_decode
+        clock, marks = time.perf_counter, self.marks
+
+        def timed(ctx, batch):
+            started = clock()
+            status = real(ctx, batch)
+            marks.append((started, clock()))
+            return status
+
+        llama_cpp.llama_decode = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_decode = self._real
+
+    def outside(self) -> float:
+        return statistics.median(b[0] - a[1] for a, b in itertools.pairwise(self.marks[2:]))
+
+    def inside(self) -> float:
+        return statistics.median(end - start for start, end in self.marks[2:])
 
 
 def measure_qwen(model: Path, kind: str) -> None:
@@ -171,7 +211,12 @@ def measure_qwen(model: Path, kind: str) -> None:
                 rounds = [abba(i, bare, other) for i in range(LOOP_ROUNDS)]
                 measured += [statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
                              statistics.median(r[1] / r[0] for r in rounds)]
-            return measured
+            # Then where the time goes, untimed by the rates above (the clock costs a little).
+            for run in (bare, partial(bare, argmax=True), generate):
+                with DecodeClock() as clock:
+                    run()
+                measured.append(clock.outside() * 1e6)
+            return [*measured, clock.inside() * 1e6]
 
         # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are set
         # up on the first one), and one generation.
@@ -225,9 +270,11 @@ def main() -> None:
     print(f"tg{GEN_TOKENS} in one process, {LOOP_ROUNDS} ABBA rounds each: a qwencli reply, and that loop taking "
           "the argmax of each row (the least sampling costs), against llama-bench's loop (decode only: random ids, "
           "nothing sampled) over the same context")
-    for kind, (bare, ours, ratio, bare_again, floor, floor_ratio) in loops.items():
+    for kind, (bare, ours, ratio, bare_again, floor, floor_ratio, *between, decode) in loops.items():
         print(f"  {kind:8} bare loop {bare:7.1f} t/s   qwencli {ours:7.1f} t/s   ratio {ratio:.3f}   "
               f"bare loop {bare_again:7.1f} t/s   + argmax {floor:7.1f} t/s   ratio {floor_ratio:.3f}")
+        print(f"  {'':8} a token outside llama_decode (median): bare loop {between[0]:.0f} µs, + argmax "
+              f"{between[1]:.0f} µs, qwencli {between[2]:.0f} µs; llama_decode {decode:.0f} µs")
 
 
 if __name__ == "__main__":
