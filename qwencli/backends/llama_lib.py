@@ -137,8 +137,8 @@ class Batch:
         flags[:n] = logits
 
     def token_decoder(self, ctx: Any) -> Callable[[int, int], int]:
-        """`decode(token, position)`: `llama_decode` of that one token as the batch (sequence 0,
-        logits on), returning its status: a token loop's step. The fields are written through
+        """`decode(token, position)`: `llama_decode` of that one token as the batch (logits on; in
+        sequence 0, as `one_sequence` wrote), returning its status: a token loop's step. The fields are written through
         one-entry arrays made here once; through the struct, each field access makes a ctypes
         pointer object. Measured between two decodes of the tiny model, on a cache the decode has
         just swept: a loop of nothing but decodes spent ~24 µs a token that way, ~6 this way; a

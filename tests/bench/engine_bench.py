@@ -21,7 +21,7 @@ turns over its two llama-bench turns). Targets: ≥ 0.97 for both, on SmolLM2 (4
 on a tiny random-weight Qwen2 (152K vocabulary, where a per-token copy of the logits row would
 show). llama-bench times `llama_decode` alone and never samples; a reply also picks each token
 (an argmax over the row, with Qwen's repeat penalty 1.05: about 40 µs at 152K on a cache the
-decode has just swept), so on the tiny model, whose decode takes only ~1.3 ms, a few per cent of
+decode has just swept), so on the tiny model, whose decode takes only ~1–2 ms, a few per cent of
 the gap is the sampling any real reply needs.
 
 Then, without llama-bench too, a measure the VM's wander blurs less: in the worker, turn about,
@@ -76,7 +76,7 @@ class Worker:
         assert self._answer() == "ready"
 
     def ask(self, test: str):
-        """The worker's answer to one test line (JSON: a rate, or the in-process loop's list)."""
+        """The worker's answer to one test line (JSON: a rate, or the in-process loop's figures)."""
         assert self.proc.stdin
         self.proc.stdin.write(test + "\n")
         self.proc.stdin.flush()
@@ -101,7 +101,7 @@ def bare_generation(backend, *, argmax: bool = False) -> float:
     nothing detokenized. What is left between it and a reply is qwencli's per-token cost (and
     the argmax); the machine's wander falls on both alike, as they run turn about in one process.
     `argmax`: each next id is the argmax of the row instead, read in place: the least any loop
-    that samples pays (on the tiny model, a ~1.1 ms decode and a 152K-float row)."""
+    that samples pays (on the tiny model, a ~1–2 ms decode and a 152K-float row)."""
     import ctypes
     import random
 
@@ -203,20 +203,22 @@ def measure_qwen(model: Path, kind: str) -> None:
         def bare(argmax: bool = False) -> float:
             return backend._engine.call(bare_generation, backend, argmax=argmax)
 
-        def loop() -> list[float]:
+        def loop() -> dict[str, float]:
             """Our generation against llama-bench's loop in this process, turn about; then that
-            loop with an argmax against it."""
-            measured = []
-            for other in (generate, partial(bare, argmax=True)):
+            loop with an argmax against it; then µs a token outside `llama_decode` for the three."""
+            measured = {}
+            for name, other in (("reply", generate), ("argmax", partial(bare, argmax=True))):
                 rounds = [abba(i, bare, other) for i in range(LOOP_ROUNDS)]
-                measured += [statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds),
-                             statistics.median(r[1] / r[0] for r in rounds)]
-            # Then where the time goes, untimed by the rates above (the clock costs a little).
-            for run in (bare, partial(bare, argmax=True), generate):
+                measured[f"bare vs {name}"] = statistics.median(r[0] for r in rounds)
+                measured[name] = statistics.median(r[1] for r in rounds)
+                measured[f"{name} ratio"] = statistics.median(r[1] / r[0] for r in rounds)
+            # Untimed by the rates above (the clock costs a little).
+            for name, run in (("bare", bare), ("argmax", partial(bare, argmax=True)), ("reply", generate)):
                 with DecodeClock() as clock:
                     run()
-                measured.append(clock.outside() * 1e6)
-            return [*measured, clock.inside() * 1e6]
+                measured[f"{name} outside µs"] = clock.outside() * 1e6
+            measured["decode µs"] = clock.inside() * 1e6  # the reply's
+            return measured
 
         # As llama-bench warms up: a whole 512-token batch first (its graph and KV pages are set
         # up on the first one), and one generation.
@@ -270,12 +272,13 @@ def main() -> None:
     print(f"tg{GEN_TOKENS} in one process, {LOOP_ROUNDS} ABBA rounds each: a qwencli reply, and that loop taking "
           "the argmax of each row (the least sampling costs), against llama-bench's loop (decode only: random ids, "
           "nothing sampled) over the same context")
-    for kind, (bare, ours, ratio, bare_again, floor, floor_ratio, *between, decode) in loops.items():
-        print(f"  {kind:8} bare loop {bare:7.1f} t/s   qwencli {ours:7.1f} t/s   ratio {ratio:.3f}   "
-              f"bare loop {bare_again:7.1f} t/s   + argmax {floor:7.1f} t/s   ratio {floor_ratio:.3f}")
-        print(f"  {'':8} a token outside llama_decode (median): bare loop {between[0]:.0f} µs, + argmax "
-              f"{between[1]:.0f} µs, qwencli {between[2]:.0f} µs; llama_decode {decode:.0f} µs")
-
+    for kind, m in loops.items():
+        print(f"  {kind:8} bare loop {m['bare vs reply']:7.1f} t/s   qwencli {m['reply']:7.1f} t/s   ratio "
+              f"{m['reply ratio']:.3f}   bare loop {m['bare vs argmax']:7.1f} t/s   + argmax {m['argmax']:7.1f} t/s   "
+              f"ratio {m['argmax ratio']:.3f}")
+        print(f"  {'':8} a token outside llama_decode (median): bare loop {m['bare outside µs']:.0f} µs, + argmax "
+              f"{m['argmax outside µs']:.0f} µs, qwencli {m['reply outside µs']:.0f} µs; "
+              f"llama_decode {m['decode µs']:.0f} µs")
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--qwen"]:
